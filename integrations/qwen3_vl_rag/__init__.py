@@ -1,0 +1,99 @@
+"""qwen3-vl-rag: retrieval that sees, with Qwen3-VL-Embedding and Qwen3-VL-Reranker.
+
+Importing the package is cheap: torch and transformers load on first use of a model class.
+
+Example:
+    >>> from qwen3_vl_rag import Qwen3VLEmbedder, Qwen3VLReranker, MultimodalInput
+    >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+    >>> vectors = embedder.embed_documents(["a caption", MultimodalInput(images=["page.png"])])
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from qwen3_vl_rag.errors import (
+    ConfigurationError,
+    ImageDecodeError,
+    InputError,
+    InputTooLongError,
+    MissingDependencyError,
+    ModelLoadError,
+    Qwen3VLRagError,
+    RemoteInputError,
+    ResourceExhaustedError,
+    UnsupportedInputError,
+    VideoDecodeError,
+)
+from qwen3_vl_rag.inputs import ImageSource, InputItem, MultimodalInput, Video, VideoSource
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine.quantize import (
+        Precision,
+        QuantizationCalibration,
+        quantize_embeddings,
+        truncate_embeddings,
+    )
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker, RerankResult
+    from qwen3_vl_rag.engine.vision import VisionSettings
+
+try:
+    __version__ = version("qwen3-vl-rag")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+_LAZY = {
+    "Qwen3VLEmbedder": "qwen3_vl_rag.engine.embedder",
+    "Qwen3VLReranker": "qwen3_vl_rag.engine.reranker",
+    "RerankResult": "qwen3_vl_rag.engine.reranker",
+    "Precision": "qwen3_vl_rag.engine.quantize",
+    "QuantizationCalibration": "qwen3_vl_rag.engine.quantize",
+    "quantize_embeddings": "qwen3_vl_rag.engine.quantize",
+    "truncate_embeddings": "qwen3_vl_rag.engine.quantize",
+    "VisionSettings": "qwen3_vl_rag.engine.vision",
+}
+
+__all__ = [
+    "ConfigurationError",
+    "ImageDecodeError",
+    "ImageSource",
+    "InputError",
+    "InputItem",
+    "InputTooLongError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "MultimodalInput",
+    "Precision",
+    "QuantizationCalibration",
+    "Qwen3VLEmbedder",
+    "Qwen3VLRagError",
+    "Qwen3VLReranker",
+    "RemoteInputError",
+    "RerankResult",
+    "ResourceExhaustedError",
+    "UnsupportedInputError",
+    "Video",
+    "VideoDecodeError",
+    "VideoSource",
+    "VisionSettings",
+    "__version__",
+    "quantize_embeddings",
+    "truncate_embeddings",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'qwen3_vl_rag' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,135 @@
+"""Every exception qwen3-vl-rag raises on purpose.
+
+The hierarchy::
+
+    Qwen3VLRagError                      base of everything below
+    ├── InputError (ValueError)          one input item cannot be used; names it and what to do
+    │   ├── UnsupportedInputError        a type or format we do not accept
+    │   ├── RemoteInputError             a URL, while remote fetching is not enabled
+    │   ├── ImageDecodeError             image bytes that cannot be decoded
+    │   ├── VideoDecodeError             a video with no decodable frames, or a corrupt container
+    │   └── InputTooLongError            vision tokens (plus the prompt) do not fit in max_length
+    ├── ConfigurationError (ValueError)  an argument value that cannot work (dim, precision...)
+    ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
+    ├── MissingDependencyError (ImportError)
+    │                                    an optional extra is missing; names the pip command
+    └── ResourceExhaustedError (RuntimeError)
+                                         out of memory even for a single item
+
+Subclassing the builtins keeps framework-level ``except ValueError`` clauses working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ImageDecodeError",
+    "InputError",
+    "InputTooLongError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "Qwen3VLRagError",
+    "RemoteInputError",
+    "ResourceExhaustedError",
+    "UnsupportedInputError",
+    "VideoDecodeError",
+]
+
+
+class Qwen3VLRagError(Exception):
+    """Base class of every error raised by qwen3-vl-rag."""
+
+
+class InputError(Qwen3VLRagError, ValueError):
+    """An input item cannot be embedded or scored.
+
+    Attributes:
+        item_index: Position of the offending item in the call's input list, when known.
+        source: A short description of where the item came from (a path, ``"<PIL image>"``...).
+        hint: What the caller can do about it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        item_index: int | None = None,
+        source: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.item_index = item_index
+        self.source = source
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.item_index is not None:
+            where.append(f"item {self.item_index}")
+        if self.source:
+            where.append(self.source)
+        text = f"{', '.join(where)}: {self.reason}" if where else self.reason
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+    def with_item(self, item_index: int) -> InputError:
+        """Return the same error, now naming the item's position in the caller's list."""
+        if self.item_index is not None:
+            return self
+        err = type(self)(self.reason, item_index=item_index, source=self.source, hint=self.hint)
+        err.__cause__ = self.__cause__
+        return err
+
+
+class UnsupportedInputError(InputError):
+    """The item's type or format is not one we accept."""
+
+
+class RemoteInputError(InputError):
+    """A remote URL was given but remote fetching is not enabled."""
+
+
+class ImageDecodeError(InputError):
+    """The image could not be opened or decoded."""
+
+
+class VideoDecodeError(InputError):
+    """The video could not be opened, or has no decodable frames."""
+
+
+class InputTooLongError(InputError):
+    """The item's vision tokens and fixed prompt alone exceed ``max_length``."""
+
+
+class ConfigurationError(Qwen3VLRagError, ValueError):
+    """An argument value that cannot work."""
+
+
+class ModelLoadError(Qwen3VLRagError, OSError):
+    """The checkpoint could not be loaded."""
+
+
+class MissingDependencyError(Qwen3VLRagError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the optional dependency {package!r}. "
+            f'Install it with: pip install "qwen3-vl-rag[{extra}]"'
+        )
+
+
+class ResourceExhaustedError(Qwen3VLRagError, RuntimeError):
+    """Out of memory even with a batch of one item.
+
+    Attributes:
+        item_index: Position of the item that could not be processed alone.
+    """
+
+    def __init__(self, message: str, *, item_index: int | None = None) -> None:
+        self.item_index = item_index
+        super().__init__(message)
