@@ -1,0 +1,150 @@
+"""Turn a batch of encoded sequences into model tensors, decoding pixels on worker threads.
+
+Pixels of the next batch are decoded while the model runs the current one (Pillow and PyAV
+release the GIL while decoding and resizing). A vision part shared by several sequences, such
+as the query image of a rerank call, is decoded once and freed after its last use.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from qwen3_vl_rag.engine.encoding import EncodedSequence
+from qwen3_vl_rag.engine.vision import (
+    ImagePlan,
+    VideoPlan,
+    VisionSettings,
+    load_image_pixels,
+    load_video_pixels,
+    patchify,
+)
+from qwen3_vl_rag.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["PixelLoader", "collate"]
+
+Plan = ImagePlan | VideoPlan
+
+
+def _load_patches(plan: Plan, settings: VisionSettings) -> torch.Tensor:
+    if isinstance(plan, ImagePlan):
+        return patchify(load_image_pixels(plan), settings)
+    return patchify(load_video_pixels(plan), settings)
+
+
+class PixelLoader:
+    """Decodes and patchifies vision parts ahead of use, sharing work between sequences.
+
+    Args:
+        settings: Normalisation and patch geometry.
+        sequences: Every sequence of the call, to count how often each vision part is used.
+        workers: Decoding threads; 0 decodes on the calling thread when a batch is collated.
+    """
+
+    def __init__(
+        self, settings: VisionSettings, sequences: Sequence[EncodedSequence], workers: int
+    ) -> None:
+        self.settings = settings
+        self._uses: Counter[int] = Counter(id(p) for s in sequences for p in (*s.images, *s.videos))
+        self._pending: dict[int, Future[torch.Tensor]] = {}
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="qwen3vl-pixels") if workers else None
+        )
+
+    def prefetch(self, sequences: Sequence[EncodedSequence]) -> None:
+        """Start decoding every vision part of ``sequences`` not already started."""
+        if self._pool is None:
+            return
+        for sequence in sequences:
+            for plan in (*sequence.images, *sequence.videos):
+                if id(plan) not in self._pending:
+                    self._pending[id(plan)] = self._pool.submit(_load_patches, plan, self.settings)
+
+    def get(self, plan: Plan) -> torch.Tensor:
+        """The patches of one vision part; released once its last user has taken them."""
+        key = id(plan)
+        future = self._pending.get(key)
+        if future is None:
+            future = Future()
+            try:
+                future.set_result(_load_patches(plan, self.settings))
+            except InputError as err:
+                future.set_exception(err)
+            self._pending[key] = future
+        self._uses[key] -= 1
+        if self._uses[key] <= 0:
+            del self._pending[key]
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the worker threads and drop decoded pixels."""
+        if self._pool is not None:
+            for future in self._pending.values():
+                future.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+
+
+def collate(
+    sequences: Sequence[EncodedSequence],
+    positions: Sequence[int],
+    loader: PixelLoader,
+    *,
+    pad_id: int,
+    image_pad_id: int,
+    video_pad_id: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Right-padded model inputs for one batch.
+
+    Args:
+        sequences: The batch's sequences.
+        positions: Each sequence's position in the caller's list (named in decode errors).
+        loader: Source of decoded patches.
+        pad_id: Padding token id.
+        image_pad_id: Id of ``<|image_pad|>``.
+        video_pad_id: Id of ``<|video_pad|>``.
+        device: Where the tensors go.
+
+    Returns:
+        ``input_ids``, ``attention_mask``, ``mm_token_type_ids`` and, when present,
+        ``pixel_values``/``image_grid_thw`` and ``pixel_values_videos``/``video_grid_thw``.
+    """
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    image_patches, image_grids, video_patches, video_grids = [], [], [], []
+    for row, (sequence, position) in enumerate(zip(sequences, positions, strict=True)):
+        ids[row, : len(sequence)] = torch.tensor(sequence.input_ids, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+        try:
+            for image in sequence.images:
+                image_patches.append(loader.get(image))
+                image_grids.append(image.grid)
+            for video in sequence.videos:
+                video_patches.append(loader.get(video))
+                video_grids.append(video.grid)
+        except InputError as err:
+            raise err.with_item(position) from err.__cause__
+    types = torch.zeros_like(ids)
+    types[ids == image_pad_id] = 1
+    types[ids == video_pad_id] = 2
+    batch: dict[str, Any] = {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "mm_token_type_ids": types.to(device),
+    }
+    if image_patches:
+        batch["pixel_values"] = torch.cat(image_patches).to(device)
+        batch["image_grid_thw"] = torch.tensor(image_grids, dtype=torch.long, device=device)
+    if video_patches:
+        batch["pixel_values_videos"] = torch.cat(video_patches).to(device)
+        batch["video_grid_thw"] = torch.tensor(video_grids, dtype=torch.long, device=device)
+    return batch

@@ -1,0 +1,226 @@
+"""From inputs to token sequences: plan the vision parts, render the prompt, tokenize, truncate.
+
+Everything here runs before any pixel is decoded: image sizes come from headers and video frame
+counts from containers, so each sequence's exact length is known up front and batches can be
+planned by tokens.
+
+Truncation never removes vision tokens or the chat suffix (whose last token is the one pooled or
+scored):
+
+* embedder: only the user's text is shortened, from its end; if the vision tokens and the fixed
+  prompt alone exceed ``max_length``, :class:`~qwen3_vl_rag.errors.InputTooLongError` says which
+  knob to lower. (The official embedder truncates the tail, cutting the pooled suffix.)
+* reranker: the official rule, kept exactly: the five suffix tokens stay, and the rest keeps every
+  special token plus the first ``max_length`` minus that many other tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qwen3_vl_rag.engine import prompts
+from qwen3_vl_rag.engine.vision import ImagePlan, VideoPlan, VisionSettings, plan_image, plan_video
+from qwen3_vl_rag.errors import InputError, InputTooLongError
+from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input
+
+__all__ = ["EncodedSequence", "ItemPlan", "SequenceEncoder", "plan_items"]
+
+_QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    """One item with its vision parts planned (sizes and token counts known, nothing decoded)."""
+
+    videos: tuple[VideoPlan, ...]
+    images: tuple[ImagePlan, ...]
+    text: str | None
+    instruction: str | None = None
+
+    def content(self, *, expanded: bool) -> str:
+        """This item's part of the prompt, with vision placeholders bare or expanded."""
+        if expanded:
+            videos = [prompts.video_block(v.timestamps, v.tokens_per_frame) for v in self.videos]
+            images = [prompts.image_block(i.num_tokens) for i in self.images]
+        else:
+            videos = [prompts.video_block() for _ in self.videos]
+            images = [prompts.image_block() for _ in self.images]
+        return prompts.content(videos, images, self.text)
+
+
+@dataclass(frozen=True)
+class EncodedSequence:
+    """Token ids of one model input, with its vision parts in the order their tokens appear."""
+
+    input_ids: tuple[int, ...]
+    images: tuple[ImagePlan, ...]
+    videos: tuple[VideoPlan, ...]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def plan_items(
+    items: Sequence[object], settings: VisionSettings, *, first_index: int = 0
+) -> list[ItemPlan]:
+    """Coerce and plan every item; an error names the item's position in the caller's list."""
+    plans = []
+    for offset, item in enumerate(items):
+        try:
+            plans.append(plan_item(as_multimodal_input(item), settings))
+        except InputError as err:
+            raise err.with_item(first_index + offset) from err.__cause__
+    return plans
+
+
+def plan_item(item: MultimodalInput, settings: VisionSettings) -> ItemPlan:
+    """Plan one item's video and images (headers only)."""
+    video = item.as_video()
+    videos = (plan_video(video, settings),) if video is not None else ()
+    images = tuple(plan_image(source, settings) for source in item.images)
+    return ItemPlan(videos, images, item.text, item.instruction)
+
+
+class SequenceEncoder:
+    """Renders prompts and tokenizes them exactly as the official implementation does."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        vocab = tokenizer.get_vocab()
+        self.image_pad_id = vocab[prompts.IMAGE_PAD]
+        self.video_pad_id = vocab[prompts.VIDEO_PAD]
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else vocab["<|endoftext|>"]
+        self.protected_ids = frozenset(tokenizer.all_special_ids) | {
+            vocab[t] for t in _QWEN_SPECIAL_TOKENS if t in vocab
+        }
+        self.suffix_length = len(self._tokenize([prompts.ASSISTANT_SUFFIX])[0])
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+
+    # -- embedder --------------------------------------------------------------------------------
+
+    def embedding_prompt(self, plan: ItemPlan, instruction: str, *, expanded: bool = False) -> str:
+        """The item's full prompt (vision placeholders bare unless ``expanded``)."""
+        return prompts.embedding_prompt(instruction, plan.content(expanded=expanded))
+
+    def encode_embeddings(
+        self, plans: Sequence[ItemPlan], instructions: Sequence[str], max_length: int
+    ) -> list[EncodedSequence]:
+        """Token sequences for the embedder; ``instructions`` are already normalised."""
+        texts = [
+            self.embedding_prompt(p, ins, expanded=True)
+            for p, ins in zip(plans, instructions, strict=True)
+        ]
+        sequences = []
+        for index, (plan, text, ids) in enumerate(
+            zip(plans, texts, self._tokenize(texts), strict=True)
+        ):
+            if len(ids) > max_length:
+                ids = self._shorten_text(text, plan, ids, max_length, index)
+            sequences.append(EncodedSequence(tuple(ids), plan.images, plan.videos))
+        return sequences
+
+    def _shorten_text(
+        self, text: str, plan: ItemPlan, ids: list[int], max_length: int, index: int
+    ) -> list[int]:
+        """Drop tokens from the end of the user's text until the sequence fits."""
+        user_text = plan.text or ""
+        text_end = len(text) - len(prompts.ASSISTANT_SUFFIX)
+        text_start = text_end - len(user_text)
+        offsets = self.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+        text_positions = [
+            i for i, (start, end) in enumerate(offsets) if start >= text_start and end <= text_end
+        ]
+        excess = len(ids) - max_length
+        if excess > len(text_positions):
+            fixed = len(ids) - len(text_positions)
+            raise InputTooLongError(
+                f"its vision tokens and the fixed prompt alone take {fixed} tokens, over "
+                f"max_length={max_length}.",
+                item_index=index,
+                hint=_too_long_hint(plan),
+            )
+        dropped = set(text_positions[len(text_positions) - excess :])
+        return [token for i, token in enumerate(ids) if i not in dropped]
+
+    # -- reranker --------------------------------------------------------------------------------
+
+    def reranker_prompt(
+        self, query: ItemPlan, document: ItemPlan, instruction: str, *, expanded: bool = False
+    ) -> str:
+        """The pair's full judge prompt (vision placeholders bare unless ``expanded``)."""
+        return prompts.reranker_prompt(
+            instruction, query.content(expanded=expanded), document.content(expanded=expanded)
+        )
+
+    def encode_pairs(
+        self,
+        pairs: Sequence[tuple[ItemPlan, ItemPlan]],
+        instruction: str,
+        max_length: int,
+    ) -> list[EncodedSequence]:
+        """Token sequences for the reranker, one per (query, document) pair."""
+        texts = [self.reranker_prompt(q, d, instruction, expanded=True) for q, d in pairs]
+        sequences = []
+        for index, ((query, document), ids) in enumerate(
+            zip(pairs, self._tokenize(texts), strict=True)
+        ):
+            ids = self._truncate_pair(ids, max_length, index, query, document)
+            sequences.append(
+                EncodedSequence(
+                    tuple(ids), query.images + document.images, query.videos + document.videos
+                )
+            )
+        return sequences
+
+    def _truncate_pair(
+        self, ids: list[int], max_length: int, index: int, query: ItemPlan, document: ItemPlan
+    ) -> list[int]:
+        body, suffix = ids[: -self.suffix_length], ids[-self.suffix_length :]
+        if len(body) <= max_length:
+            return ids
+        protected = self.protected_ids
+        special = sum(1 for token in body if token in protected)
+        if special > max_length:
+            raise InputTooLongError(
+                f"the pair's vision and special tokens alone take {special} tokens, over "
+                f"max_length={max_length}.",
+                item_index=index,
+                hint=_too_long_hint(query, document),
+            )
+        budget = max_length - special
+        kept = []
+        for token in body:
+            if token in protected:
+                kept.append(token)
+            elif budget > 0:
+                kept.append(token)
+                budget -= 1
+        return kept + suffix
+
+
+def _too_long_hint(*plans: ItemPlan) -> str:
+    has_video = any(p.videos for p in plans)
+    has_image = any(p.images for p in plans)
+    knobs = []
+    if has_image:
+        knobs.append("max_pixels (fewer tokens per image)")
+    if has_video:
+        knobs.append("fps, max_frames or total_pixels (fewer video tokens)")
+    knobs.append("or raise max_length")
+    return "Lower " + ", ".join(knobs) + "."

@@ -1,0 +1,296 @@
+"""Loading Qwen3-VL checkpoints: device, dtype and attention choices, safetensors only.
+
+* ``device="auto"`` picks CUDA when available, else the CPU.
+* ``dtype="auto"`` is bfloat16 on CUDA (float16 on GPUs without bf16), float32 on the CPU.
+* Attention is FlashAttention-2 when the ``flash_attn`` package is installed and the model runs in
+  half precision on CUDA, else PyTorch SDPA.
+* Weights load with transformers' Qwen3-VL classes, ``use_safetensors=True`` and never
+  ``trust_remote_code``. The reranker's score head is two rows of the LM head read directly from
+  the safetensors files, so the 151k-row vocabulary projection is never materialised.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qwen3_vl_rag.engine.vision import VisionSettings
+from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "LoadOptions",
+    "LoadedModel",
+    "load_model",
+    "load_score_head",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA if available, else CPU; anything else is passed to ``torch.device``."""
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigurationError(f"invalid device {device!r}: {exc}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"device {device!r} was requested but CUDA is not available; "
+            "use device='cpu' or 'auto'."
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``"auto"``: bfloat16 on CUDA (float16 where bf16 is unsupported), float32 elsewhere."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ConfigurationError(
+            f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'."
+        )
+    resolved: torch.dtype = getattr(torch, name)
+    return resolved
+
+
+def resolve_attention(requested: str | None, device: torch.device, dtype: torch.dtype) -> str:
+    """FlashAttention-2 when installed and usable, else SDPA; an explicit choice is kept."""
+    import torch
+
+    if requested not in (None, "auto"):
+        return str(requested)
+    half = dtype in (torch.bfloat16, torch.float16)
+    if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Where and how to load a checkpoint (the Hugging Face Hub or a local directory)."""
+
+    revision: str | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    local_files_only: bool = False
+    token: str | bool | None = None
+
+    def hub_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments understood by every transformers ``from_pretrained``."""
+        return {
+            "revision": self.revision,
+            "cache_dir": self.cache_dir,
+            "local_files_only": self.local_files_only,
+            "token": self.token,
+        }
+
+
+@dataclass
+class LoadedModel:
+    """A Qwen3-VL backbone with its tokenizer and the checkpoint's vision geometry."""
+
+    model: Any
+    tokenizer: Any
+    config: Any
+    vision: VisionSettings
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+
+
+def load_model(
+    model_id_or_path: str | os.PathLike[str],
+    *,
+    device: str | torch.device,
+    dtype: str | torch.dtype,
+    attn_implementation: str | None,
+    options: LoadOptions,
+    vision_overrides: dict[str, Any],
+) -> LoadedModel:
+    """Load tokenizer and ``Qwen3VLModel`` (no LM head) from a checkpoint.
+
+    Raises:
+        ModelLoadError: When the checkpoint is missing, not Qwen3-VL, or has no safetensors.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = os.fspath(model_id_or_path)
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    attention = resolve_attention(attn_implementation, resolved_device, resolved_dtype)
+    hub = options.hub_kwargs()
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **hub)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_load_failure(source, exc)) from exc
+    if getattr(config, "model_type", None) != "qwen3_vl":
+        raise ModelLoadError(
+            f"{source!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint; expected a "
+            "Qwen3-VL one (model_type 'qwen3_vl'), such as Qwen/Qwen3-VL-Embedding-2B."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub)
+        model = _backbone_class().from_pretrained(
+            source,
+            config=config,
+            dtype=resolved_dtype,
+            attn_implementation=attention,
+            use_safetensors=True,
+            trust_remote_code=False,
+            **hub,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_load_failure(source, exc)) from exc
+    model.to(resolved_device).eval()
+    vision = _vision_settings(
+        config, _read_json(source, "preprocessor_config.json", options), vision_overrides
+    )
+    logger.info(
+        "loaded %s on %s (%s, %s attention)", source, resolved_device, resolved_dtype, attention
+    )
+    return LoadedModel(model, tokenizer, config, vision, resolved_device, resolved_dtype, source)
+
+
+@functools.cache
+def _backbone_class() -> Any:
+    """``Qwen3VLModel`` that expects the LM head in a checkpoint and quietly skips it."""
+    from transformers import Qwen3VLModel
+
+    class Qwen3VLBackbone(Qwen3VLModel):  # type: ignore[misc]
+        _keys_to_ignore_on_load_unexpected = (r"^lm_head\.",)
+
+    return Qwen3VLBackbone
+
+
+def _load_failure(source: str, exc: BaseException) -> str:
+    message = f"could not load a Qwen3-VL checkpoint from {source!r}: {exc}"
+    text = str(exc).lower()
+    if "safetensors" in text or ".bin" in text:
+        message += " (only safetensors weights are loaded; pickle files are never used)"
+    elif not Path(source).exists():
+        message += (
+            " (a Hub id needs network access or a cached copy; pass a local directory, or set "
+            "HF_HUB_OFFLINE=1 to use the cache)"
+        )
+    return message
+
+
+def _resolve_file(source: str, filename: str, options: LoadOptions) -> str | None:
+    local = Path(source)
+    if local.is_dir():
+        candidate = local / filename
+        return str(candidate) if candidate.is_file() else None
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(
+            source, filename, _raise_exceptions_for_missing_entries=False, **options.hub_kwargs()
+        )
+    except OSError:
+        return None
+
+
+def _read_json(source: str, filename: str, options: LoadOptions) -> dict[str, Any]:
+    path = _resolve_file(source, filename, options)
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def _vision_settings(
+    config: Any, preprocessor: dict[str, Any], overrides: dict[str, Any]
+) -> VisionSettings:
+    vision = config.vision_config
+    geometry = {
+        "patch_size": int(vision.patch_size),
+        "merge_size": int(vision.spatial_merge_size),
+        "temporal_patch_size": int(vision.temporal_patch_size),
+        "image_mean": tuple(preprocessor.get("image_mean", (0.5, 0.5, 0.5))),
+        "image_std": tuple(preprocessor.get("image_std", (0.5, 0.5, 0.5))),
+    }
+    return VisionSettings(**geometry, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_score_head(loaded: LoadedModel, options: LoadOptions) -> torch.Tensor:
+    """``lm_head[yes] - lm_head[no]`` as a vector, in the model's dtype, on its device.
+
+    Read from the checkpoint's safetensors (``lm_head.weight``), or from the input embeddings
+    when the checkpoint ties them (then no ``lm_head.weight`` is stored).
+
+    Raises:
+        ModelLoadError: When ``yes``/``no`` are not single tokens of the tokenizer.
+    """
+    import torch
+
+    vocab = loaded.tokenizer.get_vocab()
+    missing = [word for word in ("yes", "no") if word not in vocab]
+    if missing:
+        raise ModelLoadError(
+            f"{loaded.source!r}: the tokenizer has no single token for {missing}; a Qwen3-VL "
+            "reranker scores with the 'yes' and 'no' tokens."
+        )
+    yes, no = vocab["yes"], vocab["no"]
+    rows = _lm_head_rows(loaded.source, (yes, no), options)
+    if rows is None:
+        embeddings = loaded.model.get_input_embeddings().weight
+        rows = embeddings[[yes, no]].detach()
+    # The official code casts both rows to the model dtype and subtracts there.
+    rows = rows.to(device=loaded.device, dtype=loaded.dtype)
+    with torch.no_grad():
+        head: torch.Tensor = rows[0] - rows[1]
+    return head
+
+
+def _lm_head_rows(source: str, ids: tuple[int, int], options: LoadOptions) -> torch.Tensor | None:
+    import torch
+    from safetensors import safe_open
+
+    index_path = _resolve_file(source, "model.safetensors.index.json", options)
+    if index_path is not None:
+        with open(index_path, encoding="utf-8") as handle:
+            shard = json.load(handle)["weight_map"].get("lm_head.weight")
+        if shard is None:
+            return None
+        path = _resolve_file(source, shard, options)
+    else:
+        path = _resolve_file(source, "model.safetensors", options)
+    if path is None:
+        return None
+    with safe_open(path, framework="pt") as handle:
+        if "lm_head.weight" not in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+            return None
+        weight = handle.get_slice("lm_head.weight")
+        return torch.stack([weight[i : i + 1][0] for i in ids])

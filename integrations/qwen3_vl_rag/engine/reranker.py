@@ -1,0 +1,252 @@
+"""``Qwen3VLReranker``: a yes/no cross-encoder over multimodal query/document pairs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from qwen3_vl_rag.engine import prompts
+from qwen3_vl_rag.engine.backbone import Backbone
+from qwen3_vl_rag.engine.encoding import ItemPlan, plan_items
+from qwen3_vl_rag.engine.loading import LoadOptions, load_model, load_score_head
+from qwen3_vl_rag.errors import ConfigurationError, InputError
+from qwen3_vl_rag.inputs import InputItem
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Qwen3VLReranker", "RerankResult"]
+
+
+class RerankResult(NamedTuple):
+    """One reranked document: its position in the input list and its relevance in [0, 1]."""
+
+    index: int
+    score: float
+
+
+class Qwen3VLReranker:
+    """Scores how well documents answer a query with Qwen3-VL-Reranker (text, images, video).
+
+    The score is the official one: ``sigmoid(h . (w_yes - w_no))`` at the last token of the judge
+    prompt, i.e. the model's probability of answering "yes". Pairs are scored in batches under a
+    token budget, not one forward pass per pair, and a query image is decoded once per call.
+
+    Example:
+        >>> from qwen3_vl_rag import Qwen3VLReranker
+        >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+        >>> ranked = reranker.rerank("red bar chart of 2023 revenue",
+        ...                          [Path("p1.png"), "Revenue table", Path("p7.png")], top_n=2)
+        >>> [(r.index, round(r.score, 3)) for r in ranked]
+        [(2, 0.912), (0, 0.407)]
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        score_head: torch.Tensor,
+        *,
+        max_length: int = 10240,
+        instruction: str = prompts.DEFAULT_RERANK_INSTRUCTION,
+    ) -> None:
+        if max_length < 32:
+            raise ConfigurationError(f"max_length must be at least 32, got {max_length}.")
+        self.backbone = backbone
+        self.score_head = score_head
+        self.max_length = max_length
+        self.instruction = instruction
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        revision: str | None = None,
+        attn_implementation: str | None = None,
+        max_length: int = 10240,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        total_pixels: int | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        batch_tokens: int | None = None,
+        decode_workers: int | None = None,
+        instruction: str = prompts.DEFAULT_RERANK_INSTRUCTION,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> Qwen3VLReranker:
+        """Load a Qwen3-VL-Reranker checkpoint (2B or 8B) from the Hub or a local directory.
+
+        Args:
+            model_id_or_path: A Hub id such as ``"Qwen/Qwen3-VL-Reranker-2B"`` or a local path.
+            device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:1"``...
+            dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), or an explicit dtype.
+            revision: A Hub branch, tag or commit.
+            attn_implementation: ``None`` picks FlashAttention-2 when installed, else SDPA.
+            max_length: Tokens per pair before the five-token answer suffix (official: 10240).
+            min_pixels: Lower bound on an image's pixels after resizing (default 4096).
+            max_pixels: Upper bound on an image's pixels after resizing (default 1843200).
+            total_pixels: Upper bound on all frames of a video together (default 7864320).
+            fps: Frames sampled per second of a video file (default 1.0).
+            max_frames: Upper bound on frames per video (default 64).
+            batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 8192 on CPU).
+            decode_workers: Threads decoding pixels ahead of the model (default up to 4).
+            instruction: The default task instruction.
+            cache_dir: Hugging Face cache directory.
+            local_files_only: Never touch the network.
+            token: Hugging Face token for gated or private repositories.
+        """
+        options = LoadOptions(revision, cache_dir, local_files_only, token)
+        loaded = load_model(
+            model_id_or_path,
+            device=device,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            options=options,
+            vision_overrides={
+                "min_pixels": min_pixels,
+                "max_pixels": max_pixels,
+                "total_pixels": total_pixels,
+                "fps": fps,
+                "max_frames": max_frames,
+            },
+        )
+        head = load_score_head(loaded, options)
+        backbone = Backbone(loaded, batch_tokens=batch_tokens, decode_workers=decode_workers)
+        return cls(backbone, head, max_length=max_length, instruction=instruction)
+
+    @property
+    def model_id(self) -> str:
+        """The checkpoint this reranker was loaded from."""
+        return self.backbone.loaded.source
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on."""
+        return self.backbone.loaded.device
+
+    def __repr__(self) -> str:
+        loaded = self.backbone.loaded
+        return (
+            f"Qwen3VLReranker(model={loaded.source!r}, device={loaded.device}, "
+            f"dtype={loaded.dtype})"
+        )
+
+    def score(
+        self,
+        query: InputItem,
+        documents: Sequence[InputItem],
+        *,
+        instruction: str | None = None,
+        batch_tokens: int | None = None,
+        show_progress: bool = False,
+    ) -> list[float]:
+        """Relevance of each document to the query, in document order, each in [0, 1].
+
+        Args:
+            query: Text, image, video or a :class:`~qwen3_vl_rag.MultimodalInput` mix.
+            documents: Items of the same kinds.
+            instruction: The task, e.g. "Retrieve charts that answer the question." (default: the
+                official "Given a search query, retrieve relevant candidates that answer the
+                query."). Used verbatim, as the official reranker does.
+            batch_tokens: Padded tokens per forward pass, for this call only.
+            show_progress: Show a progress bar.
+
+        Raises:
+            InputError: For a document that cannot be used (``item_index`` is its position) or a
+                query that cannot be used (the message says "query").
+        """
+        try:
+            (query_plan,) = plan_items([query], self.backbone.loaded.vision)
+        except InputError as err:
+            raise type(err)(f"the query: {err.reason}", source=err.source, hint=err.hint) from err
+        document_plans = plan_items(documents, self.backbone.loaded.vision)
+        return self._score_pairs(
+            [(query_plan, d) for d in document_plans],
+            instruction,
+            batch_tokens=batch_tokens,
+            show_progress=show_progress,
+        )
+
+    def score_pairs(
+        self,
+        pairs: Sequence[tuple[InputItem, InputItem]],
+        *,
+        instruction: str | None = None,
+        batch_tokens: int | None = None,
+        show_progress: bool = False,
+    ) -> list[float]:
+        """Relevance of each ``(query, document)`` pair; queries may differ between pairs.
+
+        An input error's ``item_index`` is the position of the pair.
+        """
+        vision = self.backbone.loaded.vision
+        queries = plan_items([query for query, _ in pairs], vision)
+        documents = plan_items([document for _, document in pairs], vision)
+        planned = list(zip(queries, documents, strict=True))
+        return self._score_pairs(
+            planned, instruction, batch_tokens=batch_tokens, show_progress=show_progress
+        )
+
+    def rerank(
+        self,
+        query: InputItem,
+        documents: Sequence[InputItem],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        batch_tokens: int | None = None,
+        show_progress: bool = False,
+    ) -> list[RerankResult]:
+        """Documents sorted best first as ``(index, score)`` pairs, at most ``top_n`` of them.
+
+        Ties keep the input order. Other arguments are those of :meth:`score`.
+        """
+        if top_n is not None and top_n < 0:
+            raise ConfigurationError(f"top_n must be non-negative, got {top_n}.")
+        scores = self.score(
+            query,
+            documents,
+            instruction=instruction,
+            batch_tokens=batch_tokens,
+            show_progress=show_progress,
+        )
+        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return [RerankResult(i, scores[i]) for i in ranked[:top_n]]
+
+    def format_prompt(
+        self, query: InputItem, document: InputItem, *, instruction: str | None = None
+    ) -> str:
+        """The pair's judge prompt as the model sees it, with vision placeholders not expanded."""
+        query_plan, document_plan = plan_items([query, document], self.backbone.loaded.vision)
+        return self.backbone.encoder.reranker_prompt(
+            query_plan, document_plan, instruction or self.instruction
+        )
+
+    def _score_pairs(
+        self,
+        pairs: Sequence[tuple[ItemPlan, ItemPlan]],
+        instruction: str | None,
+        *,
+        batch_tokens: int | None,
+        show_progress: bool,
+    ) -> list[float]:
+        import torch
+        from tqdm.auto import tqdm
+
+        sequences = self.backbone.encoder.encode_pairs(
+            pairs, instruction or self.instruction, self.max_length
+        )
+        with tqdm(
+            total=len(sequences), desc="Reranking", unit="pair", disable=not show_progress
+        ) as bar:
+            hidden = self.backbone.last_hidden_states(
+                sequences, batch_tokens=batch_tokens, progress=bar
+            )
+        head = self.score_head.to(device="cpu", dtype=torch.float32)
+        logits = hidden @ head
+        return [float(s) for s in torch.sigmoid(logits)]
