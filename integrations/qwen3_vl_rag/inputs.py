@@ -116,7 +116,7 @@ class MultimodalInput:
     instruction: str | None = None
 
     def __post_init__(self) -> None:
-        images = self.images
+        images: Any = self.images
         if images is None:
             images = ()
         elif _is_single_image(images):

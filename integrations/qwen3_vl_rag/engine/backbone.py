@@ -138,7 +138,8 @@ class Backbone:
             hidden = self.loaded.model(**inputs, use_cache=False).last_hidden_state
         # right padding: a row's last real token sits at (its length - 1)
         last = inputs["attention_mask"].sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        pooled: torch.Tensor = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return pooled
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

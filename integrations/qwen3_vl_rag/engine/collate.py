@@ -61,7 +61,8 @@ class PixelLoader:
         if self._pool is None:
             return
         for sequence in sequences:
-            for plan in (*sequence.images, *sequence.videos):
+            plans: tuple[Plan, ...] = (*sequence.images, *sequence.videos)
+            for plan in plans:
                 if id(plan) not in self._pending:
                     self._pending[id(plan)] = self._pool.submit(_load_patches, plan, self.settings)
 

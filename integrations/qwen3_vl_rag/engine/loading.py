@@ -187,10 +187,9 @@ def _backbone_class() -> Any:
     """``Qwen3VLModel`` that expects the LM head in a checkpoint and quietly skips it."""
     from transformers import Qwen3VLModel
 
-    class Qwen3VLBackbone(Qwen3VLModel):  # type: ignore[misc]
-        _keys_to_ignore_on_load_unexpected = (r"^lm_head\.",)
-
-    return Qwen3VLBackbone
+    return type(
+        "Qwen3VLBackbone", (Qwen3VLModel,), {"_keys_to_ignore_on_load_unexpected": [r"^lm_head\."]}
+    )
 
 
 def _load_failure(source: str, exc: BaseException) -> str:
@@ -211,7 +210,7 @@ def _resolve_file(source: str, filename: str, options: LoadOptions) -> str | Non
     if local.is_dir():
         candidate = local / filename
         return str(candidate) if candidate.is_file() else None
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     try:
         return cached_file(
@@ -234,14 +233,20 @@ def _vision_settings(
     config: Any, preprocessor: dict[str, Any], overrides: dict[str, Any]
 ) -> VisionSettings:
     vision = config.vision_config
-    geometry = {
-        "patch_size": int(vision.patch_size),
-        "merge_size": int(vision.spatial_merge_size),
-        "temporal_patch_size": int(vision.temporal_patch_size),
-        "image_mean": tuple(preprocessor.get("image_mean", (0.5, 0.5, 0.5))),
-        "image_std": tuple(preprocessor.get("image_std", (0.5, 0.5, 0.5))),
-    }
-    return VisionSettings(**geometry, **{k: v for k, v in overrides.items() if v is not None})
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    return VisionSettings(
+        patch_size=int(vision.patch_size),
+        merge_size=int(vision.spatial_merge_size),
+        temporal_patch_size=int(vision.temporal_patch_size),
+        image_mean=_triple(preprocessor.get("image_mean", (0.5, 0.5, 0.5))),
+        image_std=_triple(preprocessor.get("image_std", (0.5, 0.5, 0.5))),
+        **chosen,
+    )
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    first, second, third = (float(v) for v in values)
+    return (first, second, third)
 
 
 def load_score_head(loaded: LoadedModel, options: LoadOptions) -> torch.Tensor:

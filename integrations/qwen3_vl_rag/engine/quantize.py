@@ -171,5 +171,7 @@ def quantize_embeddings(
     step = np.maximum((high - low) / 255.0, np.float32(1e-12))
     levels = np.rint((array - low) / step)
     if precision == "uint8":
-        return np.clip(levels, 0, 255).astype(np.uint8)
-    return np.clip(levels - 128, -128, 127).astype(np.int8)
+        codes: np.ndarray = np.clip(levels, 0, 255).astype(np.uint8)
+    else:
+        codes = np.clip(levels - 128, -128, 127).astype(np.int8)
+    return codes

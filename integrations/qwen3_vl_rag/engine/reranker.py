@@ -22,7 +22,7 @@ __all__ = ["Qwen3VLReranker", "RerankResult"]
 class RerankResult(NamedTuple):
     """One reranked document: its position in the input list and its relevance in [0, 1]."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as rerank APIs name it
     score: float
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from qwen3_vl_rag.errors import (
     ConfigurationError,
     ImageDecodeError,
+    InputError,
     UnsupportedInputError,
     VideoDecodeError,
 )
@@ -240,6 +241,8 @@ def open_image(source: object) -> PILImage.Image:
                     source=describe_source(source),
                 )
             return Image.open(path)
+    except InputError:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(
             f"refused as a decompression bomb ({exc}).", source=describe_source(source)
@@ -512,7 +515,7 @@ def probe_video(path: Path) -> _VideoHeader:
             width, height = stream.codec_context.width, stream.codec_context.height
             frames = int(stream.frames or 0)
             if frames <= 0:  # some containers (WebM, MKV) do not record it: count packets
-                frames = sum(1 for packet in container.demux(stream) if packet.size)
+                frames = _count_packets(container, stream)
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -524,6 +527,18 @@ def probe_video(path: Path) -> _VideoHeader:
     if not rate or float(rate) <= 0:
         raise VideoDecodeError("the video's frame rate is unknown.", source=label)
     return _VideoHeader(frames, float(rate), int(width), int(height))
+
+
+def _count_packets(container: Any, stream: Any) -> int:
+    import av
+
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += 1 if packet.size else 0
+    except av.error.EOFError:
+        pass  # a container cut short after its header: count what is there
+    return count
 
 
 def _plan_video_file(video: Video, settings: VisionSettings) -> VideoPlan:

@@ -279,6 +279,15 @@ def _training_corpus() -> list[str]:
     return lines
 
 
+def vocab_id(tokenizer: Any, token: str) -> int:
+    """The id of a token that must exist."""
+    found = tokenizer.token_to_id(token)
+    if found is None:  # pragma: no cover - guards the corpus and added tokens
+        msg = f"tiny tokenizer: {token!r} is missing"
+        raise RuntimeError(msg)
+    return int(found)
+
+
 def _write_tokenizer(out: Path) -> dict[str, int]:
     from tokenizers import (
         AddedToken,
@@ -303,7 +312,9 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
     tok.post_processor = processors.ByteLevel(
         add_prefix_space=False, trim_offsets=False, use_regex=False
     )
-    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel(  # type: ignore[call-arg]  # the stubs lag the bindings
+        add_prefix_space=False, trim_offsets=False, use_regex=False
+    )
     trainer = trainers.BpeTrainer(
         vocab_size=_BPE_VOCAB_SIZE,
         min_frequency=2,
@@ -330,7 +341,7 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
             for t in QWEN_ADDED_TOKENS
         ]
     )
-    ids = {t: tok.token_to_id(t) for t in QWEN_ADDED_TOKENS}
+    ids: dict[str, int] = {t: vocab_id(tok, t) for t in QWEN_ADDED_TOKENS}
     base = ids[QWEN_ADDED_TOKENS[0]]
     if [ids[t] for t in QWEN_ADDED_TOKENS] != list(range(base, base + len(QWEN_ADDED_TOKENS))):
         msg = "tiny tokenizer: added token ids are not contiguous"  # pragma: no cover

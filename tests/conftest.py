@@ -1,0 +1,81 @@
+"""Shared fixtures: offline guards, tiny checkpoints built once per session, generated media."""
+
+from __future__ import annotations
+
+import os
+
+# Never reach for the Hub, even by accident; sockets are also blocked by pytest-socket.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag import Qwen3VLEmbedder, Qwen3VLReranker
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tag tests by tier from their folder, so ``-m unit`` and friends work."""
+    for item in items:
+        tier = Path(item.fspath).relative_to(TESTS).parts[0]
+        if tier in ("unit", "integration", "parity"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def tiny_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qwen3_vl_rag.testing import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "embedding", kind="embedding")
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qwen3_vl_rag.testing import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "reranker", kind="reranker")
+
+
+@pytest.fixture(scope="session")
+def embedder(tiny_embedding_path: Path) -> Qwen3VLEmbedder:
+    from qwen3_vl_rag import Qwen3VLEmbedder
+
+    return Qwen3VLEmbedder.from_pretrained(tiny_embedding_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reranker(tiny_reranker_path: Path) -> Qwen3VLReranker:
+    from qwen3_vl_rag import Qwen3VLReranker
+
+    return Qwen3VLReranker.from_pretrained(tiny_reranker_path, device="cpu")
+
+
+@pytest.fixture
+def rng() -> np.random.RandomState:
+    return np.random.RandomState(1234)
+
+
+def write_mp4(
+    path: Path, frames: int = 12, fps: int = 6, width: int = 96, height: int = 64
+) -> Path:
+    """A small H.264 clip whose frame ``i`` has red level ``10 * i``."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            array = np.zeros((height, width, 3), np.uint8)
+            array[..., 0] = min(255, 10 * i)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
