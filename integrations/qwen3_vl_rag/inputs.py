@@ -119,7 +119,7 @@ class MultimodalInput:
         images: Any = self.images
         if images is None:
             images = ()
-        elif _is_single_image(images):
+        elif is_single_image(images):
             images = (images,)
         object.__setattr__(self, "images", tuple(images))
         if self.text is not None and not isinstance(self.text, str):
@@ -147,7 +147,7 @@ InputItem: TypeAlias = Union[str, MultimodalInput, Video, ImageSource, Mapping[s
 """Anything accepted as one item by ``embed`` or as a query/document by the reranker."""
 
 
-def _is_single_image(value: object) -> bool:
+def is_single_image(value: object) -> bool:
     if isinstance(value, (str, bytes, bytearray, os.PathLike)):
         return True
     type_name = type(value).__module__ + "." + type(value).__name__
@@ -191,7 +191,7 @@ def as_multimodal_input(item: object) -> MultimodalInput:
             result = MultimodalInput(video=Video(path))
         else:
             result = MultimodalInput(images=(path,))
-    elif isinstance(item, (bytes, bytearray)) or _is_single_image(item):
+    elif isinstance(item, (bytes, bytearray)) or is_single_image(item):
         result = MultimodalInput(images=(item,))  # type: ignore[arg-type]
     else:
         raise UnsupportedInputError(
@@ -236,7 +236,7 @@ def _from_mapping(item: Mapping[str, Any]) -> MultimodalInput:
     images = item.get("images", item.get("image"))
     if images is None:
         images = ()
-    elif _is_single_image(images):
+    elif is_single_image(images):
         images = (images,)
     return MultimodalInput(
         text=text,

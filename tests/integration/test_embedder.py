@@ -374,3 +374,24 @@ def test_decoding_on_the_calling_thread_gives_the_same_vectors(
     finally:
         embedder.backbone.decode_workers = previous
     np.testing.assert_allclose(out, singles, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "single",
+    [
+        "hello",
+        b"\x89PNG",
+        MultimodalInput(text="x"),
+        Video("a.mp4"),
+        Path("a.png"),
+        Image.new("RGB", (8, 8)),
+        {"text": "x"},
+    ],
+    ids=["str", "bytes", "multimodal", "video", "path", "pil", "dict"],
+)
+def test_a_single_item_instead_of_a_list_is_refused(
+    embedder: Qwen3VLEmbedder, single: object
+) -> None:
+    """A str is a sequence of characters: embedding it must not silently embed each character."""
+    with pytest.raises(UnsupportedInputError, match="expected a list of items"):
+        embedder.embed(single)  # type: ignore[arg-type]

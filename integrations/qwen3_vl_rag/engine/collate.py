@@ -123,7 +123,7 @@ def collate(
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     image_patches, image_grids, video_patches, video_grids = [], [], [], []
     for row, (sequence, position) in enumerate(zip(sequences, positions, strict=True)):
-        ids[row, : len(sequence)] = torch.tensor(sequence.input_ids, dtype=torch.long)
+        ids[row, : len(sequence)] = torch.from_numpy(sequence.input_ids)
         mask[row, : len(sequence)] = 1
         try:
             for image in sequence.images:

@@ -16,16 +16,23 @@ scored):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from qwen3_vl_rag.engine import prompts
 from qwen3_vl_rag.engine.vision import ImagePlan, VideoPlan, VisionSettings, plan_image, plan_video
-from qwen3_vl_rag.errors import InputError, InputTooLongError
-from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input
+from qwen3_vl_rag.errors import InputError, InputTooLongError, UnsupportedInputError
+from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input, is_single_image
 
 __all__ = ["EncodedSequence", "ItemPlan", "SequenceEncoder", "plan_items"]
+
+# Prompts are tokenized this many at a time, so a call with many large images never holds every
+# expanded prompt and Python-int token list at once.
+_TOKENIZE_CHUNK = 256
+_T = TypeVar("_T")
 
 _QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -59,11 +66,11 @@ class ItemPlan:
         return prompts.content(videos, images, self.text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EncodedSequence:
     """Token ids of one model input, with its vision parts in the order their tokens appear."""
 
-    input_ids: tuple[int, ...]
+    input_ids: np.ndarray  # int32, compact: a 1800-token image costs 7 KB, not 50 KB of ints
     images: tuple[ImagePlan, ...]
     videos: tuple[VideoPlan, ...]
 
@@ -74,7 +81,20 @@ class EncodedSequence:
 def plan_items(
     items: Sequence[object], settings: VisionSettings, *, first_index: int = 0
 ) -> list[ItemPlan]:
-    """Coerce and plan every item; an error names the item's position in the caller's list."""
+    """Coerce and plan every item; an error names the item's position in the caller's list.
+
+    Raises:
+        UnsupportedInputError: When ``items`` is a single item rather than a list of items.
+    """
+    if (
+        isinstance(items, (str, bytes, bytearray, MultimodalInput, Mapping))
+        or not isinstance(items, (Sequence, Iterable))
+        or is_single_image(items)
+    ):
+        raise UnsupportedInputError(
+            f"expected a list of items, got a single {type(items).__name__}.",
+            hint="Wrap it in a list, e.g. embed([item]).",
+        )
     plans = []
     for offset, item in enumerate(items):
         try:
@@ -112,6 +132,10 @@ class SequenceEncoder:
             return []
         return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
+    def suffix_ids(self) -> list[int]:
+        """Token ids of the chat suffix that ends every prompt."""
+        return self._tokenize([prompts.ASSISTANT_SUFFIX])[0]
+
     # -- embedder --------------------------------------------------------------------------------
 
     def embedding_prompt(self, plan: ItemPlan, instruction: str, *, expanded: bool = False) -> str:
@@ -122,17 +146,17 @@ class SequenceEncoder:
         self, plans: Sequence[ItemPlan], instructions: Sequence[str], max_length: int
     ) -> list[EncodedSequence]:
         """Token sequences for the embedder; ``instructions`` are already normalised."""
-        texts = [
-            self.embedding_prompt(p, ins, expanded=True)
-            for p, ins in zip(plans, instructions, strict=True)
-        ]
         sequences = []
-        for index, (plan, text, ids) in enumerate(
-            zip(plans, texts, self._tokenize(texts), strict=True)
-        ):
-            if len(ids) > max_length:
-                ids = self._shorten_text(text, plan, ids, max_length, index)
-            sequences.append(EncodedSequence(tuple(ids), plan.images, plan.videos))
+        for start, chunk in _chunked(list(zip(plans, instructions, strict=True))):
+            texts = [self.embedding_prompt(p, ins, expanded=True) for p, ins in chunk]
+            for offset, ((plan, _), text, ids) in enumerate(
+                zip(chunk, texts, self._tokenize(texts), strict=True)
+            ):
+                if len(ids) > max_length:
+                    ids = self._shorten_text(text, plan, ids, max_length, start + offset)
+                sequences.append(
+                    EncodedSequence(np.asarray(ids, dtype=np.int32), plan.images, plan.videos)
+                )
         return sequences
 
     def _shorten_text(
@@ -175,17 +199,20 @@ class SequenceEncoder:
         max_length: int,
     ) -> list[EncodedSequence]:
         """Token sequences for the reranker, one per (query, document) pair."""
-        texts = [self.reranker_prompt(q, d, instruction, expanded=True) for q, d in pairs]
         sequences = []
-        for index, ((query, document), ids) in enumerate(
-            zip(pairs, self._tokenize(texts), strict=True)
-        ):
-            ids = self._truncate_pair(ids, max_length, index, query, document)
-            sequences.append(
-                EncodedSequence(
-                    tuple(ids), query.images + document.images, query.videos + document.videos
+        for start, chunk in _chunked(list(pairs)):
+            texts = [self.reranker_prompt(q, d, instruction, expanded=True) for q, d in chunk]
+            for offset, ((query, document), ids) in enumerate(
+                zip(chunk, self._tokenize(texts), strict=True)
+            ):
+                ids = self._truncate_pair(ids, max_length, start + offset, query, document)
+                sequences.append(
+                    EncodedSequence(
+                        np.asarray(ids, dtype=np.int32),
+                        query.images + document.images,
+                        query.videos + document.videos,
+                    )
                 )
-            )
         return sequences
 
     def _truncate_pair(
@@ -212,6 +239,11 @@ class SequenceEncoder:
                 kept.append(token)
                 budget -= 1
         return kept + suffix
+
+
+def _chunked(items: list[_T]) -> Iterator[tuple[int, list[_T]]]:
+    for start in range(0, len(items), _TOKENIZE_CHUNK):
+        yield start, items[start : start + _TOKENIZE_CHUNK]
 
 
 def _too_long_hint(*plans: ItemPlan) -> str:
