@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
+# The benchmarks get their own environment: sentence-transformers' Qwen3-VL path needs
+# torchvision, which must never leak into the library's test environment.
+BENCH  := .venv-bench
 # pip on these machines finds the CPU torch wheel through its find-links; uv reads no pip config.
 FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 UV_ENV := $(if $(FIND_LINKS),UV_FIND_LINKS="$(FIND_LINKS)",)
@@ -24,6 +27,13 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt | $(UV)
 	$(UV_ENV) $(UV) pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[$*]"
 	@touch $@
 
+$(BENCH)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(BENCH)
+	$(BENCH)/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(UV_ENV) $(BENCH)/bin/uv pip install --quiet --python $(BENCH)/bin/python -c constraints.txt \
+		-e ".[bench]" torchvision
+	@touch $@
+
 install: $(VENV)/.installed-test ## create .venv with the library and the test tools
 
 test: $(VENV)/.installed-test ## run the whole test suite (offline, CPU, a few minutes)
@@ -40,11 +50,11 @@ lint: $(VENV)/.installed-test ## ruff (lint + format check) and mypy --strict
 demo: $(VENV)/.installed-test ## build tiny offline checkpoints, embed and rerank text, images and video
 	$(BIN)/python -m qwen3_vl_rag.demo
 
-bench: $(VENV)/.installed-bench ## speed and memory benchmarks (ratios against baselines, same process)
-	$(BIN)/python benchmarks/bench_engine.py
+bench: $(BENCH)/.installed ## speed and memory benchmarks (ratios against baselines, same process)
+	$(BENCH)/bin/python benchmarks/bench_engine.py --st
 
 goldens: $(VENV)/.installed-test ## regenerate the parity goldens: make goldens REF=path/to/Qwen3-VL-Embedding
 	tests/parity/regenerate.sh $(REF)
 
 clean: ## remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH) .pytest_cache .mypy_cache .ruff_cache

@@ -193,3 +193,51 @@ def test_format_prompt(reranker: Qwen3VLReranker) -> None:
         "<Instruct>: Find it.<Query>:q\n<Document>:<|vision_start|><|image_pad|><|vision_end|>"
         "<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+@pytest.mark.parametrize("query_kind", ["text", "image", "video"])
+def test_shared_prefix_gives_the_same_scores(
+    reranker: Qwen3VLReranker,
+    documents: list[object],
+    query_kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    query: object = {
+        "text": "quarterly revenue chart",
+        "image": MultimodalInput(text="like this", images=[noise(120, 90, 7)]),
+        "video": Video(write_mp4(tmp_path / "q.mp4", frames=8, fps=4)),
+    }[query_kind]
+    backbone = reranker.backbone
+    prefixes: list[object] = []
+    original = backbone._shared_prefix
+
+    def spy(*args: object) -> object:
+        prefixes.append(original(*args))  # type: ignore[arg-type]
+        return prefixes[-1]
+
+    monkeypatch.setattr(backbone, "_shared_prefix", spy)
+    monkeypatch.setattr(backbone, "share_prefix", True)
+    shared = reranker.score(query, documents, batch_tokens=256)
+    assert prefixes[-1] is not None and prefixes[-1].length > 40  # type: ignore[attr-defined]
+    if query_kind != "text":
+        assert prefixes[-1].parts == 1  # type: ignore[attr-defined]  # the query's vision, once
+    monkeypatch.setattr(backbone, "share_prefix", False)
+    plain = reranker.score(query, documents, batch_tokens=256)
+    np.testing.assert_allclose(shared, plain, atol=TOL, rtol=0)
+
+
+def test_out_of_memory_in_the_shared_prefix_falls_back(
+    reranker: Qwen3VLReranker, documents: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query = MultimodalInput(images=[noise(120, 90, 7)])
+    expected = reranker.score(query, documents)
+    model = reranker.backbone.loaded.model
+
+    def failing_prefix(**inputs: torch.Tensor) -> object:
+        if inputs.get("use_cache") and "past_key_values" not in inputs:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        return model(**inputs)
+
+    monkeypatch.setattr(reranker.backbone.loaded, "model", failing_prefix)
+    np.testing.assert_allclose(reranker.score(query, documents), expected, atol=TOL, rtol=0)

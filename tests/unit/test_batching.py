@@ -55,3 +55,19 @@ def test_empty() -> None:
 )
 def test_is_out_of_memory(exc: BaseException, expected: bool) -> None:
     assert is_out_of_memory(exc) is expected
+
+
+def test_padding_cap_splits_uneven_neighbours() -> None:
+    lengths = [100, 96, 60, 58, 57, 20]
+    assert plan_batches(lengths, 10_000, 8, max_padding=0.1) == [[0, 1], [2, 3, 4], [5]]
+    assert plan_batches(lengths, 10_000, 8) == [[0, 1, 2, 3, 4, 5]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_padding_cap_is_respected(seed: int) -> None:
+    rnd = random.Random(seed)
+    lengths = [rnd.randint(5, 3000) for _ in range(300)]
+    for batch in plan_batches(lengths, 8192, 64, max_padding=0.2):
+        width = max(lengths[i] for i in batch)
+        padded = len(batch) * width
+        assert len(batch) == 1 or 1 - sum(lengths[i] for i in batch) / padded <= 0.2

@@ -4,6 +4,10 @@ Shared by the embedder (last token = pooled embedding) and the reranker (last to
 position). Sequences are grouped under a padded-token budget, longest first; the pixels of the
 next batch are decoded while the current batch runs; on out-of-memory a batch is halved and
 retried down to a single item, and later batches are kept at the size that fitted.
+
+When the sequences start with a long common prefix (the judge prompt and query of a rerank call,
+the system prompt of many short texts), the prefix is run once and its key/value cache reused:
+see :mod:`qwen3_vl_rag.engine.prefix`.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.engine.batching import is_out_of_memory, plan_batches
-from qwen3_vl_rag.engine.collate import PixelLoader, collate
+from qwen3_vl_rag.engine.collate import ModelBatch, PixelLoader, collate
 from qwen3_vl_rag.engine.encoding import EncodedSequence, SequenceEncoder
 from qwen3_vl_rag.engine.loading import LoadedModel
+from qwen3_vl_rag.engine.prefix import shared_prefix_length, vision_blocks
 from qwen3_vl_rag.errors import ConfigurationError, ResourceExhaustedError
 
 if TYPE_CHECKING:
@@ -25,11 +31,45 @@ if TYPE_CHECKING:
 __all__ = ["Backbone", "default_batch_tokens"]
 
 _MAX_ITEMS_PER_BATCH = 128
+# Share a prefix when it is at least this many tokens and this share of all tokens (or holds a
+# vision part): below that, the extra forward pass and masked attention cost more than they save.
+_MIN_SHARED_TOKENS = 8
+_MIN_SHARED_FRACTION = 0.15
+
+
+def default_max_padding(device: torch.device) -> float:
+    """Largest share of padding in a batch: 10% on the CPU, 30% on accelerators.
+
+    A CPU computes padding at full cost and gains little from bigger batches; an accelerator
+    trades some padding for being kept busy.
+    """
+    return 0.3 if device.type != "cpu" else 0.1
 
 
 def default_batch_tokens(device: torch.device) -> int:
-    """Padded tokens per forward pass: 16384 on accelerators, 8192 on the CPU."""
-    return 16384 if device.type != "cpu" else 8192
+    """Padded tokens per forward pass: 16384 on accelerators, 2048 on the CPU.
+
+    CPUs gain nothing from big batches (two cores saturate on one sequence) and lose cache
+    locality on large activations; accelerators need large batches to be busy.
+    """
+    return 16384 if device.type != "cpu" else 2048
+
+
+@dataclass
+class _Prefix:
+    """A prefix run once: its length, how many vision parts it holds, its keys/values per layer."""
+
+    length: int
+    parts: int
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    def cache_for(self, rows: int) -> Any:
+        from transformers import DynamicCache
+
+        expanded = [
+            (k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in self.layers
+        ]
+        return DynamicCache(ddp_cache_data=expanded)
 
 
 class Backbone:
@@ -39,6 +79,7 @@ class Backbone:
         loaded: Model, tokenizer and vision settings from :func:`~.loading.load_model`.
         batch_tokens: Default padded-token budget per forward pass.
         decode_workers: Threads decoding pixels ahead of the model (0: decode inline).
+        share_prefix: Run a common prefix once (``None``: when it pays; ``False``: never).
     """
 
     def __init__(
@@ -47,6 +88,7 @@ class Backbone:
         *,
         batch_tokens: int | None = None,
         decode_workers: int | None = None,
+        share_prefix: bool | None = None,
     ) -> None:
         self.loaded = loaded
         self.encoder = SequenceEncoder(loaded.tokenizer)
@@ -54,6 +96,11 @@ class Backbone:
         self.decode_workers = (
             min(4, os.cpu_count() or 1) if decode_workers is None else decode_workers
         )
+        self.share_prefix = share_prefix
+        self.max_padding = default_max_padding(loaded.device)
+        vocab = loaded.tokenizer.get_vocab()
+        self._vision_start_id = vocab["<|vision_start|>"]
+        self._vision_end_id = vocab["<|vision_end|>"]
 
     @property
     def hidden_size(self) -> int:
@@ -84,31 +131,32 @@ class Backbone:
         out = torch.empty((len(sequences), self.hidden_size), dtype=torch.float32)
         if not sequences:
             return out
-        queue = deque(plan_batches([len(s) for s in sequences], budget, _MAX_ITEMS_PER_BATCH))
+        queue = deque(
+            plan_batches(
+                [len(s) for s in sequences], budget, _MAX_ITEMS_PER_BATCH, self.max_padding
+            )
+        )
         loader = PixelLoader(self.loaded.vision, sequences, self.decode_workers)
         item_cap = _MAX_ITEMS_PER_BATCH
         try:
-            loader.prefetch([sequences[p] for p in queue[0]])
+            prefix = self._shared_prefix(sequences, loader)
+            skip = prefix.parts if prefix else 0
+            loader.prefetch([sequences[p] for p in queue[0]], skip_parts=skip)
             while queue:
                 batch = queue.popleft()
                 if len(batch) > item_cap:
                     queue.extendleft(reversed(_chunks(batch, item_cap)))
                     continue
                 if queue:
-                    loader.prefetch([sequences[p] for p in queue[0]])
+                    loader.prefetch([sequences[p] for p in queue[0]], skip_parts=skip)
                 try:
-                    hidden = self._forward([sequences[p] for p in batch], batch, loader)
+                    hidden = self._forward([sequences[p] for p in batch], batch, loader, prefix)
                 except Exception as exc:
                     if not is_out_of_memory(exc):
                         raise
                     _release_memory(self.loaded.device)
                     if len(batch) == 1:
-                        msg = (
-                            f"item {batch[0]} ({len(sequences[batch[0]])} tokens) does not fit "
-                            "in memory even alone; lower max_pixels or max_frames for it, or "
-                            "use a device with more memory."
-                        )
-                        raise ResourceExhaustedError(msg, item_index=batch[0]) from exc
+                        raise _alone_error(batch[0], sequences[batch[0]]) from exc
                     item_cap = max(1, len(batch) // 2)
                     queue.extendleft(reversed(_chunks(batch, item_cap)))
                     continue
@@ -119,13 +167,17 @@ class Backbone:
             loader.close()
         return out
 
-    def _forward(
-        self, batch: Sequence[EncodedSequence], positions: Sequence[int], loader: PixelLoader
-    ) -> torch.Tensor:
-        import torch
+    # -- forward passes ----------------------------------------------------------------------------
 
+    def _collate(
+        self,
+        batch: Sequence[EncodedSequence],
+        positions: Sequence[int],
+        loader: PixelLoader,
+        skip_parts: int = 0,
+    ) -> ModelBatch:
         encoder = self.encoder
-        inputs = collate(
+        return collate(
             batch,
             positions,
             loader,
@@ -133,13 +185,115 @@ class Backbone:
             image_pad_id=encoder.image_pad_id,
             video_pad_id=encoder.video_pad_id,
             device=self.loaded.device,
+            skip_parts=skip_parts,
         )
+
+    def _forward(
+        self,
+        batch: Sequence[EncodedSequence],
+        positions: Sequence[int],
+        loader: PixelLoader,
+        prefix: _Prefix | None,
+    ) -> torch.Tensor:
+        import torch
+
+        model = self.loaded.model
+        inputs = self._collate(batch, positions, loader, prefix.parts if prefix else 0)
+        # Right padding under causal attention: no real token ever attends to the pads after it,
+        # and M-RoPE positions of real tokens do not depend on them, so no padding mask is
+        # passed (it would force attention off its fast causal kernels); results are identical.
         with torch.inference_mode():
-            hidden = self.loaded.model(**inputs, use_cache=False).last_hidden_state
-        # right padding: a row's last real token sits at (its length - 1)
-        last = inputs["attention_mask"].sum(dim=1) - 1
+            if prefix is None:
+                hidden = model(
+                    input_ids=inputs.input_ids,
+                    mm_token_type_ids=inputs.mm_token_type_ids,
+                    use_cache=False,
+                    **inputs.pixels,
+                ).last_hidden_state
+                start = 0
+            else:
+                # positions come from the full rows (prefix included), then continue the cache
+                full_positions, _ = model.get_rope_index(
+                    inputs.input_ids,
+                    inputs.mm_token_type_ids,
+                    inputs.image_grids,
+                    inputs.video_grids,
+                    inputs.attention_mask,
+                )
+                start = prefix.length
+                hidden = model(
+                    input_ids=inputs.input_ids[:, start:],
+                    mm_token_type_ids=inputs.mm_token_type_ids[:, start:],
+                    position_ids=full_positions[:, :, start:],
+                    past_key_values=prefix.cache_for(len(batch)),
+                    use_cache=True,
+                    **inputs.pixels,
+                ).last_hidden_state
+        last = inputs.attention_mask.sum(dim=1) - 1 - start
         pooled: torch.Tensor = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return pooled
+
+    def _shared_prefix(
+        self, sequences: Sequence[EncodedSequence], loader: PixelLoader
+    ) -> _Prefix | None:
+        """Run the sequences' common prefix once, when that saves work."""
+        import torch
+
+        if self.share_prefix is False or len(sequences) < 2:
+            return None
+        length = shared_prefix_length(
+            sequences, vision_start_id=self._vision_start_id, vision_end_id=self._vision_end_id
+        )
+        parts = _parts_within(sequences[0], length, self._vision_start_id)
+        total = sum(len(s) for s in sequences)
+        worth = length >= _MIN_SHARED_TOKENS and (
+            parts > 0 or length * len(sequences) >= _MIN_SHARED_FRACTION * total
+        )
+        if not (worth or (self.share_prefix and length > 0)):
+            return None
+        head = EncodedSequence(sequences[0].input_ids[:length], sequences[0].parts[:parts])
+        inputs = self._collate([head], [0], loader)
+        try:
+            with torch.inference_mode():
+                output = self.loaded.model(
+                    input_ids=inputs.input_ids,
+                    mm_token_type_ids=inputs.mm_token_type_ids,
+                    use_cache=True,
+                    **inputs.pixels,
+                )
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            _release_memory(self.loaded.device)
+            return None  # the plain path still works, and halves its batches if it must
+        return _Prefix(length, parts, _cache_tensors(output.past_key_values))
+
+
+def _parts_within(sequence: EncodedSequence, length: int, vision_start_id: int) -> int:
+    """How many leading vision parts lie entirely inside the first ``length`` tokens."""
+    blocks = int((sequence.input_ids[:length] == vision_start_id).sum())
+    count = 0
+    for part in sequence.parts:
+        blocks -= vision_blocks(part)
+        if blocks < 0:
+            break
+        count += 1
+    return count
+
+
+def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values) of a transformers cache."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))  # pragma: no cover
+
+
+def _alone_error(position: int, sequence: EncodedSequence) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        f"item {position} ({len(sequence)} tokens) does not fit in memory even alone; lower "
+        "max_pixels or max_frames for it, or use a device with more memory.",
+        item_index=position,
+    )
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qwen3_vl_rag.engine.encoding import EncodedSequence
+from qwen3_vl_rag.engine.encoding import EncodedSequence, VisionPart
 from qwen3_vl_rag.engine.vision import (
     ImagePlan,
-    VideoPlan,
     VisionSettings,
     load_image_pixels,
     load_video_pixels,
@@ -26,12 +26,10 @@ from qwen3_vl_rag.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PixelLoader", "collate"]
-
-Plan = ImagePlan | VideoPlan
+__all__ = ["ModelBatch", "PixelLoader", "collate"]
 
 
-def _load_patches(plan: Plan, settings: VisionSettings) -> torch.Tensor:
+def _load_patches(plan: VisionPart, settings: VisionSettings) -> torch.Tensor:
     if isinstance(plan, ImagePlan):
         return patchify(load_image_pixels(plan), settings)
     return patchify(load_video_pixels(plan), settings)
@@ -50,23 +48,22 @@ class PixelLoader:
         self, settings: VisionSettings, sequences: Sequence[EncodedSequence], workers: int
     ) -> None:
         self.settings = settings
-        self._uses: Counter[int] = Counter(id(p) for s in sequences for p in (*s.images, *s.videos))
+        self._uses: Counter[int] = Counter(id(p) for s in sequences for p in s.parts)
         self._pending: dict[int, Future[torch.Tensor]] = {}
         self._pool = (
             ThreadPoolExecutor(workers, thread_name_prefix="qwen3vl-pixels") if workers else None
         )
 
-    def prefetch(self, sequences: Sequence[EncodedSequence]) -> None:
-        """Start decoding every vision part of ``sequences`` not already started."""
+    def prefetch(self, sequences: Sequence[EncodedSequence], *, skip_parts: int = 0) -> None:
+        """Start decoding the vision parts of ``sequences`` (after the first ``skip_parts``)."""
         if self._pool is None:
             return
         for sequence in sequences:
-            plans: tuple[Plan, ...] = (*sequence.images, *sequence.videos)
-            for plan in plans:
+            for plan in sequence.parts[skip_parts:]:
                 if id(plan) not in self._pending:
                     self._pending[id(plan)] = self._pool.submit(_load_patches, plan, self.settings)
 
-    def get(self, plan: Plan) -> torch.Tensor:
+    def get(self, plan: VisionPart) -> torch.Tensor:
         """The patches of one vision part; released once its last user has taken them."""
         key = id(plan)
         future = self._pending.get(key)
@@ -91,6 +88,28 @@ class PixelLoader:
         self._pending.clear()
 
 
+@dataclass
+class ModelBatch:
+    """Right-padded inputs for one forward pass.
+
+    Attributes:
+        input_ids: ``(rows, width)`` token ids, padded on the right.
+        attention_mask: 1 for real tokens, 0 for padding.
+        mm_token_type_ids: 0 text, 1 image pad, 2 video pad (transformers 5.x needs it).
+        pixels: ``pixel_values``/``image_grid_thw`` and ``pixel_values_videos``/
+            ``video_grid_thw`` for the vision parts after the skipped (shared) ones.
+        image_grids: Grids of every image of the full rows, for position ids.
+        video_grids: Grids of every video of the full rows, for position ids.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mm_token_type_ids: torch.Tensor
+    pixels: dict[str, Any] = field(default_factory=dict)
+    image_grids: torch.Tensor | None = None
+    video_grids: torch.Tensor | None = None
+
+
 def collate(
     sequences: Sequence[EncodedSequence],
     positions: Sequence[int],
@@ -100,7 +119,8 @@ def collate(
     image_pad_id: int,
     video_pad_id: int,
     device: torch.device,
-) -> dict[str, Any]:
+    skip_parts: int = 0,
+) -> ModelBatch:
     """Right-padded model inputs for one batch.
 
     Args:
@@ -111,41 +131,53 @@ def collate(
         image_pad_id: Id of ``<|image_pad|>``.
         video_pad_id: Id of ``<|video_pad|>``.
         device: Where the tensors go.
-
-    Returns:
-        ``input_ids``, ``attention_mask``, ``mm_token_type_ids`` and, when present,
-        ``pixel_values``/``image_grid_thw`` and ``pixel_values_videos``/``video_grid_thw``.
+        skip_parts: Leading vision parts whose pixels are not needed (a shared prefix has them).
     """
     import torch
 
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    image_patches, image_grids, video_patches, video_grids = [], [], [], []
+    image_patches: list[torch.Tensor] = []
+    video_patches: list[torch.Tensor] = []
+    image_grids: list[tuple[int, int, int]] = []
+    video_grids: list[tuple[int, int, int]] = []
+    all_image_grids: list[tuple[int, int, int]] = []
+    all_video_grids: list[tuple[int, int, int]] = []
     for row, (sequence, position) in enumerate(zip(sequences, positions, strict=True)):
         ids[row, : len(sequence)] = torch.from_numpy(sequence.input_ids)
         mask[row, : len(sequence)] = 1
         try:
-            for image in sequence.images:
-                image_patches.append(loader.get(image))
-                image_grids.append(image.grid)
-            for video in sequence.videos:
-                video_patches.append(loader.get(video))
-                video_grids.append(video.grid)
+            for index, part in enumerate(sequence.parts):
+                is_image = isinstance(part, ImagePlan)
+                (all_image_grids if is_image else all_video_grids).append(part.grid)
+                if index < skip_parts:
+                    continue
+                (image_patches if is_image else video_patches).append(loader.get(part))
+                (image_grids if is_image else video_grids).append(part.grid)
         except InputError as err:
             raise err.with_item(position) from err.__cause__
     types = torch.zeros_like(ids)
     types[ids == image_pad_id] = 1
     types[ids == video_pad_id] = 2
-    batch: dict[str, Any] = {
-        "input_ids": ids.to(device),
-        "attention_mask": mask.to(device),
-        "mm_token_type_ids": types.to(device),
-    }
+    pixels: dict[str, Any] = {}
     if image_patches:
-        batch["pixel_values"] = torch.cat(image_patches).to(device)
-        batch["image_grid_thw"] = torch.tensor(image_grids, dtype=torch.long, device=device)
+        pixels["pixel_values"] = torch.cat(image_patches).to(device)
+        pixels["image_grid_thw"] = torch.tensor(image_grids, dtype=torch.long, device=device)
     if video_patches:
-        batch["pixel_values_videos"] = torch.cat(video_patches).to(device)
-        batch["video_grid_thw"] = torch.tensor(video_grids, dtype=torch.long, device=device)
-    return batch
+        pixels["pixel_values_videos"] = torch.cat(video_patches).to(device)
+        pixels["video_grid_thw"] = torch.tensor(video_grids, dtype=torch.long, device=device)
+    return ModelBatch(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        mm_token_type_ids=types.to(device),
+        pixels=pixels,
+        image_grids=_grids(all_image_grids, device),
+        video_grids=_grids(all_video_grids, device),
+    )
+
+
+def _grids(grids: list[tuple[int, int, int]], device: torch.device) -> torch.Tensor | None:
+    import torch
+
+    return torch.tensor(grids, dtype=torch.long, device=device) if grids else None

@@ -27,7 +27,9 @@ from qwen3_vl_rag.engine.vision import ImagePlan, VideoPlan, VisionSettings, pla
 from qwen3_vl_rag.errors import InputError, InputTooLongError, UnsupportedInputError
 from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input, is_single_image
 
-__all__ = ["EncodedSequence", "ItemPlan", "SequenceEncoder", "plan_items"]
+__all__ = ["EncodedSequence", "ItemPlan", "SequenceEncoder", "VisionPart", "plan_items"]
+
+VisionPart = ImagePlan | VideoPlan
 
 # Prompts are tokenized this many at a time, so a call with many large images never holds every
 # expanded prompt and Python-int token list at once.
@@ -55,6 +57,11 @@ class ItemPlan:
     text: str | None
     instruction: str | None = None
 
+    @property
+    def parts(self) -> tuple[VisionPart, ...]:
+        """Vision parts in the order their tokens appear: the video, then the images."""
+        return (*self.videos, *self.images)
+
     def content(self, *, expanded: bool) -> str:
         """This item's part of the prompt, with vision placeholders bare or expanded."""
         if expanded:
@@ -71,11 +78,20 @@ class EncodedSequence:
     """Token ids of one model input, with its vision parts in the order their tokens appear."""
 
     input_ids: np.ndarray  # int32, compact: a 1800-token image costs 7 KB, not 50 KB of ints
-    images: tuple[ImagePlan, ...]
-    videos: tuple[VideoPlan, ...]
+    parts: tuple[VisionPart, ...]
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def images(self) -> tuple[ImagePlan, ...]:
+        """The images, in token order."""
+        return tuple(p for p in self.parts if isinstance(p, ImagePlan))
+
+    @property
+    def videos(self) -> tuple[VideoPlan, ...]:
+        """The videos, in token order."""
+        return tuple(p for p in self.parts if isinstance(p, VideoPlan))
 
 
 def plan_items(
@@ -154,9 +170,7 @@ class SequenceEncoder:
             ):
                 if len(ids) > max_length:
                     ids = self._shorten_text(text, plan, ids, max_length, start + offset)
-                sequences.append(
-                    EncodedSequence(np.asarray(ids, dtype=np.int32), plan.images, plan.videos)
-                )
+                sequences.append(EncodedSequence(np.asarray(ids, dtype=np.int32), plan.parts))
         return sequences
 
     def _shorten_text(
@@ -207,11 +221,7 @@ class SequenceEncoder:
             ):
                 ids = self._truncate_pair(ids, max_length, start + offset, query, document)
                 sequences.append(
-                    EncodedSequence(
-                        np.asarray(ids, dtype=np.int32),
-                        query.images + document.images,
-                        query.videos + document.videos,
-                    )
+                    EncodedSequence(np.asarray(ids, dtype=np.int32), query.parts + document.parts)
                 )
         return sequences
 
