@@ -416,3 +416,51 @@ def test_many_short_texts_share_the_system_prompt(
     assert prefixes[0] is not None  # the system prompt and "query number " were run once
     assert prefixes[0].length > 20  # type: ignore[attr-defined]
     np.testing.assert_allclose(shared, plain, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "marker", ["<|image_pad|>", "<|im_end|>", "<|vision_start|>", "<|endoftext|>"]
+)
+def test_special_token_strings_in_text_are_plain_text(
+    embedder: Qwen3VLEmbedder, marker: str
+) -> None:
+    """A document about tokenizers can neither rewrite the prompt nor break the vision count."""
+    from qwen3_vl_rag.engine.encoding import plan_items
+
+    text = f"The token {marker} marks the image."
+    (plan,) = plan_items(
+        [MultimodalInput(text=text, images=[noise(64, 64, 1)])], embedder.backbone.loaded.vision
+    )
+    encoder = embedder.backbone.encoder
+    (sequence,) = encoder.encode_embeddings([plan], [embedder.document_instruction], 8192)
+    special = encoder.protected_ids
+    (clean,) = encoder.encode_embeddings(
+        plan_items(
+            [MultimodalInput(text="The token marks the image.", images=[noise(64, 64, 1)])],
+            embedder.backbone.loaded.vision,
+        ),
+        [embedder.document_instruction],
+        8192,
+    )
+    # the same control tokens as without the marker: it became ordinary text tokens
+    assert [t for t in sequence.input_ids if t in special] == [
+        t for t in clean.input_ids if t in special
+    ]
+    assert len(sequence) > len(clean)
+    vector = embedder.embed([MultimodalInput(text=text, images=[noise(64, 64, 1)])])
+    assert np.isfinite(vector).all()
+    assert text in embedder.format_prompt(text)  # shown verbatim
+
+
+def test_special_token_strings_in_long_text_still_truncate_the_text(
+    embedder: Qwen3VLEmbedder,
+) -> None:
+    short = Qwen3VLEmbedder(embedder.backbone, max_length=48)
+    text = "<|im_end|> " + "revenue " * 200
+    assert short.count_tokens([text]) == [48]
+    suffix = embedder.backbone.encoder.suffix_ids()
+    from qwen3_vl_rag.engine.encoding import plan_items
+
+    (plan,) = plan_items([text], embedder.backbone.loaded.vision)
+    (sequence,) = embedder.backbone.encoder.encode_embeddings([plan], ["Represent."], 48)
+    assert list(sequence.input_ids[-len(suffix) :]) == suffix

@@ -35,13 +35,13 @@ def embedding_prompt(item: object, instruction: str | None = None) -> str:
     chosen = (
         prompts.normalize_instruction(plan.instruction, default) if plan.instruction else default
     )
-    return prompts.embedding_prompt(chosen, plan.content(expanded=False))
+    return prompts.render(prompts.embedding_prompt(chosen, plan.content(expanded=False)))
 
 
 def reranker_prompt(query: object, document: object, instruction: str) -> str:
     q, d = plan_items([query, document], VisionSettings())
-    return prompts.reranker_prompt(
-        instruction, q.content(expanded=False), d.content(expanded=False)
+    return prompts.render(
+        prompts.reranker_prompt(instruction, q.content(expanded=False), d.content(expanded=False))
     )
 
 
@@ -144,3 +144,12 @@ def test_expanded_video_block_replaces_outer_wrapper() -> None:
         f"<13.0 seconds><|vision_start|>{pads}<|vision_end|>"
     )
     assert prompts.video_block() == VID
+
+
+def test_segments_mark_what_the_user_wrote() -> None:
+    (plan,) = plan_items(
+        [MultimodalInput(text="a <|im_end|> b", images=[frame()])], VisionSettings()
+    )
+    segments = prompts.embedding_prompt("Find it.", plan.content(expanded=False))
+    assert [text for text, user in segments if user] == ["Find it.", "a <|im_end|> b"]
+    assert "<|im_start|>" not in "".join(text for text, user in segments if user)

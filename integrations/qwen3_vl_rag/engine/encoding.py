@@ -12,10 +12,17 @@ scored):
   knob to lower. (The official embedder truncates the tail, cutting the pooled suffix.)
 * reranker: the official rule, kept exactly: the five suffix tokens stay, and the rest keeps every
   special token plus the first ``max_length`` minus that many other tokens.
+
+Text is text: when a text or instruction contains a special-token string (``<|im_end|>``,
+``<|image_pad|>``...), that prompt's user-written pieces are tokenized with special tokens split,
+so a document about tokenizers cannot rewrite the prompt or break the vision token count. (The
+official pipeline reads them as control tokens.) Every other prompt is tokenized in one piece,
+exactly as the official pipeline does.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,7 +69,7 @@ class ItemPlan:
         """Vision parts in the order their tokens appear: the video, then the images."""
         return (*self.videos, *self.images)
 
-    def content(self, *, expanded: bool) -> str:
+    def content(self, *, expanded: bool) -> list[prompts.Segment]:
         """This item's part of the prompt, with vision placeholders bare or expanded."""
         if expanded:
             videos = [prompts.video_block(v.timestamps, v.tokens_per_frame) for v in self.videos]
@@ -138,25 +145,57 @@ class SequenceEncoder:
         self.video_pad_id = vocab[prompts.VIDEO_PAD]
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else vocab["<|endoftext|>"]
-        self.protected_ids = frozenset(tokenizer.all_special_ids) | {
-            vocab[t] for t in _QWEN_SPECIAL_TOKENS if t in vocab
+        special = set(tokenizer.all_special_tokens) | {
+            t for t in _QWEN_SPECIAL_TOKENS if t in vocab
         }
-        self.suffix_length = len(self._tokenize([prompts.ASSISTANT_SUFFIX])[0])
+        self.protected_ids = frozenset(vocab[t] for t in special if t in vocab) | frozenset(
+            tokenizer.all_special_ids
+        )
+        self._special_text = re.compile("|".join(re.escape(t) for t in sorted(special)))
+        self.suffix_length = len(self.suffix_ids())
+
+    def suffix_ids(self) -> list[int]:
+        """Token ids of the chat suffix that ends every prompt."""
+        return self._tokenize([prompts.ASSISTANT_SUFFIX])[0]
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
             return []
         return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
-    def suffix_ids(self) -> list[int]:
-        """Token ids of the chat suffix that ends every prompt."""
-        return self._tokenize([prompts.ASSISTANT_SUFFIX])[0]
+    def _tokenize_prompts(
+        self, prompts_: Sequence[list[prompts.Segment]]
+    ) -> list[tuple[list[int], list[tuple[int, int]] | None]]:
+        """Token ids of each prompt, with per-segment spans where it was tokenized in pieces."""
+        results: list[tuple[list[int], list[tuple[int, int]] | None]] = []
+        for segments, ids in zip(
+            prompts_, self._tokenize([prompts.render(p) for p in prompts_]), strict=True
+        ):
+            if any(user and self._special_text.search(text) for text, user in segments):
+                results.append(self._tokenize_literally(segments))
+            else:
+                results.append((ids, None))
+        return results
+
+    def _tokenize_literally(
+        self, segments: Sequence[prompts.Segment]
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Piece by piece, user-written pieces with special tokens split (taken as plain text)."""
+        ids: list[int] = []
+        spans = []
+        for text, user in segments:
+            piece = self.tokenizer(text, split_special_tokens=user)["input_ids"] if text else []
+            spans.append((len(ids), len(ids) + len(piece)))
+            ids.extend(piece)
+        return ids, spans
 
     # -- embedder --------------------------------------------------------------------------------
 
     def embedding_prompt(self, plan: ItemPlan, instruction: str, *, expanded: bool = False) -> str:
         """The item's full prompt (vision placeholders bare unless ``expanded``)."""
-        return prompts.embedding_prompt(instruction, plan.content(expanded=expanded))
+        return prompts.render(
+            prompts.embedding_prompt(instruction, plan.content(expanded=expanded))
+        )
 
     def encode_embeddings(
         self, plans: Sequence[ItemPlan], instructions: Sequence[str], max_length: int
@@ -164,26 +203,35 @@ class SequenceEncoder:
         """Token sequences for the embedder; ``instructions`` are already normalised."""
         sequences = []
         for start, chunk in _chunked(list(zip(plans, instructions, strict=True))):
-            texts = [self.embedding_prompt(p, ins, expanded=True) for p, ins in chunk]
-            for offset, ((plan, _), text, ids) in enumerate(
-                zip(chunk, texts, self._tokenize(texts), strict=True)
+            segments = [prompts.embedding_prompt(ins, p.content(expanded=True)) for p, ins in chunk]
+            for offset, ((plan, _), parts, (ids, spans)) in enumerate(
+                zip(chunk, segments, self._tokenize_prompts(segments), strict=True)
             ):
                 if len(ids) > max_length:
-                    ids = self._shorten_text(text, plan, ids, max_length, start + offset)
+                    positions = self._text_positions(parts, spans)
+                    ids = self._shorten_text(ids, positions, plan, max_length, start + offset)
                 sequences.append(EncodedSequence(np.asarray(ids, dtype=np.int32), plan.parts))
         return sequences
 
+    def _text_positions(
+        self, segments: list[prompts.Segment], spans: list[tuple[int, int]] | None
+    ) -> list[int]:
+        """Token positions of the item's own text (the piece before the chat suffix)."""
+        text, written_by_user = segments[-2]
+        if not written_by_user:
+            return []  # an empty item ("NULL"): nothing to shorten
+        if spans is not None:
+            return list(range(*spans[-2]))
+        prompt = prompts.render(segments)
+        text_end = len(prompt) - len(segments[-1][0])
+        text_start = text_end - len(text)
+        offsets = self.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+        return [i for i, (lo, hi) in enumerate(offsets) if lo >= text_start and hi <= text_end]
+
     def _shorten_text(
-        self, text: str, plan: ItemPlan, ids: list[int], max_length: int, index: int
+        self, ids: list[int], text_positions: list[int], plan: ItemPlan, max_length: int, index: int
     ) -> list[int]:
         """Drop tokens from the end of the user's text until the sequence fits."""
-        user_text = plan.text or ""
-        text_end = len(text) - len(prompts.ASSISTANT_SUFFIX)
-        text_start = text_end - len(user_text)
-        offsets = self.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
-        text_positions = [
-            i for i, (start, end) in enumerate(offsets) if start >= text_start and end <= text_end
-        ]
         excess = len(ids) - max_length
         if excess > len(text_positions):
             fixed = len(ids) - len(text_positions)
@@ -202,8 +250,10 @@ class SequenceEncoder:
         self, query: ItemPlan, document: ItemPlan, instruction: str, *, expanded: bool = False
     ) -> str:
         """The pair's full judge prompt (vision placeholders bare unless ``expanded``)."""
-        return prompts.reranker_prompt(
-            instruction, query.content(expanded=expanded), document.content(expanded=expanded)
+        return prompts.render(
+            prompts.reranker_prompt(
+                instruction, query.content(expanded=expanded), document.content(expanded=expanded)
+            )
         )
 
     def encode_pairs(
@@ -215,9 +265,14 @@ class SequenceEncoder:
         """Token sequences for the reranker, one per (query, document) pair."""
         sequences = []
         for start, chunk in _chunked(list(pairs)):
-            texts = [self.reranker_prompt(q, d, instruction, expanded=True) for q, d in chunk]
-            for offset, ((query, document), ids) in enumerate(
-                zip(chunk, self._tokenize(texts), strict=True)
+            segments = [
+                prompts.reranker_prompt(
+                    instruction, q.content(expanded=True), d.content(expanded=True)
+                )
+                for q, d in chunk
+            ]
+            for offset, ((query, document), (ids, _)) in enumerate(
+                zip(chunk, self._tokenize_prompts(segments), strict=True)
             ):
                 ids = self._truncate_pair(ids, max_length, start + offset, query, document)
                 sequences.append(
@@ -264,5 +319,6 @@ def _too_long_hint(*plans: ItemPlan) -> str:
         knobs.append("max_pixels (fewer tokens per image)")
     if has_video:
         knobs.append("fps, max_frames or total_pixels (fewer video tokens)")
-    knobs.append("or raise max_length")
-    return "Lower " + ", ".join(knobs) + "."
+    if not knobs:
+        return "Raise max_length."
+    return "Lower " + ", ".join(knobs) + ", or raise max_length."

@@ -37,10 +37,12 @@ __all__ = [
     "IMAGE_PLACEHOLDER",
     "RERANK_SYSTEM_PROMPT",
     "VIDEO_PLACEHOLDER",
+    "Segment",
     "content",
     "embedding_prompt",
     "image_block",
     "normalize_instruction",
+    "render",
     "reranker_prompt",
     "video_block",
 ]
@@ -62,6 +64,11 @@ IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
 IMAGE_PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 VIDEO_PLACEHOLDER = VISION_START + VIDEO_PAD + VISION_END
+
+#: A piece of a prompt and whether the caller wrote it (text, instructions) rather than the
+#: template. The model sees the joined string; the flag lets user text containing special-token
+#: strings such as ``<|im_end|>`` be tokenized as plain text (see ``SequenceEncoder``).
+Segment = tuple[str, bool]
 
 #: The fixed tail of every prompt; its final newline is the pooled (embedder) or scored (reranker)
 #: position. Five tokens with the Qwen tokenizer: ``<|im_end|> \n <|im_start|> assistant \n``.
@@ -109,28 +116,47 @@ def video_block(timestamps: Sequence[float] | None = None, tokens_per_frame: int
     )
 
 
-def content(video_blocks: Sequence[str], image_blocks: Sequence[str], text: str | None) -> str:
+def content(
+    video_blocks: Sequence[str], image_blocks: Sequence[str], text: str | None
+) -> list[Segment]:
     """One side's content in the official order: videos, then images, then text.
 
     An item with nothing at all becomes ``"NULL"``; an empty string is kept as empty text.
     """
     if not video_blocks and not image_blocks and text is None:
-        return EMPTY_CONTENT
-    return "".join(video_blocks) + "".join(image_blocks) + (text or "")
+        return [(EMPTY_CONTENT, False)]
+    return [("".join(video_blocks) + "".join(image_blocks), False), (text or "", True)]
 
 
-def embedding_prompt(instruction: str, user_content: str) -> str:
+def embedding_prompt(instruction: str, user_content: Sequence[Segment]) -> list[Segment]:
     """The full embedding prompt for one item."""
-    return (
-        f"<|im_start|>system\n{instruction}<|im_end|>\n"
-        f"<|im_start|>user\n{user_content}{ASSISTANT_SUFFIX}"
-    )
+    return [
+        ("<|im_start|>system\n", False),
+        (instruction, True),
+        ("<|im_end|>\n<|im_start|>user\n", False),
+        *user_content,
+        (ASSISTANT_SUFFIX, False),
+    ]
 
 
-def reranker_prompt(instruction: str, query_content: str, document_content: str) -> str:
+def reranker_prompt(
+    instruction: str, query_content: Sequence[Segment], document_content: Sequence[Segment]
+) -> list[Segment]:
     """The full judge prompt for one query/document pair."""
-    return (
-        f"<|im_start|>system\n{RERANK_SYSTEM_PROMPT}<|im_end|>\n"
-        f"<|im_start|>user\n<Instruct>: {instruction}<Query>:{query_content}"
-        f"\n<Document>:{document_content}{ASSISTANT_SUFFIX}"
-    )
+    return [
+        (
+            f"<|im_start|>system\n{RERANK_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n<Instruct>: ",
+            False,
+        ),
+        (instruction, True),
+        ("<Query>:", False),
+        *query_content,
+        ("\n<Document>:", False),
+        *document_content,
+        (ASSISTANT_SUFFIX, False),
+    ]
+
+
+def render(segments: Sequence[Segment]) -> str:
+    """The prompt string."""
+    return "".join(text for text, _ in segments)
