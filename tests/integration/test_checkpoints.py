@@ -93,3 +93,13 @@ def test_unknown_preset_and_kind(tmp_path: Path) -> None:
         build_tiny_checkpoint(tmp_path, preset="70b")
     with pytest.raises(ValueError, match="kind must be"):
         build_tiny_checkpoint(tmp_path, kind="classifier")  # type: ignore[arg-type]
+
+
+def test_bpe_training_merges_most_frequent_pair_then_smallest() -> None:
+    from qwen3_vl_rag.testing.checkpoints import train_bpe
+
+    vocab, merges = train_bpe(["ab ab ab cd cd cd"], vocab_size=256 + 4)
+    # "ab" x3 and "cd" x3 tie at first: the smaller pair wins; then the space-prefixed words
+    assert merges[:2] == [("a", "b"), ("c", "d")]
+    assert vocab["ab"] == 256 and vocab["cd"] == 257
+    assert len(vocab) == 260

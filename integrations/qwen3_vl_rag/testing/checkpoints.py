@@ -18,9 +18,12 @@ Same arguments, same bytes: tests rely on it for the parity golden files.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import zlib
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -250,12 +253,26 @@ def build_tiny_checkpoint(
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
-    """SHA-256 over a checkpoint directory's file names and bytes, for determinism checks."""
+    """SHA-256 of a checkpoint directory's content, for determinism checks.
+
+    Every file counts by name and bytes, except safetensors files, which count by tensor names,
+    dtypes, shapes and values (their header layout belongs to the safetensors version).
+    """
+    import torch
+    from safetensors import safe_open
+
     digest = hashlib.sha256()
     root = Path(path)
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(file.relative_to(root).as_posix().encode())
-        digest.update(file.read_bytes())
+        if file.suffix != ".safetensors":
+            digest.update(file.read_bytes())
+            continue
+        with safe_open(str(file), framework="pt") as handle:
+            for key in sorted(handle.keys()):
+                tensor = handle.get_tensor(key).contiguous()
+                digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+                digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -279,80 +296,120 @@ def _training_corpus() -> list[str]:
     return lines
 
 
-def vocab_id(tokenizer: Any, token: str) -> int:
-    """The id of a token that must exist."""
-    found = tokenizer.token_to_id(token)
-    if found is None:  # pragma: no cover - guards the corpus and added tokens
-        msg = f"tiny tokenizer: {token!r} is missing"
-        raise RuntimeError(msg)
-    return int(found)
+def _pretokenizer() -> Any:
+    from tokenizers import Regex, pre_tokenizers
 
-
-def _write_tokenizer(out: Path) -> dict[str, int]:
-    from tokenizers import (
-        AddedToken,
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-
-    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
+    return pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
         ]
     )
-    tok.post_processor = processors.ByteLevel(
-        add_prefix_space=False, trim_offsets=False, use_regex=False
-    )
-    tok.decoder = decoders.ByteLevel(  # type: ignore[call-arg]  # the stubs lag the bindings
-        add_prefix_space=False, trim_offsets=False, use_regex=False
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=_BPE_VOCAB_SIZE,
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-    )
-    tok.train_from_iterator(_training_corpus(), trainer=trainer)
-    vocab = tok.get_vocab()
+
+
+def train_bpe(
+    corpus: Sequence[str], vocab_size: int, min_frequency: int = 2
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level BPE on ``corpus``, with Qwen's pre-tokenizer: the same result everywhere.
+
+    At each step the most frequent adjacent pair is merged, ties going to the smallest pair, so
+    the vocabulary does not depend on a library's trainer (whose tie-breaking has changed
+    between ``tokenizers`` releases).
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer, pre_tokenizer = normalizers.NFC(), _pretokenizer()
+    words: Counter[str] = Counter()
+    for line in corpus:
+        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+            words[piece] += 1
+    vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    splits = {word: list(word) for word in words}
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            symbols = splits[word]
+            for pair in itertools.pairwise(symbols):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < min_frequency:
+            break
+        merges.append(best)
+        joined = best[0] + best[1]
+        vocab.setdefault(joined, len(vocab))
+        for word, symbols in splits.items():
+            i, merged = 0, []
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    merged.append(joined)
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            splits[word] = merged
+    return vocab, merges
+
+
+def _write_tokenizer(out: Path) -> dict[str, int]:
+    vocab, merges = train_bpe(_training_corpus(), _BPE_VOCAB_SIZE)
     for word in ("yes", "no", "assistant", "user", "system"):
         if word not in vocab:  # pragma: no cover - guards the corpus above
             msg = f"tiny tokenizer: {word!r} is not a single token"
             raise RuntimeError(msg)
-    tok.add_tokens(
-        [
-            AddedToken(
-                t,
-                special=t in QWEN_SPECIAL_TOKENS,
-                normalized=False,
-                single_word=False,
-                lstrip=False,
-                rstrip=False,
-            )
+    ids = {token: len(vocab) + i for i, token in enumerate(QWEN_ADDED_TOKENS)}
+    byte_level = {"add_prefix_space": False, "trim_offsets": False, "use_regex": False}
+    # the layout of a released Qwen tokenizer.json, written out so its bytes are ours
+    state = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {
+                "id": ids[t],
+                "content": t,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": t in QWEN_SPECIAL_TOKENS,
+            }
             for t in QWEN_ADDED_TOKENS
-        ]
-    )
-    ids: dict[str, int] = {t: vocab_id(tok, t) for t in QWEN_ADDED_TOKENS}
-    base = ids[QWEN_ADDED_TOKENS[0]]
-    if [ids[t] for t in QWEN_ADDED_TOKENS] != list(range(base, base + len(QWEN_ADDED_TOKENS))):
-        msg = "tiny tokenizer: added token ids are not contiguous"  # pragma: no cover
-        raise RuntimeError(msg)
-
-    state = json.loads(tok.to_str())
+        ],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [
+                {
+                    "type": "Split",
+                    "pattern": {"Regex": QWEN_PRETOKENIZE_REGEX},
+                    "behavior": "Isolated",
+                    "invert": False,
+                },
+                {"type": "ByteLevel", **byte_level},
+            ],
+        },
+        "post_processor": {"type": "ByteLevel", **byte_level},
+        "decoder": {"type": "ByteLevel", **byte_level},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [list(m) for m in merges],
+        },
+    }
     _write_json(out / "tokenizer.json", state, indent=2, sort_keys=False)
-    model = state["model"]
-    _write_json(out / "vocab.json", model["vocab"], indent=None, sort_keys=False)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    _write_json(out / "vocab.json", vocab, indent=None, sort_keys=False)
+    text = "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n"
+    (out / "merges.txt").write_text(text, encoding="utf-8")
     added_decoder = {
         str(ids[t]): {
             "content": t,
@@ -387,7 +444,7 @@ def _write_tokenizer(out: Path) -> dict[str, int]:
     _write_json(out / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
     ids["yes"] = vocab["yes"]
     ids["no"] = vocab["no"]
-    ids["__len__"] = tok.get_vocab_size(with_added_tokens=True)
+    ids["__len__"] = len(vocab) + len(QWEN_ADDED_TOKENS)
     return ids
 
 
@@ -518,11 +575,15 @@ def _write_weights(
 
 
 def _init_tensor(name: str, shape: tuple[int, ...], seed: int) -> Any:
-    """Deterministic values per tensor: norms near 1, small biases, matrices ~1/sqrt(fan_in)."""
+    """Deterministic values per tensor: norms near 1, small biases, matrices ~1/sqrt(fan_in).
+
+    Computed in float64 and rounded once, so NumPy's type-promotion rules (which changed in 2.0)
+    cannot change a bit.
+    """
     import torch
 
     rng = np.random.RandomState((zlib.crc32(name.encode()) + 7919 * seed) % (2**32))
-    values = rng.standard_normal(shape).astype(np.float32)
+    values = rng.standard_normal(shape)  # float64
     if "norm" in name and name.endswith(".weight"):
         values = 1.0 + 0.1 * values
     elif name.endswith(".bias"):
@@ -533,7 +594,7 @@ def _init_tensor(name: str, shape: tuple[int, ...], seed: int) -> Any:
         values = values / np.sqrt(float(np.prod(shape[1:])))
     else:  # pragma: no cover - no other 1-D parameters in Qwen3-VL
         values = 0.02 * values
-    return torch.from_numpy(np.ascontiguousarray(values))
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
 
 def _write_json(path: Path, data: Any, *, indent: int | None = 2, sort_keys: bool = True) -> None:
