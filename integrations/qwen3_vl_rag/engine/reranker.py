@@ -93,7 +93,7 @@ class Qwen3VLReranker:
             total_pixels: Upper bound on all frames of a video together (default 7864320).
             fps: Frames sampled per second of a video file (default 1.0).
             max_frames: Upper bound on frames per video (default 64).
-            batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 8192 on CPU).
+            batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).
             decode_workers: Threads decoding pixels ahead of the model (default up to 4).
             instruction: The default task instruction.
             cache_dir: Hugging Face cache directory.
