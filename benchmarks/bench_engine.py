@@ -244,7 +244,12 @@ def run_child(args: argparse.Namespace) -> None:
     """Measure one contender's peak memory in this (fresh) process and print it as JSON."""
     workload = make_workload(Path(tempfile.mkdtemp(prefix="qwen3vl-bench-")), args.scale)
     embedder, reranker = load_models(args)
-    fn = contenders(embedder, reranker, workload)[args.child]
+    runs = contenders(embedder, reranker, workload)
+    if args.child not in runs:
+        from st_contender import contenders as st_contenders
+
+        runs.update(st_contenders(embedder, reranker, workload))
+    fn = runs[args.child]
     fn()  # warm up: allocator pools and kernel caches, as in a long-running service
     with PeakRss() as rss:
         fn()
@@ -335,7 +340,7 @@ def main() -> None:
         row["seconds"], row["cpu_seconds"] = round(row["seconds"], 3), round(row["cpu_seconds"], 3)
 
     if not args.no_memory:
-        for name in contenders(embedder, reranker, workload):
+        for name in runs:
             child = [
                 sys.executable,
                 __file__,

@@ -38,8 +38,8 @@ class Qwen3VLReranker:
         >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
         >>> ranked = reranker.rerank("red bar chart of 2023 revenue",
         ...                          [Path("p1.png"), "Revenue table", Path("p7.png")], top_n=2)
-        >>> [(r.index, round(r.score, 3)) for r in ranked]
-        [(2, 0.912), (0, 0.407)]
+        >>> for index, score in ranked:  # best first
+        ...     print(index, round(score, 3))
     """
 
     def __init__(
