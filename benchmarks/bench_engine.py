@@ -18,7 +18,8 @@ Every contender's outputs are first checked against ours. Contenders run interle
 after round, and the best round is kept, in wall-clock seconds and in CPU seconds of this
 process (which time stolen by other tenants of a shared host does not inflate). Peak memory is
 measured per contender in a fresh child process (``--child``), since an allocator that keeps
-freed memory would flatter whichever contender runs later.
+freed memory would flatter whichever contender runs later: the peak resident memory over two runs,
+above the footprint of the loaded models.
 
 Usage: ``python benchmarks/bench_engine.py [--preset bench|tiny|2b] [--device cpu] [--rounds 3]``
 """
@@ -241,7 +242,7 @@ def contenders(
 
 
 def run_child(args: argparse.Namespace) -> None:
-    """Measure one contender's peak memory in this (fresh) process and print it as JSON."""
+    """Measure one contender's peak working memory in this (fresh) process; print it as JSON."""
     workload = make_workload(Path(tempfile.mkdtemp(prefix="qwen3vl-bench-")), args.scale)
     embedder, reranker = load_models(args)
     runs = contenders(embedder, reranker, workload)
@@ -250,8 +251,9 @@ def run_child(args: argparse.Namespace) -> None:
 
         runs.update(st_contenders(embedder, reranker, workload))
     fn = runs[args.child]
-    fn()  # warm up: allocator pools and kernel caches, as in a long-running service
+    # From the loaded model's footprint: the peak over a first run and a second, warm one.
     with PeakRss() as rss:
+        fn()
         fn()
     print(json.dumps({"peak_rss_delta_mib": round(rss.delta_mib, 1)}))
 
