@@ -249,7 +249,7 @@ def run_child(args: argparse.Namespace) -> None:
     if args.child not in runs:
         from st_contender import contenders as st_contenders
 
-        runs.update(st_contenders(embedder, reranker, workload))
+        runs.update(st_contenders(embedder, reranker, workload, check=False))
     fn = runs[args.child]
     # From the loaded model's footprint: the peak over a first run and a second, warm one.
     with PeakRss() as rss:
@@ -289,6 +289,36 @@ def timed_rounds(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, d
     return best
 
 
+def measure_memory(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    """Each contender's peak working memory, measured in its own fresh process."""
+    for name in results:
+        child = [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--preset",
+            args.preset,
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--cache",
+            args.cache,
+            "--scale",
+            str(args.scale),
+        ]
+        output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+        results[name].update(json.loads(output.strip().splitlines()[-1]))
+
+
+def print_memory(results: dict[str, dict[str, float]]) -> None:
+    print("\npeak memory above the loaded models (fresh process, two runs)")
+    for name, row in results.items():
+        if "peak_rss_delta_mib" in row:
+            print(f"  {name:44s} +{row['peak_rss_delta_mib']:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -300,12 +330,23 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="multiply the workload size")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "qwen3vl-bench"))
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only (re)measure peak memory for the contenders of an existing --out",
+    )
     parser.add_argument("--st", action="store_true", help="also time sentence-transformers")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_engine.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_child(args)
+        return
+    if args.memory_only:
+        report = json.loads(args.out.read_text())
+        measure_memory(report["results"], args)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print_memory(report["results"])
         return
 
     import torch
@@ -342,25 +383,7 @@ def main() -> None:
         row["seconds"], row["cpu_seconds"] = round(row["seconds"], 3), round(row["cpu_seconds"], 3)
 
     if not args.no_memory:
-        for name in runs:
-            child = [
-                sys.executable,
-                __file__,
-                "--child",
-                name,
-                "--preset",
-                args.preset,
-                "--device",
-                args.device,
-                "--dtype",
-                args.dtype,
-                "--cache",
-                args.cache,
-                "--scale",
-                str(args.scale),
-            ]
-            output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
-            results[name].update(json.loads(output.strip().splitlines()[-1]))
+        measure_memory(results, args)
 
     ratios: dict[str, dict[str, float]] = {}
     for name in results:
