@@ -10,7 +10,7 @@ import numpy as np
 
 from qwen3_vl_rag.engine import prompts
 from qwen3_vl_rag.engine.backbone import Backbone
-from qwen3_vl_rag.engine.encoding import ItemPlan, plan_items
+from qwen3_vl_rag.engine.encoding import EncodedSequence, ItemPlan, plan_items
 from qwen3_vl_rag.engine.loading import LoadOptions, load_model
 from qwen3_vl_rag.engine.quantize import (
     Precision,
@@ -197,18 +197,19 @@ class Qwen3VLEmbedder:
                 ever replaced by a placeholder vector.
             ConfigurationError: For an invalid ``dim``, ``precision`` or missing calibration.
         """
-        plans = plan_items(items, self.backbone.loaded.vision)
-        default = prompts.normalize_instruction(instruction, self.document_instruction)
-        return self._embed_plans(
-            plans,
-            default,
-            dim=dim,
-            precision=precision,
-            normalize=normalize,
-            calibration=calibration,
-            batch_tokens=batch_tokens,
-            show_progress=show_progress,
-        )
+        check_dimension(dim, self.dimension)  # before touching any file
+        check_precision(precision, calibration)
+        sequences = self._sequences(items, instruction)
+        from tqdm.auto import tqdm
+
+        with tqdm(
+            total=len(sequences), desc="Embedding", unit="item", disable=not show_progress
+        ) as bar:
+            hidden = self.backbone.last_hidden_states(
+                sequences, batch_tokens=batch_tokens, progress=bar
+            )
+        vectors = truncate_embeddings(hidden.numpy(), dim, normalize=normalize)
+        return quantize_embeddings(vectors, precision, calibration)
 
     def embed_queries(
         self, items: Sequence[InputItem], *, instruction: str | None = None, **kwargs: Any
@@ -234,12 +235,7 @@ class Qwen3VLEmbedder:
         self, items: Sequence[InputItem], *, instruction: str | None = None
     ) -> list[int]:
         """Exact token count of each item's model input, computed without decoding pixels."""
-        plans = plan_items(items, self.backbone.loaded.vision)
-        default = prompts.normalize_instruction(instruction, self.document_instruction)
-        sequences = self.backbone.encoder.encode_embeddings(
-            plans, self._instructions(plans, default), self.max_length
-        )
-        return [len(s) for s in sequences]
+        return [len(s) for s in self._sequences(items, instruction)]
 
     def format_prompt(self, item: InputItem, *, instruction: str | None = None) -> str:
         """The item's prompt as the model sees it, with vision placeholders not expanded."""
@@ -247,7 +243,7 @@ class Qwen3VLEmbedder:
         default = prompts.normalize_instruction(instruction, self.document_instruction)
         return self.backbone.encoder.embedding_prompt(plan, self._instructions([plan], default)[0])
 
-    # -- internals -------------------------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------------
 
     @staticmethod
     def _instructions(plans: Sequence[ItemPlan], default: str) -> list[str]:
@@ -256,30 +252,12 @@ class Qwen3VLEmbedder:
             for p in plans
         ]
 
-    def _embed_plans(
-        self,
-        plans: Sequence[ItemPlan],
-        default_instruction: str,
-        *,
-        dim: int | None,
-        precision: Precision,
-        normalize: bool,
-        calibration: QuantizationCalibration | None,
-        batch_tokens: int | None,
-        show_progress: bool,
-    ) -> np.ndarray:
-        check_dimension(dim, self.dimension)  # fail before any compute
-        check_precision(precision, calibration)
-        sequences = self.backbone.encoder.encode_embeddings(
-            plans, self._instructions(plans, default_instruction), self.max_length
+    def _sequences(
+        self, items: Sequence[InputItem], instruction: str | None
+    ) -> list[EncodedSequence]:
+        """Plan and tokenize the items (headers only, no pixels)."""
+        plans = plan_items(items, self.backbone.loaded.vision)
+        default = prompts.normalize_instruction(instruction, self.document_instruction)
+        return self.backbone.encoder.encode_embeddings(
+            plans, self._instructions(plans, default), self.max_length
         )
-        from tqdm.auto import tqdm
-
-        with tqdm(
-            total=len(sequences), desc="Embedding", unit="item", disable=not show_progress
-        ) as bar:
-            hidden = self.backbone.last_hidden_states(
-                sequences, batch_tokens=batch_tokens, progress=bar
-            )
-        vectors = truncate_embeddings(hidden.numpy(), dim, normalize=normalize)
-        return quantize_embeddings(vectors, precision, calibration)
