@@ -18,10 +18,10 @@ This module does not import torch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, Union
 
 from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
 
@@ -29,11 +29,15 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
+    from qwen3_vl_rag.media.video import FrameReader
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "ImageSource",
     "InputItem",
+    "LazyImage",
     "MultimodalInput",
+    "SupportsToInput",
     "Video",
     "VideoSource",
     "as_multimodal_input",
@@ -42,8 +46,37 @@ __all__ = [
 #: File extensions treated as video when a bare path is given as an item.
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpeg", ".mpg"})
 
-ImageSource: TypeAlias = Union["PILImage.Image", str, "os.PathLike[str]", bytes, "np.ndarray"]
-"""One image: a PIL image, a file path, a ``data:`` URI, encoded bytes, or an HxWx3 uint8 array."""
+
+@dataclass(frozen=True, eq=False)
+class LazyImage:
+    """An image whose size is known before it is decoded or rendered.
+
+    The engine plans batches from ``width`` and ``height`` and calls ``load`` only when the batch
+    that holds the image runs, so a 500-page PDF can be handed over as 500 pages without holding
+    500 rendered pages. ``load`` must return an RGB ``PIL.Image`` of exactly that size.
+
+    Args:
+        width: Width in pixels of the image ``load`` returns.
+        height: Height in pixels of the image ``load`` returns.
+        load: Produces the image (may raise an :class:`~qwen3_vl_rag.errors.InputError`).
+        description: A short name for messages, such as ``"report.pdf, page 3"``.
+    """
+
+    width: int
+    height: int
+    load: Callable[[], PILImage.Image]
+    description: str = "<lazy image>"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``, like ``PIL.Image.size``."""
+        return (self.width, self.height)
+
+
+ImageSource: TypeAlias = Union[
+    "PILImage.Image", str, "os.PathLike[str]", bytes, "np.ndarray", LazyImage
+]
+"""An image: PIL image, file path, ``data:`` URI, encoded bytes, HxWx3 uint8 array or LazyImage."""
 
 VideoSource: TypeAlias = Union[str, "os.PathLike[str]", Sequence[ImageSource], "Video"]
 """A video: a file path, a sequence of frames, or a :class:`Video`."""
@@ -61,6 +94,8 @@ class Video:
         max_frames: Upper bound on sampled frames. ``None`` uses the model's default (64).
         start: Start of the clip to read, in seconds (files only).
         end: End of the clip to read, in seconds (files only).
+        reader: Where the file's header is read and its frames decoded (files only); ``None``
+            decodes in this process. The media layer passes one that runs in a worker process.
 
     Example:
         >>> clip = Video("meeting.mp4", fps=2.0, max_frames=32, start=60.0, end=90.0)
@@ -72,6 +107,7 @@ class Video:
     max_frames: int | None = None
     start: float | None = None
     end: float | None = None
+    reader: FrameReader | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.fps is not None and not self.fps > 0:
@@ -143,12 +179,22 @@ class MultimodalInput:
         return Video(self.video)
 
 
-InputItem: TypeAlias = Union[str, MultimodalInput, Video, ImageSource, Mapping[str, Any]]  # noqa: UP007
+InputItem: TypeAlias = Union[
+    str, MultimodalInput, Video, ImageSource, Mapping[str, Any], "SupportsToInput"
+]
 """Anything accepted as one item by ``embed`` or as a query/document by the reranker."""
 
 
+class SupportsToInput(Protocol):
+    """Anything that knows its model input, such as a media item (a PDF page, a clip)."""
+
+    def to_input(self) -> MultimodalInput:
+        """The item as a :class:`MultimodalInput`."""
+        ...
+
+
 def is_single_image(value: object) -> bool:
-    if isinstance(value, (str, bytes, bytearray, os.PathLike)):
+    if isinstance(value, (str, bytes, bytearray, os.PathLike, LazyImage)):
         return True
     type_name = type(value).__module__ + "." + type(value).__name__
     if type_name.startswith("PIL."):
@@ -193,6 +239,14 @@ def as_multimodal_input(item: object) -> MultimodalInput:
             result = MultimodalInput(images=(path,))
     elif isinstance(item, (bytes, bytearray)) or is_single_image(item):
         result = MultimodalInput(images=(item,))  # type: ignore[arg-type]
+    elif callable(getattr(item, "to_input", None)):
+        # items produced by the media layer (PDF pages, images, clips) carry their own input
+        result = item.to_input()  # type: ignore[attr-defined]
+        if not isinstance(result, MultimodalInput):
+            raise UnsupportedInputError(
+                f"{type(item).__name__}.to_input() returned {type(result).__name__}, "
+                "not a MultimodalInput."
+            )
     else:
         raise UnsupportedInputError(
             f"unsupported item type {type(item).__name__}.",

@@ -26,6 +26,7 @@ from qwen3_vl_rag import (
     VideoDecodeError,
 )
 from qwen3_vl_rag.engine import vision
+from qwen3_vl_rag.media import video as media_video
 from tests.conftest import write_mp4
 
 TOL = 1e-5
@@ -232,7 +233,7 @@ def test_count_tokens_needs_no_pixels(
     noise(320, 240, 1).save(path)
     clip = write_mp4(tmp_path / "c.mp4", frames=12, fps=6)
     monkeypatch.setattr(vision, "decode_image", lambda *a: pytest.fail("decoded an image"))
-    monkeypatch.setattr(vision, "_decode_frames", lambda *a: pytest.fail("decoded a video"))
+    monkeypatch.setattr(media_video, "read_frames", lambda *a: pytest.fail("decoded a video"))
     counts = embedder.count_tokens(["hello", path, Video(clip, fps=2.0)])
     # image 320x240 -> 320x256 -> 10 x 8 = 80 pads plus the 2 vision markers
     base = embedder.count_tokens([MultimodalInput()])[0] - 1  # prompt around "NULL" (one token)

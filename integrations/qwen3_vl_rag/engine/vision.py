@@ -28,7 +28,6 @@ import binascii
 import io
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,8 @@ from qwen3_vl_rag.errors import (
     UnsupportedInputError,
     VideoDecodeError,
 )
-from qwen3_vl_rag.inputs import Video
+from qwen3_vl_rag.inputs import LazyImage, Video
+from qwen3_vl_rag.media.video import IN_PROCESS, FrameReader, VideoHeader
 
 if TYPE_CHECKING:
     import torch
@@ -186,6 +186,8 @@ def describe_source(source: object) -> str:
         return text if len(text) <= 200 else text[:197] + "..."
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
+    if isinstance(source, LazyImage):
+        return source.description
     name = type(source).__name__
     if hasattr(source, "size") and hasattr(source, "mode"):
         return f"<PIL image {source.size[0]}x{source.size[1]} {source.mode}>"
@@ -288,6 +290,8 @@ def decode_image(source: object) -> PILImage.Image:
     Raises:
         ImageDecodeError: When the pixel data cannot be decoded (truncated or corrupt file).
     """
+    if isinstance(source, LazyImage):
+        return _load_lazy(source)
     image = open_image(source)
     try:
         image.load()
@@ -297,6 +301,17 @@ def decode_image(source: object) -> PILImage.Image:
             f"image data could not be decoded ({type(exc).__name__}: {exc}).",
             source=describe_source(source),
         ) from exc
+
+
+def _load_lazy(source: LazyImage) -> PILImage.Image:
+    image = source.load()
+    if image.mode != "RGB" or image.size != source.size:
+        raise ImageDecodeError(
+            f"the lazy image produced a {image.mode} {image.size[0]}x{image.size[1]} image; "
+            f"expected RGB {source.width}x{source.height}.",
+            source=source.description,
+        )
+    return image
 
 
 @dataclass(frozen=True)
@@ -332,10 +347,13 @@ def plan_image(
     max_pixels: float | None = None,
 ) -> ImagePlan:
     """Read an image's size from its header and decide its resized size."""
-    image = open_image(source)
-    width, height = image.size
-    if image is not source and hasattr(image, "close"):
-        image.close()
+    if isinstance(source, LazyImage):
+        width, height = source.size
+    else:
+        image = open_image(source)
+        width, height = image.size
+        if image is not source and hasattr(image, "close"):
+            image.close()
     if width < 1 or height < 1:
         raise ImageDecodeError("the image has no pixels.", source=describe_source(source))
     factor = factor or settings.factor
@@ -380,6 +398,7 @@ class VideoPlan:
 
     label: str
     path: Path | None
+    reader: FrameReader
     frame_sources: tuple[ImagePlan, ...]
     frame_indices: tuple[int, ...]
     fps: float
@@ -478,6 +497,7 @@ def _plan_frame_list(video: Video, settings: VisionSettings) -> VideoPlan:
     return VideoPlan(
         label=f"<video of {len(frames)} frames>",
         path=None,
+        reader=IN_PROCESS,
         frame_sources=tuple(plans),
         frame_indices=tuple(range(count)),
         fps=FRAME_LIST_SAMPLE_FPS,
@@ -489,64 +509,13 @@ def _plan_frame_list(video: Video, settings: VisionSettings) -> VideoPlan:
     )
 
 
-@dataclass(frozen=True)
-class _VideoHeader:
-    frames: int
-    fps: float
-    width: int
-    height: int
-
-
-def probe_video(path: Path) -> _VideoHeader:
-    """Frame count, frame rate and size of a video file, from its container (no decoding)."""
-    import av
-
-    label = describe_source(path)
-    if not path.is_file():
-        raise VideoDecodeError(
-            "no such video file." if not path.exists() else "not a regular file.", source=label
-        )
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError("the file has no video stream.", source=label)
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            width, height = stream.codec_context.width, stream.codec_context.height
-            frames = int(stream.frames or 0)
-            if frames <= 0:  # some containers (WebM, MKV) do not record it: count packets
-                frames = _count_packets(container, stream)
-    except VideoDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VideoDecodeError(
-            f"the container could not be read ({type(exc).__name__}: {exc}).", source=label
-        ) from exc
-    if frames <= 0 or not width or not height:
-        raise VideoDecodeError("the video has no frames.", source=label)
-    if not rate or float(rate) <= 0:
-        raise VideoDecodeError("the video's frame rate is unknown.", source=label)
-    return _VideoHeader(frames, float(rate), int(width), int(height))
-
-
-def _count_packets(container: Any, stream: Any) -> int:
-    import av
-
-    count = 0
-    try:
-        for packet in container.demux(stream):
-            count += 1 if packet.size else 0
-    except av.error.EOFError:
-        pass  # a container cut short after its header: count what is there
-    return count
-
-
 def _plan_video_file(video: Video, settings: VisionSettings) -> VideoPlan:
     import torch
 
     path = _local_path(video.source)  # type: ignore[arg-type]
     label = describe_source(video.source)
-    header = probe_video(path)
+    reader = video.reader or IN_PROCESS
+    header = reader.probe(path, label)
     start, end, total = _frame_range(video, header, label)
     fps = video.fps or settings.fps
     max_frames = _floor_by(video.max_frames or settings.max_frames, FRAME_FACTOR)
@@ -569,6 +538,7 @@ def _plan_video_file(video: Video, settings: VisionSettings) -> VideoPlan:
     return VideoPlan(
         label=label,
         path=path,
+        reader=reader,
         frame_sources=(),
         frame_indices=tuple(indices),
         fps=header.fps,
@@ -580,7 +550,7 @@ def _plan_video_file(video: Video, settings: VisionSettings) -> VideoPlan:
     )
 
 
-def _frame_range(video: Video, header: _VideoHeader, label: str) -> tuple[int, int, int]:
+def _frame_range(video: Video, header: VideoHeader, label: str) -> tuple[int, int, int]:
     if video.start is None and video.end is None:
         return 0, header.frames - 1, header.frames
     duration = header.frames / header.fps
@@ -605,40 +575,9 @@ def load_video_pixels(plan: VideoPlan) -> torch.Tensor:
     if plan.path is None:
         frames = torch.cat([load_image_pixels(p) for p in plan.frame_sources])
     else:
-        frames = _decode_frames(plan.path, plan.frame_indices, plan.label)
+        array = plan.reader.read(plan.path, plan.frame_indices, plan.label)
+        frames = torch.from_numpy(array).permute(0, 3, 1, 2)
     return _resize_frames(frames, plan.resized_height, plan.resized_width).to(torch.float32)
-
-
-def _decode_frames(path: Path, frame_indices: Sequence[int], label: str) -> torch.Tensor:
-    import av
-    import torch
-
-    wanted = sorted(set(frame_indices))
-    last = wanted[-1]
-    decoded: dict[int, np.ndarray] = {}
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            wanted_set = set(wanted)
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted_set:
-                    decoded[index] = frame.to_ndarray(format="rgb24")
-                if index >= last:
-                    break
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VideoDecodeError(
-            f"decoding failed ({type(exc).__name__}: {exc}).", source=label
-        ) from exc
-    missing = [i for i in wanted if i not in decoded]
-    if missing:
-        raise VideoDecodeError(
-            f"only {len(decoded)} of the {len(wanted)} sampled frames could be decoded "
-            f"(frame {missing[0]} is missing; the file may be truncated).",
-            source=label,
-        )
-    stacked = np.stack([decoded[i] for i in frame_indices])
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2)
 
 
 def _resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

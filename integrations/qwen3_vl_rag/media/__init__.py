@@ -1,0 +1,1 @@
+"""From files to items: PDF pages, images, screenshots and video clips, decoded under budgets."""
