@@ -15,19 +15,33 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.errors import (
+    BlockedURLError,
     ConfigurationError,
+    DecoderCrashedError,
+    DecodeTimeoutError,
+    EncryptedPdfError,
+    FetchError,
     ImageDecodeError,
     InputError,
+    InputTooLargeError,
     InputTooLongError,
     MissingDependencyError,
     ModelLoadError,
+    PdfError,
     Qwen3VLRagError,
     RemoteInputError,
     ResourceExhaustedError,
     UnsupportedInputError,
     VideoDecodeError,
 )
-from qwen3_vl_rag.inputs import ImageSource, InputItem, MultimodalInput, Video, VideoSource
+from qwen3_vl_rag.inputs import (
+    ImageSource,
+    InputItem,
+    LazyImage,
+    MultimodalInput,
+    Video,
+    VideoSource,
+)
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
@@ -57,15 +71,23 @@ _LAZY = {
 }
 
 __all__ = [
+    "BlockedURLError",
     "ConfigurationError",
+    "DecodeTimeoutError",
+    "DecoderCrashedError",
+    "EncryptedPdfError",
+    "FetchError",
     "ImageDecodeError",
     "ImageSource",
     "InputError",
     "InputItem",
+    "InputTooLargeError",
     "InputTooLongError",
+    "LazyImage",
     "MissingDependencyError",
     "ModelLoadError",
     "MultimodalInput",
+    "PdfError",
     "Precision",
     "QuantizationCalibration",
     "Qwen3VLEmbedder",

@@ -3,11 +3,18 @@
 The hierarchy::
 
     Qwen3VLRagError                      base of everything below
-    ├── InputError (ValueError)          one input item cannot be used; names it and what to do
+    ├── InputError (ValueError)          one input item cannot be used; names it, the stage, a fix
     │   ├── UnsupportedInputError        a type or format we do not accept
     │   ├── RemoteInputError             a URL, while remote fetching is not enabled
+    │   │   ├── BlockedURLError          a URL refused by the fetch policy (scheme, address...)
+    │   │   └── FetchError               a URL that could not be fetched (timeout, HTTP error)
     │   ├── ImageDecodeError             image bytes that cannot be decoded
     │   ├── VideoDecodeError             a video with no decodable frames, or a corrupt container
+    │   ├── PdfError                     a PDF that cannot be opened or read
+    │   │   └── EncryptedPdfError        a PDF that needs a (different) password
+    │   ├── InputTooLargeError           over a budget: pixels, pages, frames or bytes
+    │   ├── DecodeTimeoutError           decoding ran past its time budget (the worker was stopped)
+    │   ├── DecoderCrashedError          the decoding worker process died (a crash in C code)
     │   └── InputTooLongError            vision tokens (plus the prompt) do not fit in max_length
     ├── ConfigurationError (ValueError)  an argument value that cannot work (dim, precision...)
     ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
@@ -22,12 +29,19 @@ Subclassing the builtins keeps framework-level ``except ValueError`` clauses wor
 from __future__ import annotations
 
 __all__ = [
+    "BlockedURLError",
     "ConfigurationError",
+    "DecodeTimeoutError",
+    "DecoderCrashedError",
+    "EncryptedPdfError",
+    "FetchError",
     "ImageDecodeError",
     "InputError",
+    "InputTooLargeError",
     "InputTooLongError",
     "MissingDependencyError",
     "ModelLoadError",
+    "PdfError",
     "Qwen3VLRagError",
     "RemoteInputError",
     "ResourceExhaustedError",
@@ -47,6 +61,8 @@ class InputError(Qwen3VLRagError, ValueError):
         item_index: Position of the offending item in the call's input list, when known.
         source: A short description of where the item came from (a path, ``"<PIL image>"``...).
         hint: What the caller can do about it.
+        stage: What was being done: ``"open"``, ``"render"``, ``"probe"``, ``"decode"``,
+            ``"fetch"``... (``None`` when it does not matter).
     """
 
     def __init__(
@@ -56,11 +72,13 @@ class InputError(Qwen3VLRagError, ValueError):
         item_index: int | None = None,
         source: str | None = None,
         hint: str | None = None,
+        stage: str | None = None,
     ) -> None:
         self.reason = message
         self.item_index = item_index
         self.source = source
         self.hint = hint
+        self.stage = stage
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -74,13 +92,33 @@ class InputError(Qwen3VLRagError, ValueError):
             text += f" {self.hint}"
         return text
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # keep every field across pickling (errors come back from decoding worker processes)
+        return (
+            _rebuild_input_error,
+            (type(self), self.reason, self.item_index, self.source, self.hint, self.stage),
+        )
+
     def with_item(self, item_index: int) -> InputError:
         """Return the same error, now naming the item's position in the caller's list."""
         if self.item_index is not None:
             return self
-        err = type(self)(self.reason, item_index=item_index, source=self.source, hint=self.hint)
+        err = type(self)(
+            self.reason, item_index=item_index, source=self.source, hint=self.hint, stage=self.stage
+        )
         err.__cause__ = self.__cause__
         return err
+
+
+def _rebuild_input_error(
+    cls: type[InputError],
+    reason: str,
+    item_index: int | None,
+    source: str | None,
+    hint: str | None,
+    stage: str | None,
+) -> InputError:
+    return cls(reason, item_index=item_index, source=source, hint=hint, stage=stage)
 
 
 class UnsupportedInputError(InputError):
@@ -91,12 +129,40 @@ class RemoteInputError(InputError):
     """A remote URL was given but remote fetching is not enabled."""
 
 
+class BlockedURLError(RemoteInputError):
+    """The fetch policy refused a URL: its scheme, its address, or its redirects."""
+
+
+class FetchError(RemoteInputError):
+    """A URL could not be fetched: connection failure, time limit, or an HTTP error status."""
+
+
 class ImageDecodeError(InputError):
     """The image could not be opened or decoded."""
 
 
 class VideoDecodeError(InputError):
     """The video could not be opened, or has no decodable frames."""
+
+
+class PdfError(InputError):
+    """The PDF could not be opened or read (or the file is not a PDF)."""
+
+
+class EncryptedPdfError(PdfError):
+    """The PDF is encrypted and no (or a wrong) password was given."""
+
+
+class InputTooLargeError(InputError):
+    """The input exceeds a budget: pixels, pages, frames or bytes."""
+
+
+class DecodeTimeoutError(InputError):
+    """Decoding ran past its time budget; the worker process doing it was stopped."""
+
+
+class DecoderCrashedError(InputError):
+    """The worker process decoding the input died (a crash or out-of-memory in C code)."""
 
 
 class InputTooLongError(InputError):

@@ -10,15 +10,23 @@ import pytest
 import qwen3_vl_rag
 
 EXPECTED_ALL = [
+    "BlockedURLError",
     "ConfigurationError",
+    "DecodeTimeoutError",
+    "DecoderCrashedError",
+    "EncryptedPdfError",
+    "FetchError",
     "ImageDecodeError",
     "ImageSource",
     "InputError",
     "InputItem",
+    "InputTooLargeError",
     "InputTooLongError",
+    "LazyImage",
     "MissingDependencyError",
     "ModelLoadError",
     "MultimodalInput",
+    "PdfError",
     "Precision",
     "QuantizationCalibration",
     "Qwen3VLEmbedder",
