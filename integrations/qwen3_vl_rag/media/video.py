@@ -148,3 +148,47 @@ class InProcessReader:
 
 #: The default reader.
 IN_PROCESS = InProcessReader()
+
+
+# -- readers that run elsewhere, and videos as items -----------------------------------------------
+
+
+class IsolatedReader:
+    """Reads video headers and frames through a runner (a worker pool contains FFmpeg)."""
+
+    def __init__(self, runner: Any, timeout: float | None = None) -> None:
+        self.runner = runner
+        self.timeout = timeout
+
+    def probe(self, path: Path, label: str) -> VideoHeader:
+        """See :func:`probe`; runs in the runner."""
+        header: VideoHeader = self.runner.run(
+            probe, path, label, label=label, stage="probe", timeout=self.timeout
+        )
+        return header
+
+    def read(self, path: Path, indices: Sequence[int], label: str) -> np.ndarray:
+        """See :func:`read_frames`; runs in the runner."""
+        frames: np.ndarray = self.runner.run(
+            read_frames,
+            path,
+            list(indices),
+            label,
+            label=label,
+            stage="decode",
+            timeout=self.timeout,
+        )
+        return frames
+
+
+class _KnownHeader:
+    """A reader that answers ``probe`` for one file from a header already read."""
+
+    def __init__(self, reader: FrameReader, path: Path, header: VideoHeader) -> None:
+        self._reader, self._path, self._header = reader, path, header
+
+    def probe(self, path: Path, label: str) -> VideoHeader:
+        return self._header if path == self._path else self._reader.probe(path, label)
+
+    def read(self, path: Path, indices: Sequence[int], label: str) -> np.ndarray:
+        return self._reader.read(path, indices, label)

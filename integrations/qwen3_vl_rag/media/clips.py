@@ -1,0 +1,183 @@
+"""Videos as items: the whole video, or clips of a few seconds each (segments mode).
+
+Segments are how a long recording becomes searchable moment by moment: with
+``segment_seconds=10`` every 10-second stretch is its own item, with its start and end time, so a
+query such as "two people at the ATM" lands on the minute it happens. Frames are sampled the
+official way (``fps`` per second, at most ``max_frames`` per item), and each item lists the
+seconds of the frames the model sees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qwen3_vl_rag.errors import VideoDecodeError
+from qwen3_vl_rag.inputs import Video
+from qwen3_vl_rag.media.budget import MediaBudget
+from qwen3_vl_rag.media.files import checked_file, display_path
+from qwen3_vl_rag.media.isolation import IN_PROCESS, DecodeRunner
+from qwen3_vl_rag.media.items import MediaItem, MetadataValue
+from qwen3_vl_rag.media.video import (
+    IN_PROCESS as IN_PROCESS_READER,
+)
+from qwen3_vl_rag.media.video import (
+    FrameReader,
+    IsolatedReader,
+    VideoHeader,
+    _KnownHeader,
+)
+
+__all__ = ["VideoDocument", "load_video"]
+
+DEFAULT_FPS = 1.0  # the official sampling rate
+
+
+@dataclass
+class VideoDocument:
+    """A video file as items: one for the whole video, or one per clip.
+
+    Iterate it for the items; ``warnings`` notes clips left out by the budget.
+    """
+
+    path: Path
+    source: str
+    header: VideoHeader
+    fps: float
+    max_frames: int
+    clips: list[tuple[float, float]]
+    reader: FrameReader
+    file_type: str
+    warnings: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[MediaItem]:
+        whole = len(self.clips) == 1 and self.clips[0] == (0.0, self.header.duration)
+        for index, (start, end) in enumerate(self.clips):
+            if whole:
+                video = Video(
+                    self.path, fps=self.fps, max_frames=self.max_frames, reader=self.reader
+                )
+            else:
+                video = Video(
+                    self.path,
+                    fps=self.fps,
+                    max_frames=self.max_frames,
+                    start=start,
+                    end=end,
+                    reader=self.reader,
+                )
+            times = _frame_times(video)
+            metadata: dict[str, MetadataValue] = {
+                "source": self.source,
+                "file_type": self.file_type,
+                "duration": round(self.header.duration, 3),
+                "native_fps": round(self.header.fps, 3),
+                "frame_count": self.header.frames,
+                "video_width": self.header.width,
+                "video_height": self.header.height,
+                "sample_fps": self.fps,
+                "sampled_frames": len(times),
+            }
+            if not whole:
+                metadata.update(
+                    {
+                        "clip_index": index,
+                        "total_clips": len(self.clips),
+                        "start_seconds": round(start, 3),
+                        "end_seconds": round(end, 3),
+                    }
+                )
+            yield MediaItem(
+                "video" if whole else "clip", self.source, metadata, video=video, frame_times=times
+            )
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def _frame_times(video: Video) -> tuple[float, ...]:
+    """Seconds of the frames the engine will sample (the same planning code it uses)."""
+    from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
+
+    plan = plan_video(video, VisionSettings())
+    return tuple(round(index / plan.fps, 3) for index in plan.frame_indices)
+
+
+def _segments(duration: float, frame_seconds: float, length: float) -> list[tuple[float, float]]:
+    """Consecutive clips of ``length`` seconds; a tail too short to sample joins the last clip."""
+    count = max(1, math.ceil(duration / length))
+    clips = [(i * length, min((i + 1) * length, duration)) for i in range(count)]
+    too_short = max(0.5, 4 * frame_seconds)  # fewer than 4 frames cannot be sampled properly
+    if len(clips) > 1 and clips[-1][1] - clips[-1][0] < too_short:
+        clips[-2] = (clips[-2][0], duration)
+        clips.pop()
+    return clips
+
+
+def load_video(
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    segment_seconds: float | None = None,
+    budget: MediaBudget | None = None,
+    runner: DecodeRunner | None = None,
+) -> VideoDocument:
+    """A video file as one item, or as clips of ``segment_seconds`` each.
+
+    Args:
+        path: MP4, MOV, WebM, MKV or AVI (any container FFmpeg reads).
+        fps: Frames sampled per second (default 1.0, the official value).
+        max_frames: Frames per item (default ``budget.max_frames``, 64 as officially).
+        segment_seconds: Cut the video into clips this long (default: one item for it all).
+        budget: Frame, clip, byte and time limits (default: :class:`MediaBudget`).
+        runner: Where FFmpeg runs; pass a :class:`~qwen3_vl_rag.media.isolation.WorkerPool`
+            for untrusted files (default: this process).
+
+    Raises:
+        VideoDecodeError: A corrupt container, no video stream, or no frames.
+        InputTooLargeError: Over ``budget.max_bytes``.
+
+    Example:
+        >>> for clip in load_video("lobby-camera.mp4", segment_seconds=10):
+        ...     print(clip.metadata["start_seconds"], clip.frame_times)
+    """
+    budget = budget or MediaBudget()
+    runner = runner or IN_PROCESS
+    path = Path(path)
+    label = display_path(path)
+    checked_file(path, budget.max_bytes, label, VideoDecodeError)
+    base: FrameReader = (
+        IN_PROCESS_READER if runner is IN_PROCESS else IsolatedReader(runner, budget.timeout)
+    )
+    header = base.probe(path, label)
+    fps = fps or DEFAULT_FPS
+    frames = min(max_frames or budget.max_frames, budget.max_frames)
+    warnings = []
+    if segment_seconds is None:
+        clips = [(0.0, header.duration)]
+    else:
+        if not segment_seconds > 0:
+            msg = f"segment_seconds must be positive, got {segment_seconds!r}"
+            raise ValueError(msg)
+        clips = _segments(header.duration, 1.0 / header.fps, float(segment_seconds))
+        if len(clips) > budget.max_clips:
+            warnings.append(
+                f"only the first {budget.max_clips} of {len(clips)} clips were kept (max_clips)"
+            )
+            clips = clips[: budget.max_clips]
+    from qwen3_vl_rag.media.sniff import sniff_file
+
+    return VideoDocument(
+        path=path,
+        source=label,
+        header=header,
+        fps=fps,
+        max_frames=frames,
+        clips=clips,
+        reader=_KnownHeader(base, path, header),
+        file_type=sniff_file(path).format or "video",
+        warnings=warnings,
+    )

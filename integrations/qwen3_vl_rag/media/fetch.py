@@ -1,0 +1,292 @@
+"""Fetch images, PDFs and videos over HTTP(S), with guards against SSRF and resource exhaustion.
+
+Remote fetching is off unless a caller turns it on (``allow_remote=True``); URLs found *inside*
+documents are never followed. When it is on, every request:
+
+* uses an allowed scheme (``https`` and ``http`` by default);
+* resolves the host first and refuses it unless **every** address is globally routable:
+  loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast,
+  reserved and IPv4-mapped forms of those are refused, as are known metadata host names;
+* connects to the address it validated (no second lookup, so DNS rebinding cannot swap it);
+* follows at most ``max_redirects`` redirects by hand, validating each new URL the same way;
+* stops at ``connect_timeout``, ``read_timeout`` (per read) and ``total_timeout`` (whole fetch);
+* refuses a body over ``max_bytes``, from ``Content-Length`` or while streaming.
+
+Environment proxies are ignored: a proxy would make the address checks meaningless.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwen3_vl_rag.errors import BlockedURLError, FetchError, InputTooLargeError
+
+__all__ = ["Fetched", "RemotePolicy", "fetch"]
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+_METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def _system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass(frozen=True)
+class RemotePolicy:
+    """What remote fetching may do.
+
+    Args:
+        schemes: Allowed URL schemes.
+        max_bytes: Largest body accepted.
+        connect_timeout: Seconds to establish a connection.
+        read_timeout: Seconds one read may wait.
+        total_timeout: Seconds the whole fetch (redirects included) may take.
+        max_redirects: Redirects followed at most.
+        allowed_networks: Networks allowed although not public (an intranet such as
+            ``"10.20.0.0/16"``); empty by default.
+        resolver: ``(host, port) -> addresses``; the system resolver by default (tests inject one).
+        user_agent: The ``User-Agent`` header.
+    """
+
+    schemes: frozenset[str] = frozenset({"https", "http"})
+    max_bytes: int = 64 * 1024 * 1024
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    total_timeout: float = 30.0
+    max_redirects: int = 5
+    allowed_networks: tuple[str, ...] = ()
+    resolver: Resolver | None = field(default=None, compare=False, repr=False)
+    user_agent: str = "qwen3-vl-rag"
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The allowed non-public networks, parsed."""
+        return [ipaddress.ip_network(n, strict=False) for n in self.allowed_networks]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched body: the final URL (after redirects), the bytes and the declared type."""
+
+    url: str
+    data: bytes
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def _check_address(address: str, policy: RemotePolicy, url: str) -> None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in policy.networks()):
+        return
+    if not ip.is_global or ip.is_multicast:
+        raise BlockedURLError(
+            f"its host resolves to {ip}, which is not a public address.",
+            source=url,
+            stage="fetch",
+            hint="Only public addresses are fetched; allow a network explicitly with "
+            "RemotePolicy(allowed_networks=...) if you trust it.",
+        )
+
+
+def _resolve(url: str, policy: RemotePolicy) -> _Target:
+    """Parse and validate a URL; return where to connect."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise BlockedURLError(f"not a valid URL ({exc}).", source=url, stage="fetch") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in policy.schemes:
+        raise BlockedURLError(
+            f"the scheme {scheme or '(none)'!r} is not allowed; allowed: "
+            f"{', '.join(sorted(policy.schemes))}.",
+            source=url,
+            stage="fetch",
+        )
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise BlockedURLError("the URL has no host.", source=url, stage="fetch")
+    if host in _METADATA_HOSTS:
+        raise BlockedURLError("cloud metadata hosts are never fetched.", source=url, stage="fetch")
+    port = port or (443 if scheme == "https" else 80)
+    resolver = policy.resolver or _system_resolver
+    try:
+        addresses = list(resolver(host, port))
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(
+            f"the host could not be resolved ({exc}).", source=url, stage="fetch"
+        ) from exc
+    if not addresses:
+        raise FetchError("the host has no address.", source=url, stage="fetch")
+    for address in addresses:  # every address must pass: one private answer is enough to refuse
+        _check_address(address, policy, url)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return _Target(scheme, host, port, path, addresses[0])
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to a validated address while speaking to the named host."""
+
+    def __init__(self, target: _Target, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=connect_timeout)
+        self._address, self._read_timeout = target.address, read_timeout
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock.settimeout(self._read_timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """The TLS variant: certificate checked against the host name, socket to the address."""
+
+    def __init__(self, target: _Target, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__(
+            target.host, target.port, timeout=connect_timeout, context=ssl.create_default_context()
+        )
+        self._address, self._read_timeout = target.address, read_timeout
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        raw.settimeout(self._read_timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def fetch(url: str, policy: RemotePolicy | None = None) -> Fetched:
+    """GET ``url`` under ``policy`` and return its body.
+
+    Raises:
+        BlockedURLError: A scheme, host, address or redirect the policy refuses (nothing is sent
+            to a refused address).
+        FetchError: Connection failure, time limit, too many redirects, or an HTTP error status.
+        InputTooLargeError: A body over ``policy.max_bytes``.
+
+    Example:
+        >>> fetched = fetch("https://example.com/chart.png", RemotePolicy(max_bytes=10_000_000))
+        >>> fetched.content_type, len(fetched.data)
+    """
+    policy = policy or RemotePolicy()
+    deadline = time.monotonic() + policy.total_timeout
+    current = url
+    for _ in range(policy.max_redirects + 1):
+        target = _resolve(current, policy)
+        connection_type: Any = (
+            _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+        )
+        connection = connection_type(target, policy.connect_timeout, policy.read_timeout)
+        try:
+            response = _request(connection, target, policy, current, deadline)
+            if response.status in _REDIRECTS:
+                location = response.getheader("Location")
+                if not location:
+                    raise FetchError(
+                        f"HTTP {response.status} without a Location.", source=current, stage="fetch"
+                    )
+                current = urllib.parse.urljoin(current, location)
+                continue
+            if response.status >= 400:
+                raise FetchError(
+                    f"HTTP {response.status} {response.reason}.", source=current, stage="fetch"
+                )
+            data = _read_body(response, policy, current, deadline)
+            return Fetched(current, data, response.getheader("Content-Type"))
+        finally:
+            connection.close()
+    raise BlockedURLError(f"more than {policy.max_redirects} redirects.", source=url, stage="fetch")
+
+
+def _request(
+    connection: Any, target: _Target, policy: RemotePolicy, url: str, deadline: float
+) -> http.client.HTTPResponse:
+    _check_deadline(deadline, policy, url)
+    try:
+        connection.request(
+            "GET",
+            target.path,
+            headers={
+                "User-Agent": policy.user_agent,
+                "Accept": "*/*",
+                "Accept-Encoding": "identity",
+            },
+        )
+        response: http.client.HTTPResponse = connection.getresponse()
+    except TimeoutError as exc:
+        raise FetchError(
+            f"no response within {policy.read_timeout:g} s.", source=url, stage="fetch"
+        ) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise FetchError(
+            f"the request failed ({type(exc).__name__}: {exc}).", source=url, stage="fetch"
+        ) from exc
+    return response
+
+
+def _read_body(
+    response: http.client.HTTPResponse, policy: RemotePolicy, url: str, deadline: float
+) -> bytes:
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+        raise InputTooLargeError(
+            f"the body is {int(declared)} bytes, over the limit of {policy.max_bytes}.",
+            source=url,
+            stage="fetch",
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        _check_deadline(deadline, policy, url)
+        try:
+            chunk = response.read1(64 * 1024)  # what is there: a drip cannot dodge the deadline
+        except TimeoutError as exc:
+            raise FetchError(
+                f"the body stalled for {policy.read_timeout:g} s.", source=url, stage="fetch"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchError(
+                f"reading the body failed ({type(exc).__name__}: {exc}).", source=url, stage="fetch"
+            ) from exc
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > policy.max_bytes:
+            raise InputTooLargeError(
+                f"the body exceeded the limit of {policy.max_bytes} bytes.",
+                source=url,
+                stage="fetch",
+            )
+        chunks.append(chunk)
+
+
+def _check_deadline(deadline: float, policy: RemotePolicy, url: str) -> None:
+    if time.monotonic() > deadline:
+        raise FetchError(
+            f"the fetch took longer than {policy.total_timeout:g} s.", source=url, stage="fetch"
+        )

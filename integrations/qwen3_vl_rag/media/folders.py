@@ -1,0 +1,306 @@
+r"""Walk a folder and stream its PDFs, images and videos as items, with a per-file report.
+
+The walk is safe on hostile trees: symbolic-link loops are detected (each directory is entered
+once), links leading outside the folder are not followed, FIFOs, devices and sockets are never
+opened, empty and oversized files are skipped, and file names that are not valid UTF-8 are kept
+(and shown with ``\xNN`` escapes). Files are recognised by their bytes, not their names.
+
+Items stream lazily: one file is open at a time, and pages are rendered only when used, so
+memory does not grow with the size of the folder. PDFs and videos are read in worker processes
+(:class:`~qwen3_vl_rag.media.isolation.WorkerPool`), so a file that hangs or crashes its decoder
+is reported and the scan goes on. Every file ends up in :attr:`FolderScan.report` as
+``indexed``, ``skipped`` (with the reason) or ``failed`` (with the stage and the error class):
+none is dropped silently.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from qwen3_vl_rag.errors import InputError
+from qwen3_vl_rag.media.files import display_path
+from qwen3_vl_rag.media.isolation import WorkerPool
+from qwen3_vl_rag.media.items import MediaItem
+from qwen3_vl_rag.media.loaders import LoadOptions, load_path
+from qwen3_vl_rag.media.sniff import sniff_file
+
+__all__ = ["FileReport", "FolderScan", "ScanReport", "scan_folder"]
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["indexed", "skipped", "failed"]
+
+_EXPECTED_KIND = {
+    ".pdf": "pdf",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".webp": "image",
+    ".gif": "image",
+    ".bmp": "image",
+    ".tif": "image",
+    ".tiff": "image",
+    ".mp4": "video",
+    ".mov": "video",
+    ".m4v": "video",
+    ".webm": "video",
+    ".mkv": "video",
+    ".avi": "video",
+}
+
+
+@dataclass
+class FileReport:
+    """What happened to one file (or one entry that was not a file)."""
+
+    path: str
+    status: Status
+    kind: str | None = None
+    items: int = 0
+    reason: str | None = None
+    stage: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScanReport:
+    """Every file met by a scan, in the order met."""
+
+    root: str
+    files: list[FileReport] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Files per status, and the items produced."""
+        counts = {"indexed": 0, "skipped": 0, "failed": 0}
+        for report in self.files:
+            counts[report.status] += 1
+        counts["items"] = sum(report.items for report in self.files)
+        return counts
+
+    def by_status(self, status: Status) -> list[FileReport]:
+        """The reports of one status."""
+        return [report for report in self.files if report.status == status]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (every string is valid UTF-8)."""
+        return {
+            "root": self.root,
+            "counts": self.counts(),
+            "files": [asdict(report) for report in self.files],
+        }
+
+
+class FolderScan:
+    """A lazy scan of a folder (or a single file): iterate it for items, then read ``report``.
+
+    Use it as a context manager so its worker processes stop when you are done with the items
+    (items rendered after that raise a clear error).
+
+    Example:
+        >>> with scan_folder("documents/") as scan:
+        ...     vectors = embedder.embed_documents(list(scan))
+        >>> scan.report.counts()
+        {'indexed': 41, 'skipped': 3, 'failed': 1, 'items': 388}
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        options: LoadOptions | None = None,
+        *,
+        recursive: bool = True,
+        follow_symlinks: bool = True,
+        include_hidden: bool = False,
+        isolate: bool = True,
+        workers: int = 2,
+    ) -> None:
+        self.root = Path(root)
+        self.recursive = recursive
+        self.follow_symlinks = follow_symlinks
+        self.include_hidden = include_hidden
+        options = options or LoadOptions()
+        self._pool: WorkerPool | None = None
+        if isolate and options.runner is None:
+            budget = options.budget
+            self._pool = WorkerPool(
+                workers, timeout=budget.timeout, memory_limit=budget.worker_memory
+            )
+            options = replace(options, runner=self._pool)
+        self.options = options
+        self.report = ScanReport(display_path(self.root))
+
+    def __enter__(self) -> FolderScan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __iter__(self) -> Iterator[MediaItem]:
+        for path in self._walk():
+            yield from self._load(path)
+
+    # -- the walk ----------------------------------------------------------------------------------
+
+    def _skip(self, path: str | os.PathLike[str], reason: str, stage: str = "walk") -> None:
+        self.report.files.append(
+            FileReport(display_path(path), "skipped", reason=reason, stage=stage)
+        )
+
+    def _walk(self) -> Iterator[Path]:
+        root = self.root
+        try:
+            info = root.stat()
+        except OSError as exc:
+            self._skip(root, f"cannot be read ({exc.strerror or exc})")
+            return
+        if stat.S_ISREG(info.st_mode):
+            yield root
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            self._skip(root, "not a regular file or folder")
+            return
+        real_root = os.path.realpath(root)
+        visited = {(info.st_dev, info.st_ino)}
+        seen_files: set[str] = set()
+        stack = [root]
+        while stack:
+            directory = stack.pop()
+            try:
+                with os.scandir(directory) as listing:
+                    entries = sorted(listing, key=lambda e: os.fsencode(e.name))
+            except OSError as exc:
+                self._skip(directory, f"folder cannot be listed ({exc.strerror or exc})")
+                continue
+            subdirectories = []
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.name.startswith(".") and not self.include_hidden:
+                    self._skip(path, "hidden (pass include_hidden=True to scan it)")
+                    continue
+                target = self._resolve(entry, path, real_root)
+                if target is None:
+                    continue
+                kind, entry_info = target
+                if kind == "dir":
+                    key = (entry_info.st_dev, entry_info.st_ino)
+                    if key in visited:
+                        self._skip(path, "folder already scanned (a link loop or a second link)")
+                    elif self.recursive:
+                        visited.add(key)
+                        subdirectories.append(path)
+                    continue
+                real = os.path.realpath(path)
+                if real in seen_files:
+                    self._skip(path, "same file as one already scanned (through a link)")
+                    continue
+                seen_files.add(real)
+                yield path
+            stack.extend(reversed(subdirectories))
+
+    def _resolve(
+        self, entry: os.DirEntry[str], path: Path, real_root: str
+    ) -> tuple[str, os.stat_result] | None:
+        """``("dir"|"file", stat)`` for an entry to go on with; ``None`` once it is reported."""
+        try:
+            if entry.is_symlink():
+                if not self.follow_symlinks:
+                    self._skip(path, "symbolic link (not followed)")
+                    return None
+                try:
+                    info = os.stat(path)  # follows the link
+                except OSError as exc:
+                    looped = exc.errno == errno.ELOOP
+                    self._skip(path, "symbolic link loop" if looped else "broken symbolic link")
+                    return None
+                real = os.path.realpath(path)
+                if os.path.commonpath([real_root, real]) != real_root:
+                    self._skip(path, "symbolic link leading outside the folder")
+                    return None
+            else:
+                info = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            self._skip(path, f"cannot be read ({exc.strerror or exc})")
+            return None
+        if stat.S_ISDIR(info.st_mode):
+            return ("dir", info)
+        if not stat.S_ISREG(info.st_mode):
+            self._skip(path, "not a regular file (a FIFO, device or socket is never opened)")
+            return None
+        return ("file", info)
+
+    # -- one file ----------------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> Iterator[MediaItem]:
+        label = display_path(path)
+        budget = self.options.budget
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            self._skip(path, f"cannot be read ({exc.strerror or exc})")
+            return
+        if size == 0:
+            self._skip(path, "empty file")
+            return
+        if size > budget.max_bytes:
+            self._skip(path, f"too large: {size} bytes, over the budget of {budget.max_bytes}")
+            return
+        try:
+            sniffed = sniff_file(path)
+        except OSError as exc:
+            self._skip(path, f"cannot be read ({exc.strerror or exc})", stage="sniff")
+            return
+        if not sniffed.known:
+            self._skip(path, "not a PDF, image or video (by content)", stage="sniff")
+            return
+        report = FileReport(label, "indexed", kind=sniffed.kind)
+        expected = _EXPECTED_KIND.get(path.suffix.lower())
+        if expected and expected != sniffed.kind:
+            report.warnings.append(
+                f"named {path.suffix} but its content is {(sniffed.format or '').upper()}; "
+                f"loaded as {sniffed.kind}"
+            )
+        self.report.files.append(report)
+        try:
+            document = load_path(path, self.options, sniffed=sniffed, source=label)
+            report.warnings.extend(document.warnings)
+            for item in document:
+                report.items += 1
+                yield item
+        except InputError as err:
+            self._fail(report, err.reason, err.stage, type(err).__name__)
+        except Exception as exc:
+            logger.warning("unexpected error while reading %s", label, exc_info=True)
+            self._fail(report, f"{type(exc).__name__}: {exc}", "load", type(exc).__name__)
+
+    @staticmethod
+    def _fail(report: FileReport, reason: str, stage: str | None, error: str) -> None:
+        report.status, report.reason, report.stage, report.error = "failed", reason, stage, error
+
+
+def scan_folder(
+    root: str | os.PathLike[str],
+    options: LoadOptions | None = None,
+    **scan_options: Any,
+) -> FolderScan:
+    """Scan a folder (or one file) for PDFs, images and videos; see :class:`FolderScan`.
+
+    Args:
+        root: The folder, or a single file.
+        options: How files become items (budget, PDF password, video segments...).
+        **scan_options: ``recursive``, ``follow_symlinks``, ``include_hidden``, ``isolate``,
+            ``workers``; see :class:`FolderScan`.
+    """
+    return FolderScan(root, options, **scan_options)
