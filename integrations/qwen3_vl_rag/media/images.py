@@ -4,7 +4,7 @@
   every Pillow plugin); anything else is :class:`~qwen3_vl_rag.errors.UnsupportedInputError`.
 * The pixel budget is checked from the header, before any pixel is decoded: a decompression bomb
   is refused with :class:`~qwen3_vl_rag.errors.InputTooLargeError`, at no memory cost.
-* Large JPEGs are decoded at a reduced size (JPEG draft mode), never less than twice the size the
+* Large JPEGs are decoded at a reduced size (JPEG draft mode), never smaller than the size the
   model will use; so a 50-megapixel photo costs tens of megabytes, not hundreds.
 * EXIF orientation is applied; CMYK, palette and 1-bit images become RGB; 16-bit images are
   scaled to 8 bits (not clipped to white); transparency is composited on white.
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ALLOWED_FORMATS", "ImageHeader", "load_image", "normalize_to_rgb", "read_header"]
 
-#: Pillow formats we decode.
-ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+#: Pillow formats we decode (JPEG includes multi-picture MPO files from phones).
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 ImageSourceData = Path | bytes
@@ -69,9 +69,11 @@ class ImageHeader:
 def _open(data: ImageSourceData, label: str) -> PILImage.Image:
     from PIL import Image, UnidentifiedImageError
 
+    Image.init()  # register every plugin, so the allowlist can name them
+    formats = [name for name in ALLOWED_FORMATS if name in Image.OPEN]
     try:
         stream = io.BytesIO(data) if isinstance(data, bytes) else data
-        return Image.open(stream, formats=ALLOWED_FORMATS)
+        return Image.open(stream, formats=formats)
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(
             f"refused as a decompression bomb ({exc}).", source=label, stage="open"
@@ -91,11 +93,15 @@ def _open(data: ImageSourceData, label: str) -> PILImage.Image:
 
 
 def _draft_size(width: int, height: int, budget: MediaBudget) -> tuple[int, int]:
-    """Smallest size worth decoding: twice (per side) what the model will see."""
+    """The size the model will see, as the request for JPEG draft decoding.
+
+    Draft decoding keeps the largest 1/2, 1/4 or 1/8 scale that is not smaller than the request;
+    its DCT scaling averages areas, so nothing is lost before the final resize.
+    """
     target_h, target_w = smart_resize(
         height, width, budget.factor, budget.min_pixels, budget.max_pixels
     )
-    return (min(width, 2 * target_w), min(height, 2 * target_h))
+    return (min(width, target_w), min(height, target_h))
 
 
 def read_header(data: ImageSourceData, budget: MediaBudget, label: str) -> ImageHeader:

@@ -30,7 +30,10 @@ from typing import Any, Protocol, TypeVar
 
 from qwen3_vl_rag.errors import DecoderCrashedError, DecodeTimeoutError, InputTooLargeError
 
-__all__ = ["IN_PROCESS", "DecodeRunner", "InProcessRunner", "WorkerPool"]
+__all__ = ["IN_PROCESS", "WORKER_ENV", "DecodeRunner", "InProcessRunner", "WorkerPool"]
+
+#: Set in the environment of decoding workers (steps may quieten libraries' console output).
+WORKER_ENV = "QWEN3VL_RAG_DECODING_WORKER"
 
 T = TypeVar("T")
 
@@ -76,7 +79,7 @@ class _Worker:
     def __init__(self, memory_limit: int | None) -> None:
         # the child must import this package the way the caller did
         paths = [p for p in sys.path if p and os.path.isdir(p)]
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **{WORKER_ENV: "1"})
         process = subprocess.Popen(
             [sys.executable, "-m", "qwen3_vl_rag.media._worker", str(memory_limit or 0)],
             stdin=subprocess.PIPE,

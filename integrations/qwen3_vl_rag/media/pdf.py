@@ -18,6 +18,7 @@ Every PyMuPDF call is a module-level *step* run through a
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from qwen3_vl_rag.errors import EncryptedPdfError, InputError, MissingDependency
 from qwen3_vl_rag.inputs import LazyImage
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.files import checked_file, display_path
-from qwen3_vl_rag.media.isolation import IN_PROCESS, DecodeRunner
+from qwen3_vl_rag.media.isolation import IN_PROCESS, WORKER_ENV, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
 from qwen3_vl_rag.media.sniff import sniff_file
 
@@ -42,6 +43,11 @@ def _pymupdf() -> Any:
         import pymupdf
     except ImportError as exc:
         raise MissingDependencyError("pymupdf", "pdf", "Reading PDF pages") from exc
+    if os.environ.get(WORKER_ENV):
+        # in a decoding worker, MuPDF's repair chatter would only clutter the caller's console
+        tools: Any = pymupdf.TOOLS
+        tools.mupdf_display_errors(False)
+        tools.mupdf_display_warnings(False)
     return pymupdf
 
 
@@ -52,8 +58,6 @@ _OPEN_DOCUMENTS: dict[tuple[str, float, str | None], Any] = {}
 
 def _open(path: str, password: str | None, label: str) -> Any:
     """Open (and unlock) a PDF; keep a few open per process, keyed by path and mtime."""
-    import os
-
     pymupdf = _pymupdf()
     key = (path, os.stat(path).st_mtime, password)
     document = _OPEN_DOCUMENTS.get(key)
