@@ -175,40 +175,67 @@ class FolderScan:
         real_root = os.path.realpath(root)
         visited = {(info.st_dev, info.st_ino)}
         seen_files: set[str] = set()
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            try:
-                with os.scandir(directory) as listing:
-                    entries = sorted(listing, key=lambda e: os.fsencode(e.name))
-            except OSError as exc:
-                self._skip(directory, f"folder cannot be listed ({exc.strerror or exc})")
+        # Real entries first, links afterwards: a link then only ever counts as a second path to
+        # something already scanned (or as the way to reach what the walk does not otherwise see).
+        folders: list[Path] = [root]
+        links: list[os.DirEntry[str]] = []
+        while folders or links:
+            if folders:
+                directory = folders.pop()
+                entries = self._list(directory)
+                found = []
+                for entry in entries:
+                    path = Path(entry.path)
+                    if entry.name.startswith(".") and not self.include_hidden:
+                        self._skip(path, "hidden (pass include_hidden=True to scan it)")
+                    elif entry.is_symlink():
+                        links.append(entry)
+                    else:
+                        found.append(entry)
+                subfolders: list[Path] = []
+                for entry in found:
+                    yield from self._visit(entry, real_root, visited, seen_files, subfolders)
+                folders.extend(reversed(subfolders))
                 continue
-            subdirectories = []
-            for entry in entries:
-                path = Path(entry.path)
-                if entry.name.startswith(".") and not self.include_hidden:
-                    self._skip(path, "hidden (pass include_hidden=True to scan it)")
-                    continue
-                target = self._resolve(entry, path, real_root)
-                if target is None:
-                    continue
-                kind, entry_info = target
-                if kind == "dir":
-                    key = (entry_info.st_dev, entry_info.st_ino)
-                    if key in visited:
-                        self._skip(path, "folder already scanned (a link loop or a second link)")
-                    elif self.recursive:
-                        visited.add(key)
-                        subdirectories.append(path)
-                    continue
-                real = os.path.realpath(path)
-                if real in seen_files:
-                    self._skip(path, "same file as one already scanned (through a link)")
-                    continue
-                seen_files.add(real)
-                yield path
-            stack.extend(reversed(subdirectories))
+            subfolders = []
+            yield from self._visit(links.pop(0), real_root, visited, seen_files, subfolders)
+            folders.extend(reversed(subfolders))
+
+    def _list(self, directory: Path) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(directory) as listing:
+                return sorted(listing, key=lambda entry: os.fsencode(entry.name))
+        except OSError as exc:
+            self._skip(directory, f"folder cannot be listed ({exc.strerror or exc})")
+            return []
+
+    def _visit(
+        self,
+        entry: os.DirEntry[str],
+        real_root: str,
+        visited: set[tuple[int, int]],
+        seen_files: set[str],
+        subfolders: list[Path],
+    ) -> Iterator[Path]:
+        path = Path(entry.path)
+        target = self._resolve(entry, path, real_root)
+        if target is None:
+            return
+        kind, info = target
+        if kind == "dir":
+            key = (info.st_dev, info.st_ino)
+            if key in visited:
+                self._skip(path, "folder already scanned (a link loop or a second link)")
+            elif self.recursive:
+                visited.add(key)
+                subfolders.append(path)
+            return
+        real = os.path.realpath(path)
+        if real in seen_files:
+            self._skip(path, "same file as one already scanned (through a link)")
+            return
+        seen_files.add(real)
+        yield path
 
     def _resolve(
         self, entry: os.DirEntry[str], path: Path, real_root: str

@@ -14,7 +14,7 @@ from typing import Protocol
 from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.clips import VideoDocument, load_video
-from qwen3_vl_rag.media.fetch import RemotePolicy, fetch
+from qwen3_vl_rag.media.remote import RemotePolicy, fetch
 from qwen3_vl_rag.media.files import checked_file, display_path
 from qwen3_vl_rag.media.images import FramesMode, load_image
 from qwen3_vl_rag.media.isolation import DecodeRunner
@@ -140,7 +140,7 @@ def load_url(
 
     Raises:
         BlockedURLError, FetchError, InputTooLargeError: See
-            :func:`~qwen3_vl_rag.media.fetch.fetch`.
+            :func:`~qwen3_vl_rag.media.remote.fetch`.
         UnsupportedInputError: The body is not a PDF, image or video.
     """
     options = options or LoadOptions()
@@ -187,7 +187,7 @@ def load(
     Args:
         source: A path, or a URL.
         options: See :class:`LoadOptions`.
-        allow_remote: Fetch URLs (off by default; see :mod:`qwen3_vl_rag.media.fetch`).
+        allow_remote: Fetch URLs (off by default; see :mod:`qwen3_vl_rag.media.remote`).
         policy: The remote fetching policy (default :class:`RemotePolicy`).
 
     Raises:
