@@ -46,7 +46,6 @@ _LAZY = {
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.clips import VideoDocument, load_video
-    from qwen3_vl_rag.media.remote import Fetched, RemotePolicy, fetch
     from qwen3_vl_rag.media.folders import FileReport, FolderScan, ScanReport, scan_folder
     from qwen3_vl_rag.media.images import load_image
     from qwen3_vl_rag.media.isolation import IN_PROCESS, WorkerPool
@@ -60,6 +59,7 @@ if TYPE_CHECKING:
         load_url,
     )
     from qwen3_vl_rag.media.pdf import PdfDocument, load_pdf
+    from qwen3_vl_rag.media.remote import Fetched, RemotePolicy, fetch
 
 __all__ = [
     "IN_PROCESS",

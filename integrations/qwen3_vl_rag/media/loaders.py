@@ -14,12 +14,12 @@ from typing import Protocol
 from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.clips import VideoDocument, load_video
-from qwen3_vl_rag.media.remote import RemotePolicy, fetch
 from qwen3_vl_rag.media.files import checked_file, display_path
 from qwen3_vl_rag.media.images import FramesMode, load_image
 from qwen3_vl_rag.media.isolation import DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.pdf import PdfDocument, load_pdf
+from qwen3_vl_rag.media.remote import RemotePolicy, fetch
 from qwen3_vl_rag.media.sniff import MediaKind, Sniffed, sniff_bytes, sniff_file
 
 __all__ = ["LoadOptions", "MediaDocument", "load", "load_path", "load_url"]
