@@ -124,7 +124,8 @@ def test_media_import_loads_no_decoder_or_torch() -> None:
     code = (
         "import sys;"
         "from qwen3_vl_rag.media import load, scan_folder, MediaItem, MediaBudget, fetch;"
-        "heavy = [m for m in ('torch', 'transformers', 'av', 'fitz', 'pymupdf') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'transformers', 'av', 'fitz', 'pymupdf')"
+        " if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
