@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from qwen3_vl_rag import DecoderCrashedError, DecodeTimeoutError, InputTooLargeError, PdfError
+from qwen3_vl_rag import (
+    ConfigurationError,
+    DecoderCrashedError,
+    DecodeTimeoutError,
+    InputTooLargeError,
+    PdfError,
+)
 from qwen3_vl_rag.media.isolation import IN_PROCESS, WorkerPool
 from qwen3_vl_rag.testing import faults
 
@@ -97,7 +103,7 @@ def test_closing_stops_the_workers() -> None:
     while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(pid_alive(p) for p in pids)
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ConfigurationError, match="worker pool is closed"):
         run(pool, faults.echo, 1)
 
 

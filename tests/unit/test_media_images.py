@@ -194,3 +194,22 @@ def test_pillows_own_bomb_limit_becomes_a_typed_error(tmp_path: Path) -> None:
     path = media_files.bomb_png(tmp_path / "huge.png", side=14_000)  # 196 MP: Pillow refuses
     with pytest.raises(InputTooLargeError, match="refused as a decompression bomb"):
         load_image(path, budget=MediaBudget(max_image_pixels=10**9))
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(40), ImageDecodeError, "starts like a PNG but its header"),
+        (b"\xff\xd8\xff" + bytes(30), ImageDecodeError, "starts like a JPEG but its header"),
+        (b"plain text, not an image", UnsupportedInputError, "not an image in a supported"),
+    ],
+)
+def test_a_corrupt_header_is_told_apart_from_an_unknown_format(
+    tmp_path: Path, data: bytes, error: type[Exception], message: str
+) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    for source in (path, data):
+        with pytest.raises(error, match=message) as info:
+            load_image(source)
+        assert info.value.stage == "open"  # type: ignore[attr-defined]

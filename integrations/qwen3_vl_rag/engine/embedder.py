@@ -26,6 +26,8 @@ from qwen3_vl_rag.inputs import InputItem
 if TYPE_CHECKING:
     import torch
 
+    from qwen3_vl_rag.engine.vision import VisionSettings
+
 __all__ = ["Qwen3VLEmbedder"]
 
 
@@ -149,6 +151,11 @@ class Qwen3VLEmbedder:
     def device(self) -> torch.device:
         """The device the model runs on."""
         return self.backbone.loaded.device
+
+    @property
+    def vision(self) -> VisionSettings:
+        """Pixel and frame budgets in use (pass them on with ``MediaBudget.matching(self)``)."""
+        return self.backbone.loaded.vision
 
     def __repr__(self) -> str:
         loaded = self.backbone.loaded

@@ -16,6 +16,8 @@ from qwen3_vl_rag.inputs import InputItem
 if TYPE_CHECKING:
     import torch
 
+    from qwen3_vl_rag.engine.vision import VisionSettings
+
 __all__ = ["Qwen3VLReranker", "RerankResult"]
 
 
@@ -128,6 +130,11 @@ class Qwen3VLReranker:
     def device(self) -> torch.device:
         """The device the model runs on."""
         return self.backbone.loaded.device
+
+    @property
+    def vision(self) -> VisionSettings:
+        """Pixel and frame budgets in use (pass them on with ``MediaBudget.matching(self)``)."""
+        return self.backbone.loaded.vision
 
     def __repr__(self) -> str:
         loaded = self.backbone.loaded

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen3_vl_rag.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.engine.vision import VisionSettings
+
+
+class _HasVision(Protocol):
+    @property
+    def vision(self) -> VisionSettings: ...
+
 
 __all__ = ["MediaBudget"]
 
@@ -32,6 +42,12 @@ class MediaBudget:
         timeout: Seconds one decoding step may take (open a PDF, render a page, read a video's
             header, decode a clip's frames) before its worker is stopped.
         worker_memory: Address-space limit of a decoding worker process, in bytes (Linux).
+
+    Example:
+        >>> embedder = Qwen3VLEmbedder.from_pretrained(
+        ...     "Qwen/Qwen3-VL-Embedding-2B", max_pixels=602112
+        ... )
+        >>> budget = MediaBudget.matching(embedder, max_pages=500)  # pages at about 600 tokens
     """
 
     max_pixels: int = 1800 * 32 * 32
@@ -74,3 +90,21 @@ class MediaBudget:
             )
         if self.max_frames < 2:
             raise ConfigurationError(f"max_frames must be at least 2, got {self.max_frames}.")
+
+    @classmethod
+    def matching(cls, model: _HasVision | VisionSettings, **changes: Any) -> MediaBudget:
+        """A budget whose pages, images and frame counts fit ``model`` exactly.
+
+        Args:
+            model: An embedder or reranker (anything with ``.vision``), or its
+                :class:`~qwen3_vl_rag.VisionSettings`.
+            **changes: Other fields to set (``max_pages``, ``timeout``...).
+        """
+        settings = model.vision if hasattr(model, "vision") else model
+        fitted = cls(
+            max_pixels=settings.max_pixels,
+            min_pixels=settings.min_pixels,
+            factor=settings.patch_size * settings.merge_size,
+            max_frames=settings.max_frames,
+        )
+        return replace(fitted, **changes)

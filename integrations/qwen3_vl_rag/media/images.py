@@ -32,6 +32,7 @@ from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.files import checked_file, display_path
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes, sniff_file
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -79,6 +80,15 @@ def _open(data: ImageSourceData, label: str) -> PILImage.Image:
             f"refused as a decompression bomb ({exc}).", source=label, stage="open"
         ) from exc
     except UnidentifiedImageError as exc:
+        head = data[:HEAD_BYTES] if isinstance(data, bytes) else sniff_file(data)
+        sniffed = sniff_bytes(head) if isinstance(head, bytes) else head
+        if sniffed.kind == "image" and sniffed.format:
+            # the signature of a format we read, but a header Pillow cannot parse: corrupt
+            raise ImageDecodeError(
+                f"the file starts like a {sniffed.format.upper()} but its header is corrupt.",
+                source=label,
+                stage="open",
+            ) from exc
         raise UnsupportedInputError(
             f"not an image in a supported format ({', '.join(ALLOWED_FORMATS)}).",
             source=label,

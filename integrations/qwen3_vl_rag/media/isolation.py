@@ -28,7 +28,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
 
-from qwen3_vl_rag.errors import DecoderCrashedError, DecodeTimeoutError, InputTooLargeError
+from qwen3_vl_rag.errors import (
+    ConfigurationError,
+    DecoderCrashedError,
+    DecodeTimeoutError,
+    InputTooLargeError,
+)
 
 __all__ = ["IN_PROCESS", "WORKER_ENV", "DecodeRunner", "InProcessRunner", "WorkerPool"]
 
@@ -224,8 +229,12 @@ class WorkerPool:
         with self._condition:
             while True:
                 if self._closed:
-                    msg = "the worker pool is closed"
-                    raise RuntimeError(msg)
+                    # like a closed file: a usage error, not a property of the input
+                    raise ConfigurationError(
+                        "the decoding worker pool is closed: use the items before closing their "
+                        "scan or WorkerPool (inside the `with` block), or load them with "
+                        "runner=IN_PROCESS."
+                    )
                 if self._idle:
                     return self._idle.pop()
                 if self._free_slots > 0:
