@@ -115,7 +115,7 @@ def test_a_page_rendered_after_its_pool_closed_is_a_clear_usage_error(
     path = media_files.report_pdf(tmp_path / "r.pdf", pages=1)
     with WorkerPool(workers=1, timeout=30) as pool:
         pages = list(load_pdf(path, budget=budget, runner=pool))
-    with pytest.raises(ConfigurationError, match="worker pool is closed.*inside the `with` block"):
+    with pytest.raises(ConfigurationError, match=r"worker pool is closed.*inside the `with` block"):
         embedder.embed_documents(pages)
 
 
