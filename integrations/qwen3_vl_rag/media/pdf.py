@@ -17,12 +17,14 @@ Every PyMuPDF call is a module-level *step* run through a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qwen3_vl_rag.engine.vision import smart_resize
 from qwen3_vl_rag.errors import EncryptedPdfError, InputError, MissingDependencyError, PdfError
@@ -52,6 +54,24 @@ def _pymupdf() -> Any:
 
 
 # -- steps (run in a worker process or in this one) ------------------------------------------------
+
+T = TypeVar("T")
+
+# MuPDF is not thread-safe and PyMuPDF holds the GIL while rendering anyway (measured: two threads
+# render no faster than one), so steps run one at a time per process. This matters in this
+# process, where the embedder's decoding threads render pages concurrently; workers are
+# single-threaded.
+_MUPDF_LOCK = threading.RLock()
+
+
+def _serialized(step: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(step)
+    def run(*args: Any) -> T:
+        with _MUPDF_LOCK:
+            return step(*args)
+
+    return run
+
 
 _OPEN_DOCUMENTS: dict[tuple[str, float, str | None], Any] = {}
 
@@ -94,6 +114,7 @@ def _open(path: str, password: str | None, label: str) -> Any:
     return document
 
 
+@_serialized
 def _describe_document(path: str, password: str | None, label: str) -> dict[str, Any]:
     """Page count, repair flag and document metadata."""
     document = _open(path, password, label)
@@ -128,6 +149,7 @@ def _render_size(width_pt: float, height_pt: float, budget: MediaBudget) -> tupl
     return (rendered_w, rendered_h)
 
 
+@_serialized
 def _describe_pages(
     path: str, password: str | None, label: str, indices: Sequence[int], budget: MediaBudget
 ) -> list[dict[str, Any]]:
@@ -160,6 +182,7 @@ def _describe_pages(
     return pages
 
 
+@_serialized
 def _render_page(
     path: str, password: str | None, label: str, index: int, width: int, height: int
 ) -> bytes:
