@@ -14,10 +14,10 @@ UV_ENV := $(if $(FIND_LINKS),UV_FIND_LINKS="$(FIND_LINKS)",)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit lint demo bench goldens clean
+.PHONY: help install test test-unit lint demo bench bench-media goldens clean
 
 help: ## list the commands
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ demo: $(VENV)/.installed-test ## build tiny offline checkpoints, embed and reran
 
 bench: $(BENCH)/.installed ## speed and memory benchmarks (ratios against baselines, same process)
 	$(BENCH)/bin/python benchmarks/bench_engine.py --st
+	$(BENCH)/bin/python benchmarks/bench_media.py
+
+bench-media: $(BENCH)/.installed ## media benchmark only: PDF pages/s, flat memory over big corpora
+	$(BENCH)/bin/python benchmarks/bench_media.py
 
 goldens: $(VENV)/.installed-test ## regenerate the parity goldens: make goldens REF=path/to/Qwen3-VL-Embedding
 	tests/parity/regenerate.sh $(REF)
