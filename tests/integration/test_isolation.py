@@ -110,3 +110,8 @@ def test_closing_stops_the_workers() -> None:
 def test_in_process_runner_just_calls() -> None:
     value, pid = IN_PROCESS.run(faults.echo, 5, label="x", stage="open")  # type: ignore[misc]
     assert (value, pid) == (5, os.getpid())
+
+
+def test_a_pool_needs_at_least_one_worker() -> None:
+    with pytest.raises(ConfigurationError, match="workers must be at least 1, got 0"):
+        WorkerPool(workers=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qwen3_vl_rag import InputTooLargeError, VideoDecodeError
+from qwen3_vl_rag import ConfigurationError, InputTooLargeError, VideoDecodeError
 from qwen3_vl_rag.media import MediaBudget, WorkerPool, load_video
 from qwen3_vl_rag.media.video import probe, read_frames
 from tests.conftest import write_mp4
@@ -40,6 +40,14 @@ def test_whole_video_is_one_item_sampled_at_one_fps(clip: Path) -> None:
     # 15 s at 1 fps -> 15 frames, rounded down to an even 14, spread over the whole video
     assert item.frame_times[0] == 0.0 and item.frame_times[-1] == 14.9
     assert len(item.frame_times) == 14
+
+
+@pytest.mark.parametrize("seconds", [0, -5.0, float("nan")])
+def test_a_clip_length_that_is_not_positive_is_a_configuration_error(
+    clip: Path, seconds: float
+) -> None:
+    with pytest.raises(ConfigurationError, match="segment_seconds must be positive"):
+        load_video(clip, segment_seconds=seconds)
 
 
 def test_max_frames_bounds_the_sampling(clip: Path) -> None:

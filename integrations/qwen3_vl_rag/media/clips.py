@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwen3_vl_rag.errors import VideoDecodeError
+from qwen3_vl_rag.errors import ConfigurationError, VideoDecodeError
 from qwen3_vl_rag.inputs import Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.files import checked_file, display_path
@@ -160,8 +160,8 @@ def load_video(
         clips = [(0.0, header.duration)]
     else:
         if not segment_seconds > 0:
-            msg = f"segment_seconds must be positive, got {segment_seconds!r}"
-            raise ValueError(msg)
+            msg = f"segment_seconds must be positive, got {segment_seconds!r}."
+            raise ConfigurationError(msg)
         clips = _segments(header.duration, 1.0 / header.fps, float(segment_seconds))
         if len(clips) > budget.max_clips:
             warnings.append(

@@ -153,8 +153,8 @@ class WorkerPool:
         memory_limit: int | None = 4 * 1024**3,
     ) -> None:
         if workers < 1:
-            msg = f"workers must be at least 1, got {workers}"
-            raise ValueError(msg)
+            msg = f"workers must be at least 1, got {workers}."
+            raise ConfigurationError(msg)
         self.timeout = timeout
         self.memory_limit = memory_limit
         self._idle: list[_Worker] = []
