@@ -181,6 +181,50 @@ def render_big_then_resize(path: Path, *, resize: bool = True) -> int:
     return count
 
 
+def make_video(path: Path, seconds: int, fps: int = 25) -> Path:
+    """640x360 H.264 (a moving scene), a keyframe every 10 s as camera and screen recorders do."""
+    import av
+
+    rng = np.random.default_rng(0)
+    width, height = 640, 360
+    scene = _photo(rng, width * 2, height)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "g": str(10 * fps), "bf": "2"}
+        for i in range(seconds * fps):
+            shift = (i * 2) % width
+            frame = np.ascontiguousarray(scene[:, shift : shift + width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def clip_frames(path: Path, segment_seconds: float, *, from_start: bool) -> int:
+    """Decode the frames the engine samples for every clip; return how many."""
+    import av
+
+    from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
+    from qwen3_vl_rag.media import load_video
+    from qwen3_vl_rag.media import video as media_video
+
+    media_video._TIMELINES.clear()  # each run pays for reading the file's timeline once
+    count = 0
+    for clip in load_video(path, segment_seconds=segment_seconds):
+        assert clip.video is not None
+        indices = list(plan_video(clip.video, VisionSettings()).frame_indices)
+        if from_start:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                count += len(media_video._decode_from_start(container, stream, indices))
+        else:
+            count += len(media_video.read_frames(path, indices))
+    return count
+
+
 def timed_rounds(runs: dict[str, Callable[[], int]], rounds: int) -> dict[str, dict[str, float]]:
     best: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
@@ -280,6 +324,7 @@ def main() -> None:
     parser.add_argument("--speed-pages", type=int, default=60, help="pages in the speed PDF")
     parser.add_argument("--pages", type=int, default=500, help="largest PDF for memory")
     parser.add_argument("--images", type=int, default=200, help="largest image folder")
+    parser.add_argument("--video-seconds", type=int, default=300, help="video cut into clips")
     parser.add_argument("--no-hold", action="store_true", help="skip the hold-every-page runs")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_media.json")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
@@ -331,6 +376,22 @@ def main() -> None:
         print(f"  starting 2 workers and rendering a first page in each: {startup:.2f} s")
         results["render_speed"] = speed
         results["worker_start_s"] = startup
+
+        video = make_video(root / "recording.mp4", args.video_seconds)
+        clip_runs = {
+            "ours: from the nearest keyframe": lambda: clip_frames(video, 10, from_start=False),
+            "decode from the start (reference)": lambda: clip_frames(video, 10, from_start=True),
+        }
+        clips = timed_rounds(clip_runs, args.rounds)
+        reference = clips["decode from the start (reference)"]["wall_s"]
+        print(f"\ncutting a {args.video_seconds} s 640x360 video into 10 s clips, frames decoded:")
+        print(f"  {'contender':40s} {'seconds':>8s} {'speed-up':>9s}")
+        for name, result in clips.items():
+            result["frames"] = result.pop("pages")
+            del result["pages_per_s"]
+            result["speedup_vs_from_start"] = reference / result["wall_s"]
+            print(f"  {name:40s} {result['wall_s']:8.2f} {result['speedup_vs_from_start']:8.2f}x")
+        results["video_clips"] = clips
 
         memory: dict[str, Any] = {}
         cases = [("stream", f"pdf, {n} pages", pdfs[n].parent) for n in pdfs]

@@ -9,6 +9,7 @@ import pytest
 
 from qwen3_vl_rag import ConfigurationError, InputTooLargeError, VideoDecodeError
 from qwen3_vl_rag.media import MediaBudget, WorkerPool, load_video
+from qwen3_vl_rag.media import video as media_video
 from qwen3_vl_rag.media.video import probe, read_frames
 from tests.conftest import write_mp4
 
@@ -95,6 +96,83 @@ def test_sampled_frames_are_the_right_frames(clip: Path) -> None:
     frames = read_frames(clip, [0, 5, 20])
     assert frames.shape == (3, 120, 160, 3)
     np.testing.assert_allclose(frames[:, 60, 80, 0], [0, 50, 200], atol=6)
+
+
+def _gop_video(path: Path, *, pts_ms: list[int] | None = None) -> Path:
+    """120 distinct frames of H.264 with B-frames and a keyframe every 8 frames (10 fps, or
+    the given millisecond timestamps for a variable frame rate)."""
+    from fractions import Fraction
+
+    import av
+
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": "8", "keyint_min": "8", "bf": "3", "sc_threshold": "0"}
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i in range(120):
+            array = np.roll(base, 2 * i, axis=1)
+            array[:4, :, 1] = 2 * i
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _from_start(path: Path, indices: list[int]) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        decoded = media_video._decode_from_start(container, container.streams.video[0], indices)
+    return np.stack([decoded[i] for i in indices])
+
+
+@pytest.mark.parametrize("variable_rate", [False, True], ids=["constant", "variable-rate"])
+def test_clips_decode_from_the_nearest_keyframe_with_the_same_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable_rate: bool
+) -> None:
+    steps = np.random.default_rng(2).integers(40, 160, 120) if variable_rate else None
+    pts = np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist() if steps is not None else None
+    video = _gop_video(tmp_path / "gop.mp4", pts_ms=pts)
+    cases = [[50, 53, 57, 61], [8, 9, 10], [97, 100, 119], [60, 40, 100]]  # unsorted too
+    expected = [_from_start(video, case) for case in cases]
+    # past the first keyframe, nothing is decoded from the start
+    monkeypatch.setattr(media_video, "_decode_from_start", lambda *a: pytest.fail("from start"))
+    media_video._TIMELINES.clear()
+    for case, frames in zip(cases, expected, strict=True):
+        np.testing.assert_array_equal(read_frames(video, case), frames)
+    # the frames the engine plans for each clip of the video, too
+    monkeypatch.undo()
+    from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
+
+    clips = list(load_video(video, segment_seconds=3))
+    assert len(clips) >= 3
+    for clip in clips:
+        assert clip.video is not None
+        indices = list(plan_video(clip.video, VisionSettings()).frame_indices)
+        np.testing.assert_array_equal(read_frames(video, indices), _from_start(video, indices))
+
+
+def test_frames_without_usable_timestamps_decode_from_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = _gop_video(tmp_path / "gop.mp4")
+    expected = _from_start(video, [50, 60])
+    monkeypatch.setattr(media_video, "_timeline", lambda *a: None)
+    calls = []
+    original = media_video._decode_from_start
+    monkeypatch.setattr(
+        media_video, "_decode_from_start", lambda *a: calls.append(1) or original(*a)
+    )
+    np.testing.assert_array_equal(read_frames(video, [50, 60]), expected)
+    assert calls == [1]
 
 
 def test_corrupt_zero_frame_and_audio_only_containers(tmp_path: Path, clip: Path) -> None:

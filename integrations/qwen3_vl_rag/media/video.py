@@ -9,6 +9,8 @@ kept) and raise :class:`~qwen3_vl_rag.errors.VideoDecodeError`, never a raw PyAV
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +98,14 @@ def _count_packets(container: Any, stream: Any) -> int:
 
 
 def read_frames(path: Path, indices: Sequence[int], label: str | None = None) -> np.ndarray:
-    """Decode the frames at ``indices`` (0-based, in decode order) as RGB.
+    """Decode the frames at ``indices`` (0-based, in presentation order) as RGB.
 
-    Decoding streams through the file up to the last wanted frame and keeps only the wanted ones,
-    so memory holds ``len(indices)`` frames whatever the video's length.
+    Only the wanted frames are kept, so memory holds ``len(indices)`` frames whatever the video's
+    length. When the first wanted frame lies past a keyframe, decoding starts at that keyframe
+    instead of the first frame (a clip at 0:50:00 does not decode the 50 minutes before it);
+    frames are told apart by their timestamps, so the frames are the same as a decode from the
+    start, on variable frame rate files too. Files whose timestamps cannot vouch for that are
+    decoded from the start.
 
     Raises:
         VideoDecodeError: When decoding fails or the file has fewer frames than its header said.
@@ -108,18 +114,14 @@ def read_frames(path: Path, indices: Sequence[int], label: str | None = None) ->
 
     label = label or str(path)
     wanted = sorted(set(indices))
-    last = wanted[-1]
-    wanted_set = set(wanted)
-    decoded: dict[int, np.ndarray] = {}
+    decoded = None
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted_set:
-                    decoded[index] = frame.to_ndarray(format="rgb24")
-                if index >= last:
-                    break
+        if wanted[0] > 0:
+            with av.open(str(path)) as container:
+                decoded = _decode_from_keyframe(container, _video_stream(container), path, wanted)
+        if decoded is None:
+            with av.open(str(path)) as container:
+                decoded = _decode_from_start(container, _video_stream(container), wanted)
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise VideoDecodeError(
             f"decoding failed ({type(exc).__name__}: {exc}).", source=label
@@ -132,6 +134,113 @@ def read_frames(path: Path, indices: Sequence[int], label: str | None = None) ->
             source=label,
         )
     return np.stack([decoded[i] for i in indices])
+
+
+def _video_stream(container: Any) -> Any:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _decode_from_start(container: Any, stream: Any, wanted: list[int]) -> dict[int, np.ndarray]:
+    """The reference behaviour: count frames as they come out of the decoder."""
+    wanted_set, last = set(wanted), wanted[-1]
+    decoded: dict[int, np.ndarray] = {}
+    for index, frame in enumerate(container.decode(stream)):
+        if index in wanted_set:
+            decoded[index] = frame.to_ndarray(format="rgb24")
+        if index >= last:
+            break
+    return decoded
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """Every frame's timestamp in presentation order, and which frames are keyframes."""
+
+    pts: np.ndarray  # sorted: the frame at index i has timestamp pts[i]
+    keyframes: np.ndarray  # sorted indices of keyframes
+
+
+# A video cut into clips is read once per clip: its timeline is demuxed once per file (and
+# process), kept for the last few files.
+_TIMELINES: OrderedDict[tuple[str, int, int], _Timeline | None] = OrderedDict()
+_TIMELINES_LOCK = threading.Lock()
+_TIMELINE_CACHE_SIZE = 8
+
+
+def _timeline(container: Any, stream: Any, path: Path) -> _Timeline | None:
+    """The stream's timeline, read from its packets without decoding.
+
+    ``None`` when timestamps are missing or repeated, and so cannot name frames.
+    """
+    info = path.stat()
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    with _TIMELINES_LOCK:
+        if key in _TIMELINES:
+            _TIMELINES.move_to_end(key)
+            return _TIMELINES[key]
+    import av
+
+    stamps: list[int] = []
+    keys: list[int] = []
+    usable = True
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue  # the flush packet
+            if packet.pts is None:
+                usable = False
+                break
+            stamps.append(int(packet.pts))
+            if packet.is_keyframe:
+                keys.append(int(packet.pts))
+    except av.error.FFmpegError:
+        usable = False  # a damaged file: the decode from the start reports it
+    timeline = None
+    if usable and stamps:
+        pts = np.sort(np.asarray(stamps, dtype=np.int64))
+        if not (np.diff(pts) > 0).all():
+            usable = False
+        else:
+            keyframes = np.searchsorted(pts, np.asarray(keys, dtype=np.int64))
+            timeline = _Timeline(pts, np.sort(keyframes))
+    with _TIMELINES_LOCK:
+        _TIMELINES[key] = timeline
+        while len(_TIMELINES) > _TIMELINE_CACHE_SIZE:
+            _TIMELINES.popitem(last=False)
+    return timeline
+
+
+def _decode_from_keyframe(
+    container: Any, stream: Any, path: Path, wanted: list[int]
+) -> dict[int, np.ndarray] | None:
+    """Seek to the last keyframe at or before the first wanted frame and decode from there.
+
+    ``None`` when seeking would not help (the first wanted frame is in the first group of
+    pictures) or cannot be trusted (no usable timeline, a frame whose timestamp is unknown):
+    the caller then decodes from the start.
+    """
+    timeline = _timeline(container, stream, path)
+    if timeline is None or wanted[-1] >= len(timeline.pts):
+        return None
+    before = timeline.keyframes[timeline.keyframes <= wanted[0]]
+    if not len(before) or before[-1] == 0:
+        return None
+    container.seek(int(timeline.pts[before[-1]]), stream=stream, backward=True, any_frame=False)
+    wanted_set, last = set(wanted), wanted[-1]
+    decoded: dict[int, np.ndarray] = {}
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            return None
+        index = int(np.searchsorted(timeline.pts, frame.pts))
+        if index >= len(timeline.pts) or timeline.pts[index] != frame.pts:
+            return None  # a frame the packets did not announce
+        if index in wanted_set:
+            decoded[index] = frame.to_ndarray(format="rgb24")
+        if index >= last:
+            break
+    return decoded
 
 
 class InProcessReader:
