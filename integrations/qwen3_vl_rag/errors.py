@@ -17,6 +17,10 @@ The hierarchy::
     │   ├── DecoderCrashedError          the decoding worker process died (a crash in C code)
     │   └── InputTooLongError            vision tokens (plus the prompt) do not fit in max_length
     ├── ConfigurationError (ValueError)  an argument value that cannot work (dim, precision...)
+    │   └── IndexMismatchError           an index built with another model or settings
+    ├── IndexLockedError (RuntimeError)  another process is writing the index
+    ├── IndexCorruptedError (RuntimeError)
+    │                                    the vector store cannot be used; `rebuild` restores it
     ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
     ├── MissingDependencyError (ImportError)
     │                                    an optional extra is missing; names the pip command
@@ -36,6 +40,9 @@ __all__ = [
     "EncryptedPdfError",
     "FetchError",
     "ImageDecodeError",
+    "IndexCorruptedError",
+    "IndexLockedError",
+    "IndexMismatchError",
     "InputError",
     "InputTooLargeError",
     "InputTooLongError",
@@ -171,6 +178,18 @@ class InputTooLongError(InputError):
 
 class ConfigurationError(Qwen3VLRagError, ValueError):
     """An argument value that cannot work."""
+
+
+class IndexMismatchError(ConfigurationError):
+    """The index was built with another model, dimension or settings than the ones given."""
+
+
+class IndexLockedError(Qwen3VLRagError, RuntimeError):
+    """Another process holds the index directory's lock (one writer at a time)."""
+
+
+class IndexCorruptedError(Qwen3VLRagError, RuntimeError):
+    """The index's vector store cannot be read or written; ``rebuild`` restores it."""
 
 
 class ModelLoadError(Qwen3VLRagError, OSError):

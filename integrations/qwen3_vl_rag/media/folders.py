@@ -149,8 +149,19 @@ class FolderScan:
             self._pool.close()
 
     def __iter__(self) -> Iterator[MediaItem]:
-        for path in self._walk():
-            yield from self._load(path)
+        for path in self.files():
+            yield from self.load_file(path)
+
+    def files(self) -> Iterator[Path]:
+        """The files the walk finds, one at a time (what it leaves out goes to the report).
+
+        With :meth:`load_file`, this lets a caller decide per file, e.g. skip unchanged ones.
+        """
+        return self._walk()
+
+    def load_file(self, path: Path) -> Iterator[MediaItem]:
+        """One found file's items; its outcome goes to the report."""
+        return self._load(path)
 
     # -- the walk ----------------------------------------------------------------------------------
 

@@ -1,0 +1,51 @@
+"""Stable ids: the same bytes, place in the file and embedding settings give the same id.
+
+An item's id hashes the embedding signature (model, revision, dimension, pixel and frame
+budgets, instruction), the file's content hash and the item's locator (page, clip span). So
+renaming a file changes nothing, re-indexing an unchanged folder embeds nothing, and any change
+that would change a vector changes its id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from qwen3_vl_rag.media.items import MediaItem
+
+__all__ = ["content_hash", "item_id", "item_locator", "signature_hash"]
+
+_CHUNK = 1 << 20
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def signature_hash(signature: Mapping[str, Any]) -> str:
+    """A short, order-independent hash of the embedding signature."""
+    text = json.dumps(dict(signature), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def item_locator(item: MediaItem) -> str:
+    """Where the item is in its file, in a form that never changes between runs."""
+    meta = item.metadata
+    if item.kind == "page":
+        return f"page:{int(meta['page'])}"
+    if item.kind == "clip":
+        return f"clip:{float(meta['start_seconds']):.3f}-{float(meta['end_seconds']):.3f}"
+    return item.kind  # a whole image or video
+
+
+def item_id(signature: str, file_hash: str, locator: str) -> str:
+    """The item's id: 32 hex characters."""
+    return hashlib.sha256(f"{signature}|{file_hash}|{locator}".encode()).hexdigest()[:32]

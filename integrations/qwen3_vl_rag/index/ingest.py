@@ -1,0 +1,324 @@
+"""Indexing files and folders: skip what is unchanged, embed in batches across files, write, record.
+
+Order of operations, for crash safety: a batch is embedded, written to the vector store, then
+recorded in the manifest (not yet current). When all of a file's items are written, one manifest
+transaction makes them the file's items and forgets the previous ones, whose vectors are deleted
+last. A kill at any point loses no acknowledged batch (a re-run reuses recorded vectors instead of
+embedding them again) and never leaves a file half old, half new in the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from qwen3_vl_rag.errors import InputError
+from qwen3_vl_rag.index.ids import content_hash, item_id, item_locator
+from qwen3_vl_rag.index.manifest import ItemRow
+from qwen3_vl_rag.index.store import check_vectors
+from qwen3_vl_rag.media.files import display_path
+from qwen3_vl_rag.media.folders import FolderScan
+from qwen3_vl_rag.media.items import MediaItem
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.index.multimodal import MultimodalIndex
+
+__all__ = ["FileOutcome", "IndexReport", "ingest"]
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["indexed", "unchanged", "skipped", "failed"]
+
+
+@dataclass
+class FileOutcome:
+    """What one run did with one file (or with an entry that is not a file)."""
+
+    path: str
+    status: Outcome
+    items: int = 0
+    reason: str | None = None
+    stage: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IndexReport:
+    """The outcome of :meth:`MultimodalIndex.index`: per file, and what was computed and written.
+
+    Attributes:
+        files: Every file met, in order.
+        embedded: Items whose vectors were computed in this run.
+        reused: Items whose vectors were already recorded (an interrupted run, a copied file).
+        deleted: Vectors removed because their file changed.
+        seconds: Wall-clock time of the run.
+    """
+
+    files: list[FileOutcome] = field(default_factory=list)
+    embedded: int = 0
+    reused: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        """Files per outcome, and the items of the indexed ones."""
+        counts = {"indexed": 0, "unchanged": 0, "skipped": 0, "failed": 0}
+        for outcome in self.files:
+            counts[outcome.status] += 1
+        counts["items"] = sum(f.items for f in self.files if f.status == "indexed")
+        return counts
+
+    @property
+    def complete(self) -> bool:
+        """True when no file was skipped or failed."""
+        return not any(f.status in ("skipped", "failed") for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "counts": self.counts(),
+            "embedded": self.embedded,
+            "reused": self.reused,
+            "deleted": self.deleted,
+            "seconds": round(self.seconds, 3),
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+@dataclass
+class _File:
+    """A file being indexed: its items are written over one or more batches."""
+
+    label: str
+    digest: str
+    size: int
+    mtime_ns: int
+    outcome: FileOutcome
+    ids: list[str] = field(default_factory=list)
+    waiting: int = 0
+    failed: bool = False
+
+
+@dataclass
+class _Entry:
+    file: _File
+    id: str
+    item: MediaItem
+
+
+class _Run:
+    def __init__(self, index: MultimodalIndex, report: IndexReport, progress: Any) -> None:
+        self.index = index
+        self.report = report
+        self.progress = progress
+        self.queue: list[_Entry] = []
+        self.open_files: list[_File] = []
+
+    # -- per file --------------------------------------------------------------------------------
+
+    def file(self, scan: FolderScan, path: Path) -> None:
+        manifest = self.index.manifest
+        label = display_path(path)
+        try:
+            info = path.stat()
+            row = manifest.source(label)
+            if (
+                row
+                and row.status == "indexed"
+                and (row.size, row.mtime_ns)
+                == (
+                    info.st_size,
+                    info.st_mtime_ns,
+                )
+            ):
+                self._unchanged(label, row.items)
+                return
+            digest = content_hash(path)
+        except OSError as exc:
+            self.report.files.append(
+                FileOutcome(label, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
+            )
+            return
+        if row and row.status == "indexed" and row.content_hash == digest:
+            manifest.touch_source(label, info.st_size, info.st_mtime_ns)
+            self._unchanged(label, row.items)
+            return
+        items = list(scan.load_file(path))
+        scanned = scan.report.files[-1] if scan.report.files else None
+        if scanned is None or scanned.path != label or scanned.status != "indexed":
+            self._not_loaded(label, scanned)
+            return
+        outcome = FileOutcome(label, "indexed", warnings=list(scanned.warnings))
+        self.report.files.append(outcome)
+        current = _File(label, digest, info.st_size, info.st_mtime_ns, outcome)
+        signature = self.index.signature_hash
+        entries = [
+            _Entry(current, item_id(signature, digest, item_locator(item)), item) for item in items
+        ]
+        # the same item twice in a file (two identical clips) is stored once
+        unique = list({entry.id: entry for entry in entries}.values())
+        current.ids = [entry.id for entry in unique]
+        current.waiting = len(unique)
+        self.open_files.append(current)
+        self._reuse(unique)
+        if current.waiting == 0:
+            self._finish_ready()
+
+    def _unchanged(self, label: str, items: int) -> None:
+        self.report.files.append(FileOutcome(label, "unchanged", items=items))
+
+    def _not_loaded(self, label: str, scanned: Any) -> None:
+        if scanned is None or scanned.path != label:
+            self.report.files.append(FileOutcome(label, "skipped", reason="not loaded"))
+            return
+        outcome = FileOutcome(
+            label,
+            scanned.status,
+            reason=scanned.reason,
+            stage=scanned.stage,
+            error=scanned.error,
+            warnings=list(scanned.warnings),
+        )
+        self.report.files.append(outcome)
+        if scanned.status == "failed":
+            self.index.manifest.mark_failed(label, f"{scanned.error}: {scanned.reason}")
+
+    def _reuse(self, entries: list[_Entry]) -> None:
+        """Reuse recorded vectors (an interrupted run, the same bytes elsewhere): no embedding."""
+        known = self.index.manifest.vectors([entry.id for entry in entries])
+        reused = [entry for entry in entries if entry.id in known]
+        if reused:
+            vectors = np.stack([known[entry.id] for entry in reused])
+            self._write(reused, vectors)
+            self.report.reused += len(reused)
+        self.queue.extend(entry for entry in entries if entry.id not in known)
+        while len(self.queue) >= self.index.batch_items:
+            self.flush(self.index.batch_items)
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def flush(self, limit: int | None = None) -> None:
+        """Embed and write the queued items (at most ``limit``)."""
+        batch = self.queue[:limit] if limit else list(self.queue)
+        del self.queue[: len(batch)]
+        while batch:
+            try:
+                vectors = self.index.require_embedder().embed_documents(
+                    [entry.item for entry in batch], dim=self.index.dimension
+                )
+            except InputError as err:
+                if err.item_index is None:
+                    raise
+                bad = batch[err.item_index].file
+                self._fail(bad, err)
+                batch = [entry for entry in batch if entry.file is not bad]
+                continue
+            self._write(batch, vectors)
+            self.report.embedded += len(batch)
+            self.progress.update(len(batch))
+            break
+        self._finish_ready()
+
+    def _write(self, entries: Sequence[_Entry], vectors: np.ndarray) -> None:
+        index = self.index
+        vectors = check_vectors(vectors, index.dimension)
+        metadatas = [_stored_metadata(entry) for entry in entries]
+        texts = [entry.item.text for entry in entries]
+        ids = [entry.id for entry in entries]
+        index.store.upsert(ids, vectors, metadatas, texts)
+        index.manifest.add_items(
+            ItemRow(
+                entry.id,
+                entry.file.label,
+                entry.file.digest,
+                entry.item.kind,
+                item_locator(entry.item),
+                metadata,
+                entry.item.text,
+                vector,
+            )
+            for entry, metadata, vector in zip(entries, metadatas, vectors, strict=True)
+        )
+        for entry in entries:
+            entry.file.waiting -= 1
+
+    def _fail(self, file: _File, err: InputError) -> None:
+        """A page or clip failed while embedding: the file keeps its previous vectors."""
+        file.failed = True
+        outcome = file.outcome
+        outcome.status, outcome.reason = "failed", err.reason
+        outcome.stage, outcome.error = err.stage or "embed", type(err).__name__
+        self.queue = [entry for entry in self.queue if entry.file is not file]
+        self.open_files.remove(file)
+        written = set(file.ids) - self.index.manifest.current_ids()
+        self.index.store.delete(sorted(written & self.index.store.existing(sorted(written))))
+        self.index.manifest.mark_failed(file.label, f"{outcome.error}: {err.reason}")
+
+    def _finish_ready(self) -> None:
+        for file in [f for f in self.open_files if f.waiting == 0 and not f.failed]:
+            stale = self.index.manifest.finish_source(
+                file.label, file.digest, file.size, file.mtime_ns, file.ids
+            )
+            if stale:
+                self.index.store.delete(stale)
+                self.report.deleted += len(stale)
+            file.outcome.items = len(file.ids)
+            self.open_files.remove(file)
+
+
+def _stored_metadata(entry: _Entry) -> dict[str, Any]:
+    item = entry.item
+    return {
+        **dict(item.metadata),
+        "source": entry.file.label,
+        "kind": item.kind,
+        "locator": item.locator,
+        "content_hash": entry.file.digest,
+    }
+
+
+def ingest(
+    index: MultimodalIndex, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool
+) -> IndexReport:
+    """Index files and folders into ``index``; see :meth:`MultimodalIndex.index`."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    report = IndexReport()
+    with tqdm(desc="embedding", unit="item", disable=not show_progress, dynamic_ncols=True) as bar:
+        run = _Run(index, report, bar)
+        for root in paths:
+            with FolderScan(
+                Path(os.path.abspath(root)), index.load_options, workers=index.workers
+            ) as scan:
+                count = len(scan.report.files)
+                for path in scan.files():
+                    for skipped in scan.report.files[count:]:
+                        report.files.append(_from_scan(skipped))
+                    run.file(scan, path)
+                    count = len(scan.report.files)
+                    bar.set_postfix(files=len(report.files), refresh=False)
+                run.flush()  # the items of this root render through its worker pool
+                for skipped in scan.report.files[count:]:
+                    report.files.append(_from_scan(skipped))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _from_scan(scanned: Any) -> FileOutcome:
+    return FileOutcome(
+        scanned.path,
+        scanned.status,
+        reason=scanned.reason,
+        stage=scanned.stage,
+        error=scanned.error,
+        warnings=list(scanned.warnings),
+    )

@@ -1,0 +1,330 @@
+"""``MultimodalIndex``: PDF pages, images and video clips on disk, searchable by text or image.
+
+Layout of an index directory::
+
+    <index>/
+      .lock                 one writer, shared readers (flock)
+      manifest.sqlite3      sources, items, vectors, settings (the source of truth)
+      chroma/               the vector store (rebuilt from the manifest when damaged)
+      thumbnails/           small JPEGs of search results, named by item id
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMismatchError
+from qwen3_vl_rag.index.ids import signature_hash
+from qwen3_vl_rag.index.ingest import IndexReport, ingest
+from qwen3_vl_rag.index.lock import IndexLock
+from qwen3_vl_rag.index.manifest import SCHEMA_VERSION, Manifest
+from qwen3_vl_rag.index.results import SearchResult
+from qwen3_vl_rag.index.search import search
+from qwen3_vl_rag.index.store import VectorStore, check_vectors
+from qwen3_vl_rag.media.budget import MediaBudget
+from qwen3_vl_rag.media.loaders import LoadOptions
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+
+__all__ = ["IndexStatus", "MultimodalIndex", "PruneReport", "embedding_signature"]
+
+DEFAULT_INDEX_DIR = ".qwen3vl-index"
+MANIFEST_NAME = "manifest.sqlite3"
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What an index holds."""
+
+    directory: str
+    model: str | None
+    dimension: int | None
+    sources: int
+    indexed: int
+    failed: int
+    items: int
+    vectors: int
+    bytes_on_disk: int
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune`` removed."""
+
+    sources: list[str]
+    vectors: int
+
+
+class MultimodalIndex:
+    """A persistent multimodal index over an embedded Chroma store, with its own manifest.
+
+    Args:
+        directory: The index directory (created if missing).
+        embedder: The embedder for documents and queries. The index records its model and
+            settings on first use and refuses another one afterwards.
+        reranker: The reranker for ``search(rerank=True)``.
+        dim: Matryoshka dimension to store (default: the embedder's full size).
+        segment_seconds: Cut videos into clips this long (default: one item per video).
+        mode: ``"write"`` (one process at a time) or ``"read"`` (shared; ``search`` and
+            ``status`` only).
+        workers: Decoding worker processes for PDFs and videos.
+
+    Example:
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+        >>> with MultimodalIndex("my-index", embedder, reranker) as index:
+        ...     report = index.index(["reports/", "screenshots/"], show_progress=True)
+        ...     for hit in index.search("bar chart of quarterly revenue", top_n=3):
+        ...         print(hit.rank, f"{hit.score:.3f}", hit.source, hit.locator)
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] = DEFAULT_INDEX_DIR,
+        embedder: Qwen3VLEmbedder | None = None,
+        reranker: Qwen3VLReranker | None = None,
+        *,
+        dim: int | None = None,
+        segment_seconds: float | None = None,
+        mode: Literal["read", "write"] = "write",
+        workers: int = 2,
+        batch_items: int = 32,
+    ) -> None:
+        self.directory = Path(directory)
+        self.mode = mode
+        if mode == "read" and not (self.directory / MANIFEST_NAME).is_file():
+            raise ConfigurationError(
+                f"{self.directory} is not an index (no {MANIFEST_NAME}); build one with "
+                "`qwen3-vl-rag index PATH --index DIR`."
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = IndexLock(self.directory, mode).acquire()
+        try:
+            self.manifest = Manifest(self.directory / MANIFEST_NAME)
+            self.embedder = embedder
+            self.reranker = reranker
+            self.workers = workers
+            self.batch_items = batch_items
+            self.signature = self._settle_signature(embedder, dim, segment_seconds)
+            self.signature_hash = signature_hash(self.signature) if self.signature else ""
+            self.dimension = int(self.signature["dimension"]) if self.signature else 0
+            self.load_options = self._load_options()
+            self._store: VectorStore | None = None
+            self._damage: IndexCorruptedError | None = None
+            try:
+                self._store = VectorStore(self.directory)
+            except IndexCorruptedError as err:
+                self._damage = err  # rebuild() can still run; everything else raises it
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @property
+    def store(self) -> VectorStore:
+        """The vector store (raises :class:`IndexCorruptedError` if it cannot be opened)."""
+        if self._store is None:
+            assert self._damage is not None
+            raise self._damage
+        return self._store
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def _settle_signature(
+        self, embedder: Qwen3VLEmbedder | None, dim: int | None, segment_seconds: float | None
+    ) -> dict[str, Any]:
+        recorded = self.manifest.get_meta("signature")
+        if embedder is None:
+            return dict(recorded or {})
+        wanted = embedding_signature(embedder, dim, segment_seconds)
+        if recorded is None:
+            if self.mode == "read":
+                return wanted
+            self.manifest.set_meta({"signature": wanted, "schema_version": SCHEMA_VERSION})
+            return wanted
+        if segment_seconds is None and dim is None:
+            # opening an existing index for search: its own clip length and dimension hold
+            wanted = {
+                **wanted,
+                "dimension": recorded.get("dimension"),
+                "segment_seconds": recorded.get("segment_seconds"),
+            }
+        if wanted != recorded:
+            changed = sorted(
+                k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k)
+            )
+            details = ", ".join(
+                f"{k}: index {recorded.get(k)!r}, given {wanted.get(k)!r}" for k in changed
+            )
+            raise IndexMismatchError(
+                f"the index {self.directory} was built with other embedding settings ({details}). "
+                "Vectors of different models or settings cannot be compared: use the same "
+                "model and settings, or build a new index in another directory."
+            )
+        return dict(recorded)
+
+    def _load_options(self) -> LoadOptions:
+        if not self.signature:
+            return LoadOptions()
+        budget = MediaBudget(
+            max_pixels=int(self.signature["max_pixels"]),
+            min_pixels=int(self.signature["min_pixels"]),
+            factor=int(self.signature["factor"]),
+            max_frames=int(self.signature["max_frames"]),
+        )
+        return LoadOptions(
+            budget=budget,
+            fps=float(self.signature["fps"]),
+            segment_seconds=self.signature.get("segment_seconds"),
+        )
+
+    def require_embedder(self) -> Qwen3VLEmbedder:
+        """The embedder, or a clear error when the index was opened without one."""
+        if self.embedder is None:
+            raise ConfigurationError("this needs an embedder: MultimodalIndex(dir, embedder).")
+        return self.embedder
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def index(
+        self, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool = False
+    ) -> IndexReport:
+        """Index files and folders: new and changed files are embedded, unchanged ones skipped.
+
+        A changed file's old vectors are removed after its new ones are written. A file that
+        fails to load keeps the vectors it had and is reported. Deleted files are removed only
+        by :meth:`prune`.
+        """
+        self._need_writer()
+        self.require_embedder()
+        return ingest(self, paths, show_progress=show_progress)
+
+    def search(
+        self,
+        query_text: str | None = None,
+        query_image: str | os.PathLike[str] | PILImage.Image | None = None,
+        *,
+        k: int = 20,
+        rerank: bool = True,
+        top_n: int = 5,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[SearchResult]:
+        """Find the items that best match a text, an image, or both.
+
+        Args:
+            query_text: What to look for.
+            query_image: An image to look for (a path or a PIL image).
+            k: Items recalled by vector similarity.
+            rerank: Rerank the recalled items with the reranker.
+            top_n: Results returned.
+            filters: A Chroma ``where`` filter on item metadata, e.g. ``{"kind": "page"}``.
+        """
+        self.require_embedder()
+        return search(
+            self, query_text, query_image, k=k, rerank=rerank, top_n=top_n, filters=filters
+        )
+
+    def status(self) -> IndexStatus:
+        """Counts, model, dimension and size on disk."""
+        counts = self.manifest.counts()
+        size = sum(entry.stat().st_size for entry in self.directory.rglob("*") if entry.is_file())
+        return IndexStatus(
+            directory=str(self.directory),
+            model=self.signature.get("model"),
+            dimension=self.signature.get("dimension"),
+            sources=counts.get("sources", 0),
+            indexed=counts.get("indexed", 0),
+            failed=counts.get("failed", 0),
+            items=counts.get("items", 0),
+            vectors=self.store.count(),
+            bytes_on_disk=size,
+        )
+
+    def prune(self) -> PruneReport:
+        """Remove the sources whose files no longer exist, and vectors no source uses."""
+        self._need_writer()
+        removed: list[str] = []
+        stale: list[str] = []
+        for source in self.manifest.sources():
+            if not os.path.lexists(source.path):
+                removed.append(source.path)
+                stale.extend(self.manifest.remove_source(source.path))
+        orphans = self.store.all_ids() - self.manifest.current_ids()
+        doomed = sorted(set(stale) | orphans)
+        self.store.delete(doomed)
+        return PruneReport(removed, len(doomed))
+
+    def rebuild(self) -> int:
+        """Write the vector store again from the manifest (no model or files needed).
+
+        Returns:
+            The number of vectors written.
+        """
+        self._need_writer()
+        self._store = VectorStore.recreate(self.directory, self._store)
+        self._damage = None
+        written = 0
+        batch: list[Any] = []
+        for row in self.manifest.current_items():
+            batch.append(row)
+            if len(batch) >= self.store.max_batch:
+                written += self._restore(batch)
+                batch = []
+        if batch:
+            written += self._restore(batch)
+        return written
+
+    def _restore(self, rows: list[Any]) -> int:
+        import numpy as np
+
+        vectors = check_vectors(np.stack([row.vector for row in rows]), self.dimension)
+        self.store.upsert(
+            [row.id for row in rows],
+            vectors,
+            [row.metadata for row in rows],
+            [row.text for row in rows],
+        )
+        return len(rows)
+
+    def _need_writer(self) -> None:
+        if self.mode != "write":
+            raise ConfigurationError("this index was opened read-only (mode='read').")
+
+    def close(self) -> None:
+        """Close the manifest and release the lock."""
+        self.manifest.close()
+        self._lock.release()
+
+    def __enter__(self) -> MultimodalIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def embedding_signature(
+    embedder: Qwen3VLEmbedder, dim: int | None, segment_seconds: float | None
+) -> dict[str, Any]:
+    """Everything that changes a stored vector: model, revision, dimension, budgets."""
+    vision = embedder.vision
+    config = embedder.backbone.loaded.config
+    return {
+        "model": embedder.model_id,
+        "revision": getattr(config, "_commit_hash", None),
+        "dimension": int(dim or embedder.dimension),
+        "max_pixels": vision.max_pixels,
+        "min_pixels": vision.min_pixels,
+        "factor": vision.patch_size * vision.merge_size,
+        "fps": vision.fps,
+        "max_frames": vision.max_frames,
+        "total_pixels": vision.total_pixels,
+        "segment_seconds": segment_seconds,
+        "instruction": embedder.document_instruction,
+    }

@@ -1,0 +1,226 @@
+"""The vector store: an embedded Chroma collection, written only with our own vectors.
+
+Chroma is given explicit embeddings always (its default embedding function would try to
+download a model), a cosine space, batches within its maximum batch size, vectors checked
+(dimension, finite, non-zero: Chroma silently accepts a zero vector and answers NaN queries)
+and metadata it can store (str, int, float, bool; finite; valid UTF-8). Errors that mean the
+store's files are damaged (a torn checkpoint after a kill, a file that is not a database) become
+:class:`~qwen3_vl_rag.errors.IndexCorruptedError`, whose fix is ``rebuild``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qwen3_vl_rag.errors import (
+    ConfigurationError,
+    IndexCorruptedError,
+    IndexMismatchError,
+    MissingDependencyError,
+)
+
+__all__ = ["Hit", "VectorStore", "check_vectors", "clean_metadata"]
+
+COLLECTION = "items"
+STORE_DIR = "chroma"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One nearest neighbour."""
+
+    id: str
+    similarity: float
+    metadata: dict[str, Any]
+    document: str | None
+
+
+def check_vectors(vectors: np.ndarray, dimension: int) -> np.ndarray:
+    """``vectors`` as float32 rows of ``dimension``, all finite and non-zero, or a clear error."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dimension:
+        raise IndexMismatchError(
+            f"vectors of shape {tuple(array.shape)} cannot go into an index of dimension "
+            f"{dimension}."
+        )
+    bad = ~np.isfinite(array).all(axis=1) | (np.linalg.norm(array, axis=1) == 0)
+    if bad.any():
+        raise ConfigurationError(
+            f"{int(bad.sum())} vector(s) are not finite or are all zeros (row {int(bad.argmax())}"
+            "); they would make every similarity meaningless."
+        )
+    return array
+
+
+def clean_metadata(metadata: Mapping[str, Any]) -> dict[str, str | int | float | bool]:
+    """Keep what Chroma stores faithfully: finite scalars and valid UTF-8 strings."""
+    clean: dict[str, str | int | float | bool] = {}
+    for key, value in metadata.items():
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            continue
+        if isinstance(value, str):
+            value = _utf8(value)
+        elif not isinstance(value, bool | int | float):
+            value = _utf8(str(value))
+        clean[_utf8(str(key))] = value
+    return clean
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class VectorStore:
+    """The Chroma collection of one index directory."""
+
+    def __init__(self, directory: Path) -> None:
+        try:
+            import chromadb
+            from chromadb.config import Settings
+        except ImportError as exc:
+            raise MissingDependencyError("chromadb", "chroma", "The on-disk index") from exc
+        self.path = directory / STORE_DIR
+        try:
+            self._client = chromadb.PersistentClient(
+                path=str(self.path),
+                settings=Settings(anonymized_telemetry=False, allow_reset=True),
+            )
+            self._collection = self._client.get_or_create_collection(
+                COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+            self.max_batch = int(self._client.get_max_batch_size())
+            self._collection.count()  # a wedged store fails here
+        except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
+            raise _corrupted(self.path, exc) from exc
+
+    def count(self) -> int:
+        """Vectors stored."""
+        return int(self._guard(self._collection.count))
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored."""
+        found: set[str] = set()
+        for start in range(0, len(ids), self.max_batch):
+            chunk = list(ids[start : start + self.max_batch])
+            result = self._guard(lambda c=chunk: self._collection.get(ids=c, include=[]))
+            found.update(result["ids"])
+        return found
+
+    def all_ids(self) -> set[str]:
+        """Every stored id."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            result = self._guard(
+                lambda o=offset: self._collection.get(include=[], limit=self.max_batch, offset=o)
+            )
+            found.update(result["ids"])
+            if len(result["ids"]) < self.max_batch:
+                return found
+            offset += self.max_batch
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[Mapping[str, Any]],
+        documents: Sequence[str | None],
+    ) -> None:
+        """Write (or overwrite) items, in batches Chroma accepts."""
+        for start in range(0, len(ids), self.max_batch):
+            stop = start + self.max_batch
+            self._guard(
+                lambda a=start, b=stop: self._collection.upsert(
+                    ids=list(ids[a:b]),
+                    embeddings=vectors[a:b],
+                    metadatas=[clean_metadata(m) for m in metadatas[a:b]],
+                    documents=[_utf8(d or "") for d in documents[a:b]],
+                )
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove items (unknown ids are ignored)."""
+        for start in range(0, len(ids), self.max_batch):
+            chunk = list(ids[start : start + self.max_batch])
+            self._guard(lambda c=chunk: self._collection.delete(ids=c))
+
+    def query(
+        self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """The ``k`` nearest items by cosine similarity, best first."""
+        result = self._guard(
+            lambda: self._collection.query(
+                query_embeddings=np.asarray(vector, dtype=np.float32)[None, :],
+                n_results=k,
+                where=dict(where) if where else None,
+                include=["metadatas", "documents", "distances"],
+            )
+        )
+        ids = result["ids"][0]
+        distances = result["distances"][0]  # cosine distance = 1 - similarity
+        metadatas = result["metadatas"][0]
+        documents = result["documents"][0]
+        return [
+            Hit(item, 1.0 - float(distance), dict(meta or {}), document or None)
+            for item, distance, meta, document in zip(
+                ids, distances, metadatas, documents, strict=True
+            )
+        ]
+
+    @classmethod
+    def recreate(cls, directory: Path, current: VectorStore | None) -> VectorStore:
+        """An empty store in ``directory``, for ``rebuild`` to fill from the manifest.
+
+        The collection is dropped if the store still opens, its files deleted if not.
+        """
+        if current is not None:
+            try:
+                current._client.delete_collection(COLLECTION)
+                return cls(directory)
+            except Exception:  # a damaged store may not even drop cleanly
+                pass
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # forget clients bound to the old files
+        shutil.rmtree(directory / STORE_DIR, ignore_errors=True)
+        return cls(directory)
+
+    def _guard(self, call: Any) -> Any:
+        try:
+            return call()
+        except (ConfigurationError, IndexCorruptedError):
+            raise
+        except Exception as exc:
+            if _looks_damaged(exc):
+                raise _corrupted(self.path, exc) from exc
+            raise
+
+
+_DAMAGE_SIGNS = (
+    "failed to apply logs",
+    "backfill",
+    "file is not a database",
+    "database disk image is malformed",
+    "error finding id",
+    "error loading hnsw",
+)
+
+
+def _looks_damaged(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(sign in text for sign in _DAMAGE_SIGNS)
+
+
+def _corrupted(path: Path, exc: BaseException) -> IndexCorruptedError:
+    return IndexCorruptedError(
+        f"the vector store in {path} cannot be used ({type(exc).__name__}: {exc}). The manifest "
+        "beside it holds every vector: run `qwen3-vl-rag rebuild` (or MultimodalIndex.rebuild()) "
+        "to write the store again from it."
+    )
