@@ -47,7 +47,7 @@ lint: $(VENV)/.installed-test ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff format --check integrations tests benchmarks
 	$(BIN)/mypy
 
-demo: $(VENV)/.installed-test ## build tiny offline checkpoints, embed and rerank text, images and video
+demo: $(VENV)/.installed-test ## tiny offline models: index a generated corpus, search it, write an HTML gallery
 	$(BIN)/python -m qwen3_vl_rag.demo
 
 bench: $(BENCH)/.installed ## speed and memory benchmarks (ratios against baselines, same process)

@@ -1,8 +1,10 @@
-"""A self-contained tour: embed text, images and a video into one space, then rerank.
+"""A self-contained tour: index a folder of PDFs, screenshots, photos and a video; search it.
 
-Run ``python -m qwen3_vl_rag.demo`` (or ``make demo``). With no arguments it builds tiny
-random-weight checkpoints offline, so it runs anywhere in seconds; the rankings are then
-meaningless, but every step is the real pipeline. Point it at the real models for real results::
+Run ``python -m qwen3_vl_rag.demo`` (or ``make demo``). It generates a small corpus, indexes it
+with the ``qwen3-vl-rag`` command, runs a text and an image search, and writes an HTML gallery.
+With no arguments it builds tiny random-weight checkpoints offline, so it runs anywhere; the
+rankings are then meaningless, but every step is the real pipeline. Point it at the real
+models for real results::
 
     python -m qwen3_vl_rag.demo --model Qwen/Qwen3-VL-Embedding-2B \
         --reranker Qwen/Qwen3-VL-Reranker-2B
@@ -15,10 +17,9 @@ import time
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-from qwen3_vl_rag.inputs import InputItem, MultimodalInput, Video
 
 __all__ = ["main"]
 
@@ -82,12 +83,50 @@ def _write_video(path: Path) -> Path:
     return path
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join([line, rule, *body])
+def _write_pdf(path: Path, title: str, pages: Sequence[tuple[str, Path | None]]) -> Path:
+    import pymupdf as untyped
+
+    pymupdf: Any = untyped  # PyMuPDF ships no type hints
+
+    with pymupdf.open() as document:
+        for number, (text, picture) in enumerate(pages, start=1):
+            page = document.new_page(width=595, height=842)  # A4
+            page.insert_text((56, 70), f"{title} - page {number}", fontsize=18)
+            page.insert_textbox(pymupdf.Rect(56, 90, 540, 300), text, fontsize=11)
+            if picture is not None:
+                page.insert_image(pymupdf.Rect(56, 320, 540, 640), filename=str(picture))
+        document.save(path)
+    return path
+
+
+def make_corpus(folder: Path) -> Path:
+    """A small mixed corpus: two PDFs with text, a chart and a screenshot, a photo, a video."""
+    folder.mkdir(parents=True, exist_ok=True)
+    art = folder.parent / "artwork"  # pictures placed in the PDFs, kept outside the corpus
+    art.mkdir(exist_ok=True)
+    chart = _draw_bar_chart(art / "chart.png")
+    screenshot = _draw_screenshot(art / "screenshot.png")
+    _write_pdf(
+        folder / "annual-report.pdf",
+        "Annual report",
+        [
+            ("Revenue grew 12% in Q4, the best quarter of the year.", chart),
+            ("Costs fell in every region; the outlook for next year is cautious.", None),
+            ("Headcount rose to 140 people across three offices.", None),
+        ],
+    )
+    _write_pdf(
+        folder / "billing-manual.pdf",
+        "Billing manual",
+        [
+            ("Open Settings, then Billing, to see your plan and seats.", screenshot),
+            ("Invoices are sent on the first day of each month.", None),
+        ],
+    )
+    _draw_photo(folder / "sunset.png")
+    _draw_screenshot(folder / "settings-screenshot.png")
+    _write_video(folder / "square.mp4")
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,93 +142,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output",
         type=Path,
         default=Path("demo-output"),
-        help="folder for the generated media and tiny checkpoints",
+        help="folder for the corpus, the index, the gallery and the tiny checkpoints",
     )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     args = parser.parse_args(argv)
 
-    from qwen3_vl_rag import Qwen3VLEmbedder, Qwen3VLReranker
+    from qwen3_vl_rag.cli.main import main as cli
     from qwen3_vl_rag.testing import build_tiny_checkpoint
 
     out = args.output
-    media = out / "media"
-    media.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model = args.model or build_tiny_checkpoint(out / "tiny-embedding", kind="embedding")
-    reranker_model = args.reranker or build_tiny_checkpoint(out / "tiny-reranker", kind="reranker")
-    tiny = args.model is None
-    print(f"embedding model: {model}\nreranker model:  {reranker_model}")
-    if tiny:
+    reranker = args.reranker or build_tiny_checkpoint(out / "tiny-reranker", kind="reranker")
+    print(f"embedding model: {model}\nreranker model:  {reranker}")
+    if args.model is None:
         print(
             "(tiny random-weight checkpoints: every step is real, the scores are not; pass "
             "--model/--reranker with the Qwen3-VL checkpoints for meaningful rankings)"
         )
-
-    chart = _draw_bar_chart(media / "revenue-chart.png")
-    screenshot = _draw_screenshot(media / "billing-screenshot.png")
-    photo = _draw_photo(media / "sunset.png")
-    clip = _write_video(media / "square.mp4")
-    corpus: list[tuple[str, str, InputItem]] = [
-        (
-            "text",
-            "Revenue grew 12% in Q4, the best quarter of the year.",
-            "Revenue grew 12% in Q4, the best quarter of the year.",
-        ),
-        (
-            "text",
-            "The team plan costs 40 per seat and month.",
-            "The team plan costs 40 per seat and month.",
-        ),
-        (
-            "text",
-            "Sunsets are redder when dust fills the air.",
-            "Sunsets are redder when dust fills the air.",
-        ),
-        ("image", chart.name, chart),
-        ("image", screenshot.name, screenshot),
-        ("image", photo.name, photo),
-        ("video", f"{clip.name} (1 fps)", Video(clip)),
-        (
-            "image+text",
-            f"{chart.name} + caption",
-            MultimodalInput(text="Quarterly revenue chart", images=[chart]),
-        ),
+    corpus = make_corpus(out / "corpus")
+    index = str(out / "index")
+    common = ["--index", index, "--device", args.device]
+    steps = [
+        [
+            "index",
+            str(corpus),
+            *common,
+            "--model",
+            str(model),
+            "--reranker",
+            str(reranker),
+            "--segment-seconds",
+            "2",
+        ],
+        ["search", "bar chart of quarterly revenue", *common, "--html", str(out / "gallery.html")],
+        ["search", "--image", str(corpus / "sunset.png"), *common, "--top-n", "3"],
+        ["status", "--index", index],
     ]
-
-    embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device)
-    reranker = Qwen3VLReranker.from_pretrained(reranker_model, device=args.device)
-    print(f"\n{embedder}\n{reranker}")
-
-    t0 = time.perf_counter()
-    documents = embedder.embed_documents([item for _, _, item in corpus], show_progress=True)
-    embed_seconds = time.perf_counter() - t0
-    tokens = embedder.count_tokens([item for _, _, item in corpus])
-    print(
-        f"\nembedded {len(corpus)} items ({sum(tokens)} tokens) into {documents.shape[1]} "
-        f"dimensions in {embed_seconds:.2f}s"
-    )
-
-    queries: list[InputItem] = ["bar chart of quarterly revenue", MultimodalInput(images=[photo])]
-    query_labels = ["text: 'bar chart of quarterly revenue'", f"image: {photo.name}"]
-    query_vectors = embedder.embed_queries(queries)
-    for label, query, vector in zip(query_labels, queries, query_vectors, strict=True):
-        similarity = documents @ vector
-        candidates = [int(i) for i in np.argsort(-similarity)[:5]]
-        ranked = reranker.rerank(query, [corpus[i][2] for i in candidates])
-        rows = [
-            [
-                str(rank),
-                corpus[candidates[r.index]][0],
-                corpus[candidates[r.index]][1][:52],
-                f"{similarity[candidates[r.index]]:+.3f}",
-                f"{r.score:.3f}",
-            ]
-            for rank, r in enumerate(ranked, start=1)
-        ]
-        print(f"\nquery ({label}): top 5 by cosine, reranked")
-        print(_table(["#", "kind", "item", "cosine", "rerank"], rows))
-
-    print(f"\ndone in {time.perf_counter() - started:.1f}s; media and checkpoints in {out}/")
+    for step in steps:
+        print(f"\n$ qwen3-vl-rag {' '.join(step)}")
+        code = cli(step)
+        if code not in (0, 1):
+            return code
+    print(f"\ndone in {time.perf_counter() - started:.1f}s; open {out / 'gallery.html'}")
     return 0
 
 

@@ -1,0 +1,289 @@
+"""``qwen3-vl-rag``: index a folder, search it, see the results.
+
+Commands::
+
+    qwen3-vl-rag index PATH... [--index DIR] [--model ID] [--reranker ID] [--dim N]
+                               [--max-pixels N] [--segment-seconds S] [--device D] [--report FILE]
+    qwen3-vl-rag search "QUERY" [--image IMG] [-k 20] [--top-n 5] [--no-rerank] [--kind page]
+                               [--json] [--html out.html]
+    qwen3-vl-rag status [--json]
+    qwen3-vl-rag prune
+    qwen3-vl-rag rebuild
+
+Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
+listed), 2 nothing done (a usage error, a locked or damaged index, a model that cannot load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qwen3_vl_rag.errors import Qwen3VLRagError
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
+DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
+DEFAULT_INDEX = ".qwen3vl-index"
+
+EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qwen3-vl-rag",
+        description="Index PDFs, screenshots, images and videos; search them by text or image.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help="index directory")
+        return sub
+
+    def model_options(sub: argparse.ArgumentParser, *, defaults: bool) -> None:
+        sub.add_argument(
+            "--model",
+            default=DEFAULT_MODEL if defaults else None,
+            help="embedding model: a Hub id or a local directory"
+            + ("" if defaults else " (default: the one the index was built with)"),
+        )
+        sub.add_argument(
+            "--reranker",
+            default=DEFAULT_RERANKER if defaults else None,
+            help="reranker: a Hub id or a local directory"
+            + ("" if defaults else " (default: the one recorded by `index`)"),
+        )
+        sub.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+
+    index = command("index", "index files and folders (unchanged files are skipped)")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    model_options(index, defaults=True)
+    index.add_argument("--dim", type=int, help="store the first N dimensions (Matryoshka)")
+    index.add_argument("--max-pixels", type=int, help="pixel budget per page or image")
+    index.add_argument("--segment-seconds", type=float, help="cut videos into clips this long")
+    index.add_argument("--report", type=Path, help="write a JSON report of the run here")
+    index.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    search = command("search", "search the index by text, image or both")
+    search.add_argument("query", nargs="?", default=None, help="what to look for")
+    search.add_argument("--image", type=Path, help="an image to look for")
+    model_options(search, defaults=False)
+    search.add_argument("-k", type=int, default=20, help="items recalled (default 20)")
+    search.add_argument("--top-n", type=int, default=5, help="results shown (default 5)")
+    search.add_argument("--no-rerank", action="store_true", help="vector similarity only")
+    search.add_argument("--kind", choices=["page", "image", "video", "clip"], help="only these")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.add_argument("--html", type=Path, help="write an HTML result gallery here")
+
+    status = command("status", "what the index holds")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    command("prune", "remove files that no longer exist from the index")
+    command("rebuild", "write the vector store again from the manifest (after damage)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        handler = {
+            "index": _index,
+            "search": _search,
+            "status": _status,
+            "prune": _prune,
+            "rebuild": _rebuild,
+        }[args.command]
+        return handler(args)
+    except Qwen3VLRagError as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        print(
+            "interrupted: what was written is kept; run the command again to finish.",
+            file=sys.stderr,
+        )
+        return EXIT_FATAL
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _index(args: argparse.Namespace) -> int:
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.index import MultimodalIndex
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_FATAL
+    options: dict[str, Any] = {"device": args.device}
+    if args.max_pixels:
+        options["max_pixels"] = args.max_pixels
+    _say(args, f"loading {args.model} ...")
+    embedder = Qwen3VLEmbedder.from_pretrained(args.model, **options)
+    with MultimodalIndex(
+        args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
+    ) as index:
+        index.manifest.set_meta({"reranker": args.reranker})
+        report = index.index(args.paths, show_progress=not args.quiet)
+    counts = report.counts()
+    rate = report.embedded / report.seconds if report.seconds else 0.0
+    print(
+        f"indexed {counts['indexed']} file(s) ({counts['items']} items), "
+        f"unchanged {counts['unchanged']}, skipped {counts['skipped']}, "
+        f"failed {counts['failed']}; {report.embedded} embedded, {report.reused} reused, "
+        f"{report.deleted} replaced, in {report.seconds:.1f} s ({rate:.1f} items/s) "
+        f"-> {args.index}"
+    )
+    for outcome in report.files:
+        if outcome.status in ("skipped", "failed"):
+            where = f" [{outcome.stage}]" if outcome.stage else ""
+            error = f"{outcome.error}: " if outcome.error else ""
+            print(f"  {outcome.status}{where} {outcome.path}: {error}{outcome.reason}")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return EXIT_OK if report.complete else EXIT_PARTIAL
+
+
+def _search(args: argparse.Namespace) -> int:
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.index import MultimodalIndex
+
+    if not args.query and args.image is None:
+        print("error: give a QUERY, an --image, or both.", file=sys.stderr)
+        return EXIT_FATAL
+    with MultimodalIndex(args.index, mode="read") as probe:
+        recorded = probe.signature
+        recorded_reranker = probe.manifest.get_meta("reranker")
+    model = args.model or recorded.get("model") or DEFAULT_MODEL
+    max_pixels = recorded.get("max_pixels")
+    embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device, max_pixels=max_pixels)
+    reranker = None
+    if not args.no_rerank:
+        name = args.reranker or recorded_reranker or DEFAULT_RERANKER
+        reranker = Qwen3VLReranker.from_pretrained(name, device=args.device)
+    with MultimodalIndex(args.index, embedder, reranker, mode="read") as index:
+        results = index.search(
+            args.query,
+            args.image,
+            k=args.k,
+            rerank=not args.no_rerank,
+            top_n=args.top_n,
+            filters={"kind": args.kind} if args.kind else None,
+        )
+    if args.html:
+        from qwen3_vl_rag.cli.gallery import write_gallery
+
+        write_gallery(args.html, results, query=args.query, query_image=args.image)
+    if args.json:
+        print(json.dumps([_result_dict(result) for result in results], indent=2))
+    else:
+        _print_results(args.query, args.image, results)
+        if args.html:
+            print(f"gallery: {args.html}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from qwen3_vl_rag.index import MultimodalIndex
+
+    with MultimodalIndex(args.index, mode="read") as index:
+        status = index.status()
+    if args.json:
+        print(json.dumps(asdict(status), indent=2))
+        return EXIT_OK
+    size = status.bytes_on_disk / 1024**2
+    print(
+        f"index:     {status.directory}\nmodel:     {status.model}\n"
+        f"dimension: {status.dimension}\nsources:   {status.sources} "
+        f"({status.indexed} indexed, {status.failed} failed)\nitems:     {status.items} "
+        f"({status.vectors} vectors)\nsize:      {size:.1f} MiB"
+    )
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from qwen3_vl_rag.index import MultimodalIndex
+
+    _require_index(args.index)
+    with MultimodalIndex(args.index) as index:
+        report = index.prune()
+    print(f"removed {len(report.sources)} missing file(s), {report.vectors} vector(s)")
+    for source in report.sources:
+        print(f"  {source}")
+    return EXIT_OK
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from qwen3_vl_rag.index import MultimodalIndex
+
+    _require_index(args.index)
+    with MultimodalIndex(args.index) as index:
+        written = index.rebuild()
+    print(f"rebuilt the vector store from the manifest: {written} vector(s)")
+    return EXIT_OK
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def _require_index(directory: Path) -> None:
+    from qwen3_vl_rag.errors import ConfigurationError
+    from qwen3_vl_rag.index.multimodal import MANIFEST_NAME
+
+    if not (directory / MANIFEST_NAME).is_file():
+        raise ConfigurationError(f"{directory} is not an index (no {MANIFEST_NAME}).")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+def _result_dict(result: Any) -> dict[str, Any]:
+    return {
+        "rank": result.rank,
+        "score": result.score,
+        "vector_score": result.vector_score,
+        "rerank_score": result.rerank_score,
+        "kind": result.kind,
+        "source": result.source,
+        "locator": result.locator,
+        "id": result.id,
+        "thumbnail": str(result.thumbnail) if result.thumbnail else None,
+        "text": result.text,
+        "metadata": dict(result.metadata),
+    }
+
+
+def _print_results(query: str | None, image: Path | None, results: Sequence[Any]) -> None:
+    asked = " + ".join(part for part in (f'"{query}"' if query else "", str(image or "")) if part)
+    print(f"{len(results)} result(s) for {asked}")
+    if not results:
+        return
+    print(f"{'#':>2}  {'score':>6}  {'vector':>6}  {'rerank':>6}  {'kind':5}  source / where")
+    for result in results:
+        rerank = f"{result.rerank_score:6.3f}" if result.rerank_score is not None else "     -"
+        where = f"{result.source}" + (f"  ({result.locator})" if result.locator else "")
+        print(
+            f"{result.rank:>2}  {result.score:6.3f}  {result.vector_score:6.3f}  {rerank}  "
+            f"{result.kind:5}  {where}"
+        )
+        if result.text:
+            snippet = " ".join(result.text.split())[:110]
+            print(textwrap.indent(snippet, " " * 34))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
