@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     )
     from qwen3_vl_rag.engine.reranker import Qwen3VLReranker, RerankResult
     from qwen3_vl_rag.engine.vision import VisionSettings
+    from qwen3_vl_rag.index.multimodal import MultimodalIndex
+    from qwen3_vl_rag.index.results import SearchResult
 
 try:
     __version__ = version("qwen3-vl-rag")
@@ -71,6 +73,8 @@ _LAZY = {
     "quantize_embeddings": "qwen3_vl_rag.engine.quantize",
     "truncate_embeddings": "qwen3_vl_rag.engine.quantize",
     "VisionSettings": "qwen3_vl_rag.engine.vision",
+    "MultimodalIndex": "qwen3_vl_rag.index.multimodal",
+    "SearchResult": "qwen3_vl_rag.index.results",
 }
 
 __all__ = [
@@ -92,6 +96,7 @@ __all__ = [
     "LazyImage",
     "MissingDependencyError",
     "ModelLoadError",
+    "MultimodalIndex",
     "MultimodalInput",
     "PdfError",
     "Precision",
@@ -101,6 +106,7 @@ __all__ = [
     "Qwen3VLReranker",
     "RemoteInputError",
     "RerankResult",
+    "SearchResult",
     "ResourceExhaustedError",
     "UnsupportedInputError",
     "Video",

@@ -18,6 +18,9 @@ EXPECTED_ALL = [
     "FetchError",
     "ImageDecodeError",
     "ImageSource",
+    "IndexCorruptedError",
+    "IndexLockedError",
+    "IndexMismatchError",
     "InputError",
     "InputItem",
     "InputTooLargeError",
@@ -25,6 +28,7 @@ EXPECTED_ALL = [
     "LazyImage",
     "MissingDependencyError",
     "ModelLoadError",
+    "MultimodalIndex",
     "MultimodalInput",
     "PdfError",
     "Precision",
@@ -35,6 +39,7 @@ EXPECTED_ALL = [
     "RemoteInputError",
     "RerankResult",
     "ResourceExhaustedError",
+    "SearchResult",
     "UnsupportedInputError",
     "Video",
     "VideoDecodeError",
@@ -125,6 +130,19 @@ def test_media_import_loads_no_decoder_or_torch() -> None:
         "import sys;"
         "from qwen3_vl_rag.media import load, scan_folder, MediaItem, MediaBudget, fetch;"
         "heavy = [m for m in ('torch', 'transformers', 'av', 'fitz', 'pymupdf')"
+        " if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_index_import_loads_no_torch_chroma_or_decoder() -> None:
+    code = (
+        "import sys;"
+        "from qwen3_vl_rag import MultimodalIndex, SearchResult;"
+        "from qwen3_vl_rag.cli.main import main;"
+        "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'av', 'fitz', 'pymupdf')"
         " if m in sys.modules];"
         "print(','.join(heavy))"
     )
