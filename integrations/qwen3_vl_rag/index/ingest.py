@@ -233,7 +233,16 @@ class _Run:
         metadatas = [_stored_metadata(entry) for entry in entries]
         texts = [entry.item.text for entry in entries]
         ids = [entry.id for entry in entries]
-        index.store.upsert(ids, vectors, metadatas, texts)
+        # identical files met in one batch share an id: Chroma takes each id once per batch
+        first = sorted(
+            {item: position for position, item in reversed(list(enumerate(ids)))}.values()
+        )
+        index.store.upsert(
+            [ids[i] for i in first],
+            vectors[first],
+            [metadatas[i] for i in first],
+            [texts[i] for i in first],
+        )
         index.manifest.add_items(
             ItemRow(
                 entry.id,

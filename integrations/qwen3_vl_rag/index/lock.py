@@ -54,6 +54,8 @@ class IndexLock:
         """Let go of the lock (also done by the kernel if this process dies)."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
+                if self.mode == "write":
+                    os.ftruncate(self._fd, 0)  # no pid left behind to be blamed later
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -298,7 +298,9 @@ class MultimodalIndex:
             raise ConfigurationError("this index was opened read-only (mode='read').")
 
     def close(self) -> None:
-        """Close the manifest and release the lock."""
+        """Close the vector store and the manifest, and release the lock."""
+        if self._store is not None:
+            self._store.close()
         self.manifest.close()
         self._lock.release()
 

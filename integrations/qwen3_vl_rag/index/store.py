@@ -10,6 +10,7 @@ store's files are damaged (a torn checkpoint after a kill, a file that is not a 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 from collections.abc import Mapping, Sequence
@@ -87,6 +88,7 @@ class VectorStore:
         except ImportError as exc:
             raise MissingDependencyError("chromadb", "chroma", "The on-disk index") from exc
         self.path = directory / STORE_DIR
+        self._client: Any = None
         try:
             self._client = chromadb.PersistentClient(
                 path=str(self.path),
@@ -98,7 +100,15 @@ class VectorStore:
             self.max_batch = int(self._client.get_max_batch_size())
             self._collection.count()  # a wedged store fails here
         except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
+            self.close()
             raise _corrupted(self.path, exc) from exc
+
+    def close(self) -> None:
+        """Release the Chroma client (chromadb shares one per path within a process)."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
 
     def count(self) -> int:
         """Vectors stored."""
@@ -183,12 +193,13 @@ class VectorStore:
         if current is not None:
             try:
                 current._client.delete_collection(COLLECTION)
+                current.close()
                 return cls(directory)
             except Exception:  # a damaged store may not even drop cleanly
-                pass
+                current.close()
         from chromadb.api.shared_system_client import SharedSystemClient
 
-        SharedSystemClient.clear_system_cache()  # forget clients bound to the old files
+        SharedSystemClient.clear_system_cache()  # forget a system bound to the damaged files
         shutil.rmtree(directory / STORE_DIR, ignore_errors=True)
         return cls(directory)
 
