@@ -153,7 +153,7 @@ def probe(
 
 
 @pytest.fixture
-def embed_calls(embedder: Qwen3VLEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def embed_calls(embedder: Qwen3VLEmbedder) -> Iterator[list[int]]:
     """The number of items of every ``embed_documents`` call made through the shared embedder."""
     calls: list[int] = []
     original = embedder.embed_documents
@@ -162,8 +162,11 @@ def embed_calls(embedder: Qwen3VLEmbedder, monkeypatch: pytest.MonkeyPatch) -> l
         calls.append(len(items))
         return original(items, **kwargs)
 
-    monkeypatch.setattr(embedder, "embed_documents", counting)
-    return calls
+    embedder.embed_documents = counting  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        del embedder.embed_documents  # the class's method again
 
 
 @pytest.fixture
@@ -542,6 +545,42 @@ def test_a_refused_writer_names_no_process_that_does_not_hold_the_lock(
     assert "pid" not in str(excinfo.value)
 
 
+KILLED_WRITER = """
+import os, signal, sys
+from qwen3_vl_rag.index import MultimodalIndex
+index = MultimodalIndex(sys.argv[1])
+print(os.getpid(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="lock.py: a killed writer never runs release(), so its pid stays in .lock and a "
+    "writer refused later (while only readers hold the lock) names that dead process",
+)
+def test_a_refused_writer_names_no_killed_writer(tmp_path: Path, embedder: Qwen3VLEmbedder) -> None:
+    png_folder(tmp_path / "corpus", 1)
+    directory = tmp_path / "index"
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        index.index([tmp_path / "corpus"])
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(directory)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    dead_pid = int(killed.stdout)
+    # the kernel let go of the lock: a reader gets it at once
+    with MultimodalIndex(directory, mode="read"), pytest.raises(IndexLockedError) as excinfo:
+        MultimodalIndex(directory, embedder)
+    assert f"pid {dead_pid}" not in str(excinfo.value)
+
+
 # -- 8. a kill part-way through --------------------------------------------------------------------
 
 
@@ -574,7 +613,7 @@ def test_a_killed_indexer_loses_nothing_and_duplicates_nothing(
             str(corpus),
             str(tiny_embedding_path),
             "4",
-            "0.2",
+            "0.5",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -606,8 +645,10 @@ def test_a_killed_indexer_loses_nothing_and_duplicates_nothing(
 
     done, rows = _manifest_rows(manifest)
     pending = {item for item, current in rows if not current}
-    assert 1 <= len(done) < total
-    assert len(rows) < total
+    # killed after its first acknowledged batch, well before the end
+    assert 4 <= len(rows) < total
+    assert len(done) < total
+    assert len(pending) == len(rows) - len(done)  # one item per file
 
     with MultimodalIndex(directory, embedder, workers=1) as index:
         report = index.index([corpus])
