@@ -554,12 +554,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="lock.py: a killed writer never runs release(), so its pid stays in .lock and a "
-    "writer refused later (while only readers hold the lock) names that dead process",
-)
 def test_a_refused_writer_names_no_killed_writer(tmp_path: Path, embedder: Qwen3VLEmbedder) -> None:
     png_folder(tmp_path / "corpus", 1)
     directory = tmp_path / "index"
@@ -962,3 +956,17 @@ def test_clean_metadata_keeps_what_chroma_stores_faithfully() -> None:
         if isinstance(value, str):
             value.encode("utf-8")
     assert json.dumps(cleaned)
+
+
+def test_settings_not_given_on_reopen_are_the_indexs_own(
+    tmp_path: Path, embedder: Qwen3VLEmbedder
+) -> None:
+    directory = tmp_path / "index"
+    with MultimodalIndex(directory, embedder, segment_seconds=5, workers=1):
+        pass
+    with MultimodalIndex(directory, embedder, dim=embedder.dimension, workers=1) as index:
+        assert index.signature["segment_seconds"] == 5
+    with MultimodalIndex(directory, embedder, segment_seconds=5, workers=1) as index:
+        assert index.dimension == embedder.dimension
+    with pytest.raises(IndexMismatchError, match="segment_seconds: index 5, given 10"):
+        MultimodalIndex(directory, embedder, segment_seconds=10, workers=1)

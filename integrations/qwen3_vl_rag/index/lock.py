@@ -36,7 +36,7 @@ class IndexLock:
         try:
             fcntl.flock(fd, flags)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = _read_holder(fd) if self._writer_holds(fd) else ""
             os.close(fd)
             what = "being written" if self.mode == "read" else "in use"
             raise IndexLockedError(
@@ -49,6 +49,17 @@ class IndexLock:
             os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    def _writer_holds(self, fd: int) -> bool:
+        """Whether a writer holds the lock (a pid left by a killed writer must not be named)."""
+        if self.mode == "read":
+            return True  # a reader is only ever refused by a writer
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)  # only readers: the pid in the file is stale
+        return False
 
     def release(self) -> None:
         """Let go of the lock (also done by the kernel if this process dies)."""

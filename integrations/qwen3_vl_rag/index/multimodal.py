@@ -149,13 +149,11 @@ class MultimodalIndex:
                 return wanted
             self.manifest.set_meta({"signature": wanted, "schema_version": SCHEMA_VERSION})
             return wanted
-        if segment_seconds is None and dim is None:
-            # opening an existing index for search: its own clip length and dimension hold
-            wanted = {
-                **wanted,
-                "dimension": recorded.get("dimension"),
-                "segment_seconds": recorded.get("segment_seconds"),
-            }
+        # settings not given are the index's own (its dimension, its clip length)
+        if dim is None:
+            wanted["dimension"] = recorded.get("dimension")
+        if segment_seconds is None:
+            wanted["segment_seconds"] = recorded.get("segment_seconds")
         if wanted != recorded:
             changed = sorted(
                 k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k)
