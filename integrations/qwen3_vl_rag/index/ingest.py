@@ -179,15 +179,7 @@ class _Run:
         if scanned is None or scanned.path != label:
             self.report.files.append(FileOutcome(label, "skipped", reason="not loaded"))
             return
-        outcome = FileOutcome(
-            label,
-            scanned.status,
-            reason=scanned.reason,
-            stage=scanned.stage,
-            error=scanned.error,
-            warnings=list(scanned.warnings),
-        )
-        self.report.files.append(outcome)
+        self.report.files.append(_from_scan(scanned))
         if scanned.status == "failed":
             self.index.manifest.mark_failed(label, f"{scanned.error}: {scanned.reason}")
 
