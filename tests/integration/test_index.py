@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -54,8 +55,11 @@ TOL = 1e-4
 
 
 def png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> Path:
+    """A one-colour PNG, last modified a minute ago (a fresher mtime is not trusted)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path, "PNG")
+    past_ns = time.time_ns() - 60_000_000_000
+    os.utime(path, ns=(past_ns, past_ns))
     return path
 
 
@@ -251,6 +255,26 @@ def test_indexing_a_folder_counts_every_file_and_item(
     assert index.store.all_ids() == ids
 
 
+def test_progress_shows_files_with_outcomes_and_items_by_kind(
+    tmp_path: Path, embedder: Qwen3VLEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    three_page_pdf(corpus / "a.pdf")
+    png(corpus / "b.png", (1, 2, 3))
+    (corpus / "c.png").write_bytes(CORRUPT_PNG)
+    with MultimodalIndex(tmp_path / "index", embedder, workers=1) as index:
+        index.index([corpus], show_progress=True)
+        shown = capsys.readouterr().err
+        files = [line for line in re.split(r"[\r\n]+", shown) if line.startswith("files")]
+        items = [line for line in re.split(r"[\r\n]+", shown) if line.startswith("items")]
+        assert re.fullmatch(r"files: 3file \[.*file/s, indexed=2, failed=1\]", files[-1])
+        assert re.fullmatch(r"items: 4item \[.*item/s, pages=3, images=1\]", items[-1])
+
+        index.index([corpus], show_progress=False)  # quiet: nothing at all
+        assert capsys.readouterr().err == ""
+
+
 # -- 2. idempotence --------------------------------------------------------------------------------
 
 
@@ -299,6 +323,32 @@ def test_reindexing_unchanged_files_embeds_nothing(
         fourth = index.index([tmp_path / "corpus"])
         assert hashed == []
         assert [f.status for f in fourth.files] == ["unchanged"] * 3
+
+
+def test_a_rewrite_within_the_same_mtime_tick_is_seen(
+    tmp_path: Path, embedder: Qwen3VLEmbedder, hashed: list[str]
+) -> None:
+    """A file indexed right after it was written is hashed again next time (racy mtime)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    path = corpus / "shot.bmp"
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(path, "BMP")
+    with MultimodalIndex(tmp_path / "index", embedder, workers=1) as index:
+        index.index([corpus])
+        first = index.store.all_ids()
+        info = path.stat()
+        # the same size and the same mtime, other pixels: what a quick rewrite leaves
+        Image.new("RGB", (32, 24), (10, 200, 10)).save(path, "BMP")
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+        assert path.stat().st_size == info.st_size
+        hashed.clear()
+
+        report = index.index([corpus])
+        assert hashed == ["shot.bmp"]
+        assert statuses(report) == {"shot.bmp": ("indexed", 1)}
+        assert report.deleted == 1
+        assert index.store.all_ids() != first
+        assert len(index.store.all_ids()) == 1
 
 
 # -- 3. changed and deleted files ------------------------------------------------------------------
@@ -454,10 +504,27 @@ def test_the_same_bytes_at_two_paths_in_one_run_share_one_vector(
     with MultimodalIndex(tmp_path / "index", embedder, workers=1) as index:
         report = index.index([corpus])
         assert statuses(report) == {"a.png": ("indexed", 1), "b.png": ("indexed", 1)}
-        assert report.embedded + report.reused == 2
-        assert sum(embed_calls) == 2  # met in one batch: embedded twice, stored once
+        assert (report.embedded, report.reused) == (1, 1)
+        assert embed_calls == [1]  # met in one batch: embedded once, stored once
         assert index.store.all_ids() == {image_id(index, first)}
         assert index.status().items == 1
+
+
+def test_copies_met_across_batches_are_embedded_once(
+    tmp_path: Path, embedder: Qwen3VLEmbedder, embed_calls: list[int]
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    original = three_page_pdf(corpus / "a.pdf")
+    (corpus / "b.pdf").write_bytes(original.read_bytes())
+    # batches of 4: a's three pages and b's first in one batch, b's last two in the next
+    with MultimodalIndex(tmp_path / "index", embedder, workers=1, batch_items=4) as index:
+        report = index.index([corpus])
+        assert statuses(report) == {"a.pdf": ("indexed", 3), "b.pdf": ("indexed", 3)}
+        assert embed_calls == [3]
+        assert (report.embedded, report.reused) == (3, 3)
+        assert index.store.count() == 3
+        assert index.status().items == 3
 
 
 # -- 6. other settings -----------------------------------------------------------------------------
@@ -829,6 +896,9 @@ def test_a_damaged_store_is_reported_and_rebuilt_from_the_manifest(
     store = directory / "chroma" / "chroma.sqlite3"
     store.write_bytes(np.random.RandomState(7).bytes(store.stat().st_size))
 
+    png_folder(tmp_path / "other-corpus", 2)
+    other = MultimodalIndex(tmp_path / "other", embedder, workers=1)
+    other.index([tmp_path / "other-corpus"])
     with MultimodalIndex(directory, embedder, workers=1) as index:
         with pytest.raises(IndexCorruptedError, match="rebuild") as excinfo:
             index.search("colours", rerank=False)
@@ -836,6 +906,19 @@ def test_a_damaged_store_is_reported_and_rebuilt_from_the_manifest(
         with pytest.raises(IndexCorruptedError):
             index.status()
         assert index.rebuild() == 3
+        # another index open in the same process keeps chromadb's shared system for its path:
+        # a second system on one path serves stale searches (measured with chromadb 1.5)
+        import chromadb
+        from chromadb.config import Settings
+
+        client = chromadb.PersistentClient(
+            path=str(tmp_path / "other" / "chroma"),
+            settings=Settings(anonymized_telemetry=False, allow_reset=True),
+        )
+        vector = next(iter(other.manifest.current_items())).vector
+        client.get_collection("items").upsert(ids=["extra"], embeddings=vector[None, :])
+        assert len(other.search("colours", k=5, top_n=5, rerank=False)) == 3
+        other.close()
         status = index.status()
         assert (status.items, status.vectors) == (3, 3)
         after = index.search("colours", rerank=False)
@@ -843,6 +926,26 @@ def test_a_damaged_store_is_reported_and_rebuilt_from_the_manifest(
         assert {r.id: r.vector_score for r in after} == pytest.approx(before)
     with MultimodalIndex(directory, embedder, workers=1) as index:
         assert index.store.all_ids() == index.manifest.current_ids()
+
+
+def test_a_deleted_store_is_reported_and_rebuilt(tmp_path: Path, embedder: Qwen3VLEmbedder) -> None:
+    png_folder(tmp_path / "corpus", 2)
+    directory = tmp_path / "index"
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        index.index([tmp_path / "corpus"])
+    shutil.rmtree(directory / "chroma")
+
+    with (
+        MultimodalIndex(directory, mode="read") as index,
+        pytest.raises(IndexCorruptedError, match=r"is missing.*2 item"),
+    ):
+        index.status()
+    assert not (directory / "chroma").exists()  # a reader creates nothing
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        with pytest.raises(IndexCorruptedError, match="rebuild"):
+            index.search("colours", rerank=False)
+        assert index.rebuild() == 2
+        assert len(index.search("colours", rerank=False)) == 2
 
 
 def test_a_wedged_store_is_reported_as_damaged(

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 Outcome = Literal["indexed", "unchanged", "skipped", "failed"]
 
+# Modification times are as coarse as 2 s on some filesystems (FAT, some network mounts).
+_RACY_NS = 2_000_000_000
+
 
 @dataclass
 class FileOutcome:
@@ -100,7 +103,7 @@ class _File:
     label: str
     digest: str
     size: int
-    mtime_ns: int
+    mtime_ns: int | None
     outcome: FileOutcome
     ids: list[str] = field(default_factory=list)
     waiting: int = 0
@@ -115,7 +118,7 @@ class _Entry:
 
 
 class _Run:
-    def __init__(self, index: MultimodalIndex, report: IndexReport, progress: Any) -> None:
+    def __init__(self, index: MultimodalIndex, report: IndexReport, progress: _Progress) -> None:
         self.index = index
         self.report = report
         self.progress = progress
@@ -141,14 +144,18 @@ class _Run:
             ):
                 self._unchanged(label, row.items)
                 return
+            checked_at = time.time_ns()
             digest = content_hash(path)
         except OSError as exc:
             self.report.files.append(
                 FileOutcome(label, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
             )
             return
+        # a write after the hash, within the same timestamp tick, would keep this mtime: an mtime
+        # that recent is not trusted, so the next run hashes the file again (as git does)
+        mtime_ns = info.st_mtime_ns if checked_at - info.st_mtime_ns > _RACY_NS else None
         if row and row.status == "indexed" and row.content_hash == digest:
-            manifest.touch_source(label, info.st_size, info.st_mtime_ns)
+            manifest.touch_source(label, info.st_size, mtime_ns)
             self._unchanged(label, row.items)
             return
         items = list(scan.load_file(path))
@@ -158,7 +165,7 @@ class _Run:
             return
         outcome = FileOutcome(label, "indexed", warnings=list(scanned.warnings))
         self.report.files.append(outcome)
-        current = _File(label, digest, info.st_size, info.st_mtime_ns, outcome)
+        current = _File(label, digest, info.st_size, mtime_ns, outcome)
         signature = self.index.signature_hash
         entries = [
             _Entry(current, item_id(signature, digest, item_locator(item)), item) for item in items
@@ -201,21 +208,34 @@ class _Run:
         """Embed and write the queued items (at most ``limit``)."""
         batch = self.queue[:limit] if limit else list(self.queue)
         del self.queue[: len(batch)]
+        # the same bytes met again after an earlier batch recorded them: reuse, do not embed
+        known = self.index.manifest.vectors(sorted({entry.id for entry in batch}))
+        if known:
+            recorded = [entry for entry in batch if entry.id in known]
+            self._write(recorded, np.stack([known[entry.id] for entry in recorded]))
+            self.report.reused += len(recorded)
+            batch = [entry for entry in batch if entry.id not in known]
         while batch:
+            # the same bytes twice in one batch (a copied file) are embedded once
+            first: dict[str, _Entry] = {}
+            for entry in batch:
+                first.setdefault(entry.id, entry)
+            unique = list(first.values())
             try:
                 vectors = self.index.require_embedder().embed_documents(
-                    [entry.item for entry in batch], dim=self.index.dimension
+                    [entry.item for entry in unique], dim=self.index.dimension
                 )
             except InputError as err:
                 if err.item_index is None:
                     raise
-                bad = batch[err.item_index].file
+                bad = unique[err.item_index].file
                 self._fail(bad, err)
                 batch = [entry for entry in batch if entry.file is not bad]
                 continue
-            self._write(batch, vectors)
-            self.report.embedded += len(batch)
-            self.progress.update(len(batch))
+            by_id = dict(zip((entry.id for entry in unique), vectors, strict=True))
+            self._write(batch, np.stack([by_id[entry.id] for entry in batch]))
+            self.report.embedded += len(unique)
+            self.report.reused += len(batch) - len(unique)
             break
         self._finish_ready()
 
@@ -250,6 +270,7 @@ class _Run:
         )
         for entry in entries:
             entry.file.waiting -= 1
+        self.progress.items_written(entries)
 
     def _fail(self, file: _File, err: InputError) -> None:
         """A page or clip failed while embedding: the file keeps its previous vectors."""
@@ -286,16 +307,53 @@ def _stored_metadata(entry: _Entry) -> dict[str, Any]:
     }
 
 
+_PLURALS = {"page": "pages", "image": "images", "video": "videos", "clip": "clips"}
+
+
+class _Progress:
+    """Two bars: files met, with their outcomes so far; items written, by kind, with items/s."""
+
+    def __init__(self, report: IndexReport, *, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.report = report
+        options: dict[str, Any] = {"disable": not enabled, "dynamic_ncols": True}
+        self.files = tqdm(desc="files", unit="file", position=0, **options)
+        self.items = tqdm(desc="items", unit="item", position=1, **options)
+        self.kinds: dict[str, int] = {}
+
+    def files_met(self) -> None:
+        if self.files.disable:
+            return
+        self.files.update(len(self.report.files) - self.files.n)
+        counts = self.report.counts()
+        shown = {k: counts[k] for k in ("indexed", "unchanged", "skipped", "failed") if counts[k]}
+        self.files.set_postfix(shown, refresh=False)
+
+    def items_written(self, entries: Sequence[_Entry]) -> None:
+        if self.items.disable or not entries:
+            return
+        for entry in entries:
+            name = _PLURALS.get(entry.item.kind, entry.item.kind)
+            self.kinds[name] = self.kinds.get(name, 0) + 1
+        self.items.set_postfix(self.kinds, refresh=False)
+        self.items.update(len(entries))
+
+    def close(self) -> None:
+        self.files_met()
+        self.items.close()
+        self.files.close()
+
+
 def ingest(
     index: MultimodalIndex, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool
 ) -> IndexReport:
     """Index files and folders into ``index``; see :meth:`MultimodalIndex.index`."""
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
     report = IndexReport()
-    with tqdm(desc="embedding", unit="item", disable=not show_progress, dynamic_ncols=True) as bar:
-        run = _Run(index, report, bar)
+    progress = _Progress(report, enabled=show_progress)
+    try:
+        run = _Run(index, report, progress)
         for root in paths:
             with FolderScan(
                 Path(os.path.abspath(root)), index.load_options, workers=index.workers
@@ -306,10 +364,12 @@ def ingest(
                         report.files.append(_from_scan(skipped))
                     run.file(scan, path)
                     count = len(scan.report.files)
-                    bar.set_postfix(files=len(report.files), refresh=False)
+                    progress.files_met()
                 run.flush()  # the items of this root render through its worker pool
                 for skipped in scan.report.files[count:]:
                     report.files.append(_from_scan(skipped))
+    finally:
+        progress.close()
     report.seconds = time.perf_counter() - started
     return report
 

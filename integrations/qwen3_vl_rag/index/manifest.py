@@ -126,7 +126,7 @@ class Manifest:
         ).fetchall()
         return [SourceRow(*row) for row in rows]
 
-    def touch_source(self, path: str, size: int, mtime_ns: int) -> None:
+    def touch_source(self, path: str, size: int, mtime_ns: int | None) -> None:
         """Record a new modification time for an unchanged file (no re-hash next time)."""
         with self._transaction():
             self._db.execute(
@@ -144,7 +144,7 @@ class Manifest:
             )
 
     def finish_source(
-        self, path: str, content_hash: str, size: int, mtime_ns: int, ids: Sequence[str]
+        self, path: str, content_hash: str, size: int, mtime_ns: int | None, ids: Sequence[str]
     ) -> list[str]:
         """Make ``ids`` the source's items and forget its previous ones.
 

@@ -24,7 +24,7 @@ from qwen3_vl_rag.index.lock import IndexLock
 from qwen3_vl_rag.index.manifest import SCHEMA_VERSION, Manifest
 from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.search import search
-from qwen3_vl_rag.index.store import VectorStore, check_vectors
+from qwen3_vl_rag.index.store import STORE_DIR, VectorStore, check_vectors
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.loaders import LoadOptions
 
@@ -119,10 +119,19 @@ class MultimodalIndex:
             self.load_options = self._load_options()
             self._store: VectorStore | None = None
             self._damage: IndexCorruptedError | None = None
-            try:
-                self._store = VectorStore(self.directory)
-            except IndexCorruptedError as err:
-                self._damage = err  # rebuild() can still run; everything else raises it
+            items = self.manifest.counts()["items"]
+            if items and not (self.directory / STORE_DIR).is_dir():
+                # an empty new store would quietly find nothing
+                self._damage = IndexCorruptedError(
+                    f"the vector store {self.directory / STORE_DIR} is missing, while the "
+                    f"manifest records {items} item(s) with their vectors: run `qwen3-vl-rag "
+                    "rebuild` (or MultimodalIndex.rebuild()) to write it again."
+                )
+            else:
+                try:
+                    self._store = VectorStore(self.directory)
+                except IndexCorruptedError as err:
+                    self._damage = err  # rebuild() can still run; everything else raises it
         except BaseException:
             self._lock.release()
             raise

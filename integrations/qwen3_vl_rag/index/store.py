@@ -197,9 +197,7 @@ class VectorStore:
                 return cls(directory)
             except Exception:  # a damaged store may not even drop cleanly
                 current.close()
-        from chromadb.api.shared_system_client import SharedSystemClient
-
-        SharedSystemClient.clear_system_cache()  # forget a system bound to the damaged files
+        _forget_shared_system(directory / STORE_DIR)
         shutil.rmtree(directory / STORE_DIR, ignore_errors=True)
         return cls(directory)
 
@@ -212,6 +210,27 @@ class VectorStore:
             if _looks_damaged(exc):
                 raise _corrupted(self.path, exc) from exc
             raise
+
+
+def _forget_shared_system(path: Path) -> None:
+    """Drop chromadb's cached system for this one path, bound to the damaged files.
+
+    chromadb keeps one system per persist directory for the whole process; a new client on the
+    same path would reuse the broken one. Other paths' systems (other open indexes) are left
+    alone. Falls back to chromadb's public cache reset if its internals change.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    refcounts = getattr(SharedSystemClient, "_identifier_to_refcount", None)
+    if not isinstance(systems, dict) or not isinstance(refcounts, dict):
+        SharedSystemClient.clear_system_cache()
+        return
+    system = systems.pop(str(path), None)
+    refcounts.pop(str(path), None)
+    if system is not None:
+        with contextlib.suppress(Exception):
+            system.stop()
 
 
 _DAMAGE_SIGNS = (
