@@ -14,7 +14,7 @@ UV_ENV := $(if $(FIND_LINKS),UV_FIND_LINKS="$(FIND_LINKS)",)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit lint demo bench bench-media goldens clean
+.PHONY: help install test test-unit lint demo bench bench-media bench-index goldens clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,9 +53,13 @@ demo: $(VENV)/.installed-test ## tiny offline models: index a generated corpus, 
 bench: $(BENCH)/.installed ## speed and memory benchmarks (ratios against baselines, same process)
 	$(BENCH)/bin/python benchmarks/bench_engine.py --st
 	$(BENCH)/bin/python benchmarks/bench_media.py
+	$(BENCH)/bin/python benchmarks/bench_index.py
 
 bench-media: $(BENCH)/.installed ## media benchmark only: PDF pages/s, flat memory over big corpora
 	$(BENCH)/bin/python benchmarks/bench_media.py
+
+bench-index: $(BENCH)/.installed ## index benchmark: items/s and memory end to end, search latency at 10k items
+	$(BENCH)/bin/python benchmarks/bench_index.py
 
 goldens: $(VENV)/.installed-test ## regenerate the parity goldens: make goldens REF=path/to/Qwen3-VL-Embedding
 	tests/parity/regenerate.sh $(REF)
