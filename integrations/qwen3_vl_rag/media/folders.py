@@ -19,7 +19,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from qwen3_vl_rag.media.files import display_path
 from qwen3_vl_rag.media.isolation import WorkerPool
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import LoadOptions, load_path
-from qwen3_vl_rag.media.sniff import sniff_file
+from qwen3_vl_rag.media.sniff import MediaKind, sniff_file
 
 __all__ = ["FileReport", "FolderScan", "ScanReport", "scan_folder"]
 
@@ -121,8 +121,10 @@ class FolderScan:
         include_hidden: bool = False,
         isolate: bool = True,
         workers: int = 2,
+        kinds: Collection[MediaKind] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.kinds = frozenset(kinds) if kinds is not None else None
         self.recursive = recursive
         self.follow_symlinks = follow_symlinks
         self.include_hidden = include_hidden
@@ -303,6 +305,10 @@ class FolderScan:
         if not sniffed.known:
             self._skip(path, "not a PDF, image or video (by content)", stage="sniff")
             return
+        if self.kinds is not None and sniffed.kind not in self.kinds:
+            wanted = " or ".join(sorted(f"{kind}s" for kind in self.kinds))
+            self._skip(path, f"a {sniffed.kind}; this scan takes {wanted}", stage="sniff")
+            return
         report = FileReport(label, "indexed", kind=sniffed.kind)
         expected = _EXPECTED_KIND.get(path.suffix.lower())
         if expected and expected != sniffed.kind:
@@ -339,6 +345,7 @@ def scan_folder(
         root: The folder, or a single file.
         options: How files become items (budget, PDF password, video segments...).
         **scan_options: ``recursive``, ``follow_symlinks``, ``include_hidden``, ``isolate``,
-            ``workers``; see :class:`FolderScan`.
+            ``workers``, and ``kinds`` (e.g. ``{"image"}``: files of other kinds are reported as
+            skipped); see :class:`FolderScan`.
     """
     return FolderScan(root, options, **scan_options)

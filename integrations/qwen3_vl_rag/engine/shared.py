@@ -1,0 +1,70 @@
+"""One loaded model per checkpoint and settings in a process, shared by every adapter.
+
+A LangChain ``Qwen3VLEmbeddings``, a LlamaIndex ``Qwen3VLEmbedding`` and a second chain over
+the same checkpoint all get the same :class:`Qwen3VLEmbedder`, so the weights are loaded once.
+Calls into one model are serialized with :func:`model_lock`: frameworks run async batches in
+threads, and two forward passes at once only compete for the same cores and memory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+
+__all__ = ["model_lock", "shared_embedder", "shared_reranker"]
+
+_loaded: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
+_loading = threading.Lock()
+_locks: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _key(kind: str, model: str | os.PathLike[str], options: dict[str, Any]) -> Any:
+    settings = tuple(sorted((name, repr(value)) for name, value in options.items()))
+    return (kind, os.fspath(model), settings)
+
+
+def shared_embedder(model: str | os.PathLike[str], **options: Any) -> Qwen3VLEmbedder:
+    """The process's embedder for ``model`` with these ``from_pretrained`` options.
+
+    Example:
+        >>> a = shared_embedder("Qwen/Qwen3-VL-Embedding-2B", device="cuda")
+        >>> b = shared_embedder("Qwen/Qwen3-VL-Embedding-2B", device="cuda")
+        >>> a is b
+        True
+    """
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+
+    key = _key("embedder", model, options)
+    with _loading:
+        if key not in _loaded:
+            _loaded[key] = Qwen3VLEmbedder.from_pretrained(model, **options)
+        embedder: Qwen3VLEmbedder = _loaded[key]
+        return embedder
+
+
+def shared_reranker(model: str | os.PathLike[str], **options: Any) -> Qwen3VLReranker:
+    """The process's reranker for ``model`` with these ``from_pretrained`` options."""
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+
+    key = _key("reranker", model, options)
+    with _loading:
+        if key not in _loaded:
+            _loaded[key] = Qwen3VLReranker.from_pretrained(model, **options)
+        reranker: Qwen3VLReranker = _loaded[key]
+        return reranker
+
+
+def model_lock(engine: Any) -> threading.RLock:
+    """The lock that serializes calls into ``engine`` (one per engine object)."""
+    with _locks_guard:
+        lock = _locks.get(engine)
+        if lock is None:
+            lock = _locks[engine] = threading.RLock()
+        return lock

@@ -1,0 +1,280 @@
+"""LangChain loaders that turn PDF pages, images and videos into documents the embedder sees.
+
+Each loader yields one ``Document`` per page, image or clip, whose ``page_content`` names the
+visual (the rendered page's PNG, the image file, or ``video.mp4#t=10,20`` for a clip), so
+:class:`~qwen3_vl_rag.langchain.Qwen3VLEmbeddings` embeds the pixels, and whose metadata is
+flat (str, int, float, bool) as every vector store wants. Files are read through
+:mod:`qwen3_vl_rag.media`: its budgets apply, and a folder's files that cannot be read are
+skipped and listed in ``loader.report`` instead of stopping the load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.document_loaders import BaseLoader
+from langchain_core.documents import Document
+
+from qwen3_vl_rag.media.references import clip_reference
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.folders import ScanReport
+    from qwen3_vl_rag.media.items import MediaItem
+
+__all__ = ["ImageLoader", "PDFPageImageLoader", "VideoClipLoader", "default_image_dir"]
+
+logger = logging.getLogger(__name__)
+
+PageContent = Literal["image", "text"]
+
+
+def default_image_dir() -> Path:
+    """Where rendered pages go by default: ``$XDG_CACHE_HOME/qwen3-vl-rag/pages``.
+
+    Keep page images with your vector store by passing ``image_dir`` instead: the documents
+    refer to these files, and the reranker and chat model read them later.
+    """
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(cache) / "qwen3-vl-rag" / "pages"
+
+
+class PDFPageImageLoader(BaseLoader):
+    """One Document per PDF page, rendered to a PNG at the size the embedder uses.
+
+    ``page_content`` is the PNG's path (``content="image"``, the default), so embedding the
+    documents embeds the pages as images; or the page's text (``content="text"``), with the
+    image in metadata for the reranker and the chat model. Metadata follows
+    ``PyMuPDFLoader``: ``source``, ``file_path``, ``page`` (0-based int), ``total_pages``,
+    ``page_label``; plus ``image_path``, ``mime_type``, ``page_text``, ``image_width`` and
+    ``image_height``. Pages are rendered once: a PNG named by the PDF's content hash, the page
+    and the size is reused when the PDF is loaded again.
+
+    Example:
+        >>> from langchain_chroma import Chroma
+        >>> pages = PDFPageImageLoader("annual-report.pdf", image_dir="store/pages").load()
+        >>> store = Chroma.from_documents(pages, Qwen3VLEmbeddings(), persist_directory="store")
+        >>> store.similarity_search("bar chart of revenue by region")[0].metadata["page"]
+        11
+    """
+
+    def __init__(
+        self,
+        file_path: str | os.PathLike[str],
+        *,
+        image_dir: str | os.PathLike[str] | None = None,
+        content: PageContent = "image",
+        pages: Sequence[int] | None = None,
+        password: str | None = None,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the loader (nothing is read until :meth:`lazy_load`).
+
+        Args:
+            file_path: The PDF.
+            image_dir: Where page PNGs are written (default :func:`default_image_dir`).
+            content: ``"image"`` (page_content is the PNG path) or ``"text"`` (the page text;
+            a page without text says so, never an empty string).
+            pages: 0-based pages to load (default: all, up to ``budget.max_pages``).
+            password: For an encrypted PDF.
+            budget: Pixel and page limits (default ``MediaBudget()``: the embedder's defaults).
+        """
+        if content not in ("image", "text"):
+            raise ValueError(f'content must be "image" or "text", got {content!r}')
+        self.file_path = Path(file_path)
+        self.image_dir = Path(image_dir) if image_dir is not None else default_image_dir()
+        self.content = content
+        self.pages = pages
+        self.password = password
+        self.budget = budget
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Render and yield the pages one at a time.
+
+        Raises:
+            PdfError: Not a PDF, unreadable, or without pages (``EncryptedPdfError`` without
+                the right password).
+            MissingDependencyError: PyMuPDF is missing (``pip install "qwen3-vl-rag[pdf]"``).
+        """
+        from qwen3_vl_rag.media.pdf import load_pdf
+
+        document = load_pdf(
+            self.file_path, pages=self.pages, password=self.password, budget=self.budget
+        )
+        digest = _file_digest(self.file_path)
+        self.image_dir.mkdir(parents=True, exist_ok=True)
+        for page in document:
+            yield self._document(page, digest)
+
+    def _document(self, page: MediaItem, digest: str) -> Document:
+        meta = page.metadata
+        width, height = int(meta["image_width"]), int(meta["image_height"])
+        name = f"{_safe_stem(self.file_path)}-{digest[:12]}-p{int(meta['page']) + 1:04d}"
+        target = self.image_dir / f"{name}-{width}x{height}.png"
+        if not target.is_file():
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            page.load_image().save(partial, "PNG")
+            os.replace(partial, target)  # never a half-written PNG under the final name
+        text = page.text or ""
+        metadata: dict[str, Any] = {
+            "source": str(self.file_path),
+            "file_path": str(self.file_path),
+            "page": int(meta["page"]),
+            "total_pages": int(meta["total_pages"]),
+            "page_label": str(meta["page_label"]),
+            "image_path": str(target),
+            "mime_type": "image/png",
+            "image_width": width,
+            "image_height": height,
+            "page_text": text,
+        }
+        if self.content == "image":
+            content = str(target)
+        else:  # never empty: some stores and splitters drop empty documents
+            content = (
+                text
+                if text.strip()
+                else f"[page {meta['page_label']} of {self.file_path.name}: no text]"
+            )
+        return Document(page_content=content, metadata=metadata)
+
+
+class ImageLoader(BaseLoader):
+    """One Document per image file (screenshots, photos, scans), from a file or a folder.
+
+    ``page_content`` is the image's path, so :class:`Qwen3VLEmbeddings` embeds the image.
+    Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); a folder's other files
+    are skipped and, with unreadable ones, listed in :attr:`report`.
+
+    Example:
+        >>> loader = ImageLoader("screenshots/")
+        >>> shots = loader.load()
+        >>> loader.report.counts()
+        {'indexed': 120, 'skipped': 2, 'failed': 1, 'items': 120}
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recursive: bool = True,
+        include_hidden: bool = False,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the loader (nothing is read until :meth:`lazy_load`).
+
+        Args:
+            path: An image file or a folder.
+            recursive: Look in subfolders.
+            include_hidden: Take hidden files (they are reported as skipped otherwise).
+            budget: Pixel and byte limits.
+        """
+        self.path = Path(path)
+        self.recursive = recursive
+        self.include_hidden = include_hidden
+        self.budget = budget
+        self.report: ScanReport | None = None
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Yield the images one at a time; :attr:`report` is complete when this ends."""
+        for item in _scan(self, {"image"}, None):
+            metadata = {**dict(item.metadata), "image_path": item.source}
+            metadata["mime_type"] = f"image/{metadata.get('file_type', 'png')}"
+            yield Document(page_content=item.source, metadata=metadata)
+
+
+class VideoClipLoader(BaseLoader):
+    """One Document per video clip (or per video), from a file or a folder.
+
+    ``page_content`` is the clip's reference, ``"talk.mp4#t=10,20"`` (W3C media-fragment
+    syntax), which :class:`Qwen3VLEmbeddings` and :class:`Qwen3VLRerank` read as that clip;
+    metadata has ``source``, ``start_seconds``, ``end_seconds``, ``clip_index``, ``duration``
+    and the sampling settings.
+
+    Example:
+        >>> clips = VideoClipLoader("meetings/", segment_seconds=30).load()
+        >>> clips[3].page_content, clips[3].metadata["start_seconds"]
+        ('meetings/standup.mp4#t=90,120', 90.0)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_seconds: float | None = 10.0,
+        fps: float | None = None,
+        recursive: bool = True,
+        include_hidden: bool = False,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the loader (nothing is read until :meth:`lazy_load`).
+
+        Args:
+            path: A video file or a folder.
+            segment_seconds: Clip length; ``None`` gives one document per whole video.
+            fps: Frames sampled per second (default 1.0, as the official code).
+            recursive: Look in subfolders.
+            include_hidden: Take hidden files.
+            budget: Frame, clip, byte and time limits.
+        """
+        self.path = Path(path)
+        self.segment_seconds = segment_seconds
+        self.fps = fps
+        self.recursive = recursive
+        self.include_hidden = include_hidden
+        self.budget = budget
+        self.report: ScanReport | None = None
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Yield the clips one at a time; :attr:`report` is complete when this ends."""
+        for item in _scan(self, {"video"}, self.segment_seconds):
+            metadata = dict(item.metadata)
+            if item.kind == "clip":
+                start, end = float(metadata["start_seconds"]), float(metadata["end_seconds"])
+                content = clip_reference(item.source, start, end)
+            else:
+                content = item.source
+            yield Document(page_content=content, metadata=metadata)
+
+
+def _scan(loader: Any, kinds: set[str], segment_seconds: float | None) -> Iterator[MediaItem]:
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.folders import scan_folder
+    from qwen3_vl_rag.media.loaders import LoadOptions
+
+    options = LoadOptions(
+        budget=loader.budget or MediaBudget(),
+        segment_seconds=segment_seconds,
+        fps=getattr(loader, "fps", None),
+    )
+    with scan_folder(
+        loader.path,
+        options,
+        recursive=loader.recursive,
+        include_hidden=loader.include_hidden,
+        kinds=kinds,
+    ) as scan:
+        loader.report = scan.report
+        yield from scan
+    for file in scan.report.files:
+        if file.status != "indexed":
+            logger.warning("%s %s: %s", file.status, file.path, file.reason)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _safe_stem(path: Path) -> str:
+    """The file's stem as a safe file name part (no separators, no control characters)."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)
+    return stem[:60] or "document"

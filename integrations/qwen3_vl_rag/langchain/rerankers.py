@@ -1,0 +1,177 @@
+"""``Qwen3VLRerank``: a LangChain document compressor that reranks text, page images and clips."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from copy import deepcopy
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from qwen3_vl_rag.errors import ConfigurationError
+from qwen3_vl_rag.langchain._inputs import ImageInputs, document_input, text_or_visual
+
+__all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank", "ranked_copies"]
+
+DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
+
+
+class Qwen3VLRerank(BaseDocumentCompressor):
+    """Qwen3-VL-Reranker as a LangChain document compressor: one score per (query, document).
+
+    Each document is read as what it is: the image named in its metadata (``image_path``,
+    ``image_uri``...), base64 image data in ``page_content`` (as ``Chroma.add_images`` stores
+    it), the image file or clip ``page_content`` names, or else its text. A query string that
+    names an image file is an image query. Scores are in [0, 1] (the probability of "yes").
+
+    Returns copies of the documents, best first, with ``metadata["relevance_score"]``; each copy
+    keeps its ``id``. All pairs are scored in batched forward passes, and the query's prompt runs
+    once for all of them.
+
+    Example:
+        >>> from langchain_classic.retrievers import ContextualCompressionRetriever
+        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=5)
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=reranker, base_retriever=store.as_retriever(search_kwargs={"k": 20})
+        ... )
+        >>> retriever.invoke("Which quarter had the highest churn?")
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+
+    model: str = Field(
+        default=DEFAULT_RERANKER_MODEL,
+        description="A Hub id (Qwen/Qwen3-VL-Reranker-2B or -8B) or a local checkpoint directory.",
+    )
+    engine: Any = Field(
+        default=None,
+        exclude=True,
+        description="An already loaded Qwen3VLReranker (or an object with its `score` method).",
+    )
+    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
+    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
+    top_n: int | None = Field(default=3, ge=0, description="Documents kept (None keeps all).")
+    instruction: str | None = Field(
+        default=None,
+        description='The task, e.g. "Retrieve charts that answer the question." (default: the '
+        'official "Given a search query, retrieve relevant candidates that answer the query.").',
+    )
+    batch_tokens: int | None = Field(
+        default=None, ge=1, description="Padded tokens per forward pass (default by device)."
+    )
+    max_pixels: int | None = Field(
+        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
+    )
+    image_inputs: ImageInputs = Field(
+        default="auto",
+        description='"auto": documents and queries that name an image or clip are read as one; '
+        '"never": page_content is always text.',
+    )
+    with_text: bool = Field(
+        default=False,
+        description="Give the reranker a page's text along with its image (metadata "
+        "`page_text`, or page_content when the image comes from metadata).",
+    )
+    allow_remote: bool = Field(
+        default=False, description="Fetch image URLs found in metadata (guarded, size-limited)."
+    )
+    remote_policy: Any = Field(
+        default=None, exclude=True, description="A RemotePolicy for those fetches."
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="More Qwen3VLReranker.from_pretrained options."
+    )
+
+    _loaded: Any = PrivateAttr(default=None)
+
+    @property
+    def reranker(self) -> Any:
+        """The reranking engine (loaded now if needed)."""
+        if self.engine is not None:
+            return self.engine
+        if self._loaded is None:
+            from qwen3_vl_rag.engine.shared import shared_reranker
+
+            options: dict[str, Any] = {"device": self.device, "dtype": self.dtype}
+            if self.max_pixels is not None:
+                options["max_pixels"] = self.max_pixels
+            self._loaded = shared_reranker(self.model, **options, **self.model_kwargs)
+        return self._loaded
+
+    def rerank(
+        self,
+        documents: Sequence[Document | str],
+        query: str,
+        *,
+        top_n: int | None = -1,
+    ) -> list[dict[str, Any]]:
+        """``[{"index": i, "relevance_score": s}, ...]`` best first (ties keep input order).
+
+        Args:
+            documents: Documents, or plain strings (read like ``page_content``).
+            query: The query text, or an image path for an image query.
+            top_n: How many to return; ``-1`` (default) uses the field, ``None`` returns all.
+        """
+        limit = self.top_n if top_n == -1 else top_n
+        if limit is not None and limit < 0:
+            raise ConfigurationError(f"top_n must be non-negative or None, got {limit}.")
+        if not documents:
+            return []
+        from qwen3_vl_rag.engine.shared import model_lock
+
+        inputs = [self._input(d) for d in documents]
+        engine = self.reranker
+        with model_lock(engine):
+            scores = engine.score(
+                text_or_visual(query, self.image_inputs),
+                inputs,
+                instruction=self.instruction,
+                batch_tokens=self.batch_tokens,
+            )
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return [{"index": i, "relevance_score": float(scores[i])} for i in order[:limit]]
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Rerank ``documents`` for ``query``: copies, best first, with ``relevance_score``."""
+        return ranked_copies(documents, self.rerank(documents, query))
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """:meth:`compress_documents` in a worker thread (the event loop keeps running)."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+    def _input(self, document: Document | str) -> Any:
+        if isinstance(document, str):
+            return text_or_visual(document, self.image_inputs)
+        return document_input(
+            document,
+            image_inputs=self.image_inputs,
+            with_text=self.with_text,
+            allow_remote=self.allow_remote,
+            policy=self.remote_policy,
+        )
+
+
+def ranked_copies(
+    documents: Sequence[Document], ranked: Sequence[dict[str, Any]]
+) -> list[Document]:
+    """Copies of ``documents`` in ``ranked`` order, with ``relevance_score``; ids are kept."""
+    kept = []
+    for row in ranked:
+        original = documents[row["index"]]
+        metadata = deepcopy(original.metadata)
+        metadata["relevance_score"] = row["relevance_score"]
+        kept.append(Document(page_content=original.page_content, metadata=metadata, id=original.id))
+    return kept

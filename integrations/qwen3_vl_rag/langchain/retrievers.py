@@ -1,0 +1,71 @@
+"""``Qwen3VLRerankRetriever``: recall from any vector store, rerank with Qwen3-VL-Reranker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from pydantic import ConfigDict, Field
+
+from qwen3_vl_rag.langchain.rerankers import Qwen3VLRerank, ranked_copies
+
+__all__ = ["Qwen3VLRerankRetriever"]
+
+
+class Qwen3VLRerankRetriever(BaseRetriever):
+    """Recall ``fetch_k`` documents by vector similarity, return the reranker's best ``k``.
+
+    The same as ``ContextualCompressionRetriever(base_compressor=Qwen3VLRerank(...),
+    base_retriever=store.as_retriever(...))``, without langchain-classic, with ``k`` settable
+    per call, and the recall query sent as it is (an image path is an image query when the
+    store's embeddings are :class:`~qwen3_vl_rag.langchain.Qwen3VLEmbeddings`).
+
+    Example:
+        >>> retriever = Qwen3VLRerankRetriever(
+        ...     vectorstore=store, reranker=Qwen3VLRerank(), k=5, fetch_k=20
+        ... )
+        >>> for doc in retriever.invoke("Which quarter had the highest churn?"):
+        ...     print(doc.metadata["relevance_score"], doc.metadata["source"])
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    vectorstore: VectorStore = Field(description="Where candidates are recalled from.")
+    reranker: Qwen3VLRerank = Field(
+        default_factory=Qwen3VLRerank, description="Scores each candidate against the query."
+    )
+    k: int = Field(default=4, ge=1, description="Documents returned (after reranking).")
+    fetch_k: int = Field(default=20, ge=1, description="Candidates recalled for reranking.")
+    search_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More arguments for the store's similarity_search, e.g. {'filter': ...}.",
+    )
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        k = int(kwargs.pop("k", self.k))
+        fetch_k = max(int(kwargs.pop("fetch_k", self.fetch_k)), k)
+        candidates = self.vectorstore.similarity_search(
+            query, k=fetch_k, **{**self.search_kwargs, **kwargs}
+        )
+        if not candidates:
+            return []
+        return ranked_copies(candidates, self.reranker.rerank(candidates, query, top_n=k))
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        return await asyncio.to_thread(
+            self._get_relevant_documents,
+            query,
+            run_manager=run_manager.get_sync(),
+            **kwargs,
+        )
