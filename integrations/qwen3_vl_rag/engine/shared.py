@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
     from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
 
-__all__ = ["model_lock", "shared_embedder", "shared_reranker"]
+__all__ = ["loading_options", "model_lock", "shared_embedder", "shared_reranker"]
 
 _loaded: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
 _loading = threading.Lock()
@@ -59,6 +59,16 @@ def shared_reranker(model: str | os.PathLike[str], **options: Any) -> Qwen3VLRer
             _loaded[key] = Qwen3VLReranker.from_pretrained(model, **options)
         reranker: Qwen3VLReranker = _loaded[key]
         return reranker
+
+
+def loading_options(
+    device: str, dtype: str, max_pixels: int | None, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """``from_pretrained`` options from an adapter's fields (``max_pixels`` only when set)."""
+    options: dict[str, Any] = {"device": device, "dtype": dtype}
+    if max_pixels is not None:
+        options["max_pixels"] = max_pixels
+    return {**options, **extra}
 
 
 def model_lock(engine: Any) -> threading.RLock:

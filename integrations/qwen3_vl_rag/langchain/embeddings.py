@@ -116,12 +116,10 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
         if self.engine is not None:
             return self.engine
         if self._loaded is None:
-            from qwen3_vl_rag.engine.shared import shared_embedder
+            from qwen3_vl_rag.engine.shared import loading_options, shared_embedder
 
-            options: dict[str, Any] = {"device": self.device, "dtype": self.dtype}
-            if self.max_pixels is not None:
-                options["max_pixels"] = self.max_pixels
-            self._loaded = shared_embedder(self.model, **options, **self.model_kwargs)
+            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
+            self._loaded = shared_embedder(self.model, **options)
         return self._loaded
 
     # -- LangChain's interface -------------------------------------------------------------------

@@ -93,12 +93,10 @@ class Qwen3VLRerank(BaseDocumentCompressor):
         if self.engine is not None:
             return self.engine
         if self._loaded is None:
-            from qwen3_vl_rag.engine.shared import shared_reranker
+            from qwen3_vl_rag.engine.shared import loading_options, shared_reranker
 
-            options: dict[str, Any] = {"device": self.device, "dtype": self.dtype}
-            if self.max_pixels is not None:
-                options["max_pixels"] = self.max_pixels
-            self._loaded = shared_reranker(self.model, **options, **self.model_kwargs)
+            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
+            self._loaded = shared_reranker(self.model, **options)
         return self._loaded
 
     def rerank(
