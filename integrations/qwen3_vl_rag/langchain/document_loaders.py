@@ -10,7 +10,6 @@ skipped and listed in ``loader.report`` instead of stopping the load.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -20,28 +19,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
+from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.folders import ScanReport
     from qwen3_vl_rag.media.items import MediaItem
+    from qwen3_vl_rag.media.page_images import PageImage
 
 __all__ = ["ImageLoader", "PDFPageImageLoader", "VideoClipLoader", "default_image_dir"]
 
 logger = logging.getLogger(__name__)
 
 PageContent = Literal["image", "text"]
-
-
-def default_image_dir() -> Path:
-    """Where rendered pages go by default: ``$XDG_CACHE_HOME/qwen3-vl-rag/pages``.
-
-    Keep page images with your vector store by passing ``image_dir`` instead: the documents
-    refer to these files, and the reranker and chat model read them later.
-    """
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(cache) / "qwen3-vl-rag" / "pages"
 
 
 class PDFPageImageLoader(BaseLoader):
@@ -101,46 +92,38 @@ class PDFPageImageLoader(BaseLoader):
                 the right password).
             MissingDependencyError: PyMuPDF is missing (``pip install "qwen3-vl-rag[pdf]"``).
         """
-        from qwen3_vl_rag.media.pdf import load_pdf
+        from qwen3_vl_rag.media.page_images import page_images
 
-        document = load_pdf(
-            self.file_path, pages=self.pages, password=self.password, budget=self.budget
-        )
-        digest = _file_digest(self.file_path)
-        self.image_dir.mkdir(parents=True, exist_ok=True)
-        for page in document:
-            yield self._document(page, digest)
+        for page in page_images(
+            self.file_path,
+            self.image_dir,
+            pages=self.pages,
+            password=self.password,
+            budget=self.budget,
+        ):
+            yield self._document(page)
 
-    def _document(self, page: MediaItem, digest: str) -> Document:
-        meta = page.metadata
-        width, height = int(meta["image_width"]), int(meta["image_height"])
-        name = f"{_safe_stem(self.file_path)}-{digest[:12]}-p{int(meta['page']) + 1:04d}"
-        target = self.image_dir / f"{name}-{width}x{height}.png"
-        if not target.is_file():
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            page.load_image().save(partial, "PNG")
-            os.replace(partial, target)  # never a half-written PNG under the final name
-        text = page.text or ""
+    def _document(self, page: PageImage) -> Document:
+        meta = page.item.metadata
+        text = page.text
         metadata: dict[str, Any] = {
             "source": str(self.file_path),
             "file_path": str(self.file_path),
-            "page": int(meta["page"]),
+            "page": page.page,
             "total_pages": int(meta["total_pages"]),
             "page_label": str(meta["page_label"]),
-            "image_path": str(target),
+            "image_path": str(page.path),
             "mime_type": "image/png",
-            "image_width": width,
-            "image_height": height,
+            "image_width": int(meta["image_width"]),
+            "image_height": int(meta["image_height"]),
             "page_text": text,
         }
         if self.content == "image":
-            content = str(target)
+            content = str(page.path)
+        elif text.strip():
+            content = text
         else:  # never empty: some stores and splitters drop empty documents
-            content = (
-                text
-                if text.strip()
-                else f"[page {meta['page_label']} of {self.file_path.name}: no text]"
-            )
+            content = f"[page {meta['page_label']} of {self.file_path.name}: no text]"
         return Document(page_content=content, metadata=metadata)
 
 
@@ -264,17 +247,3 @@ def _scan(loader: Any, kinds: set[str], segment_seconds: float | None) -> Iterat
     for file in scan.report.files:
         if file.status != "indexed":
             logger.warning("%s %s: %s", file.status, file.path, file.reason)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _safe_stem(path: Path) -> str:
-    """The file's stem as a safe file name part (no separators, no control characters)."""
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)
-    return stem[:60] or "document"
