@@ -29,7 +29,9 @@ print("errors", len(errors), "images", images)
 """
 
 
-@pytest.mark.parametrize("name", ["langchain_visual_pdf_rag.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["langchain_visual_pdf_rag.ipynb", "llamaindex_multimodal_rag.ipynb"]
+)
 def test_cookbook_runs_top_to_bottom(name: str) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
-from qwen3_vl_rag.media.references import decode_base64_image, visual_input
-from qwen3_vl_rag.media.sniff import sniff_bytes
+from qwen3_vl_rag.media.references import (
+    decode_base64_image,
+    resolve_image_reference,
+    visual_input,
+)
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -28,44 +29,6 @@ def text_or_visual(text: str, image_inputs: ImageInputs) -> Any:
         if visual is not None:
             return visual
     return text
-
-
-def image_reference(uri: str, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
-    """The image (or clip) a URI names: a local path, a ``data:`` URI, or a URL when allowed.
-
-    Raises:
-        RemoteInputError: A URL while remote fetching is off (``BlockedURLError`` and
-            ``FetchError`` when it is on and the fetch is refused or fails).
-        UnsupportedInputError: Anything that is not an image file, clip or image URI.
-    """
-    if not isinstance(uri, str | os.PathLike):
-        raise UnsupportedInputError(
-            f"expected an image path or URI, got {type(uri).__name__}.", stage="open"
-        )
-    text = os.fspath(uri)
-    if text.startswith(("http://", "https://")):
-        if not allow_remote:
-            raise RemoteInputError(
-                "remote images are not fetched by default.",
-                source=text,
-                stage="fetch",
-                hint="pass allow_remote=True (private and metadata addresses stay refused)",
-            )
-        from qwen3_vl_rag.media.remote import fetch
-
-        fetched = fetch(text, policy)
-        if sniff_bytes(fetched.data[:1024]).kind != "image":
-            raise UnsupportedInputError("the URL did not return an image.", source=text)
-        return fetched.data
-    visual = visual_input(text)
-    if visual is None:
-        reason = "no such file" if not os.path.exists(text) else "not an image or video file"
-        raise UnsupportedInputError(
-            f"{reason}; expected an image path, a data:image/ URI or an http(s) URL.",
-            source=text[:200],
-            stage="open",
-        )
-    return visual
 
 
 def document_input(
@@ -90,7 +53,7 @@ def document_input(
         for key in IMAGE_KEYS:
             value = document.metadata.get(key)
             if isinstance(value, str) and value:
-                visual = image_reference(value, allow_remote=allow_remote, policy=policy)
+                visual = resolve_image_reference(value, allow_remote=allow_remote, policy=policy)
                 break
         content_is_reference = False
         if visual is None:

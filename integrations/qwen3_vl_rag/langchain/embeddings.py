@@ -10,7 +10,8 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from qwen3_vl_rag.errors import InputError
-from qwen3_vl_rag.langchain._inputs import ImageInputs, image_reference, text_or_visual
+from qwen3_vl_rag.langchain._inputs import ImageInputs, text_or_visual
+from qwen3_vl_rag.media.references import resolve_image_reference
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbeddings"]
 
@@ -160,7 +161,9 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     # -- internals -------------------------------------------------------------------------------
 
     def _image(self, uri: str) -> Any:
-        return image_reference(uri, allow_remote=self.allow_remote, policy=self.remote_policy)
+        return resolve_image_reference(
+            uri, allow_remote=self.allow_remote, policy=self.remote_policy
+        )
 
     def _embed(self, inputs: Sequence[Any], *, query: bool) -> list[list[float]]:
         if not inputs:

@@ -9,7 +9,8 @@ decide, without guessing from file names, whether such a string is a visual inpu
   is the clip from 10 s to 20 s;
 * anything else (prose, a URL, a PDF, a missing file) is text.
 
-Nothing is fetched from the network here; remote URLs are the caller's decision.
+Nothing is fetched from the network unless :func:`resolve_image_reference` is told to allow it,
+and then only through the guarded fetcher.
 """
 
 from __future__ import annotations
@@ -19,13 +20,19 @@ import binascii
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
 from qwen3_vl_rag.inputs import Video
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes, sniff_file
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.media.remote import RemotePolicy
 
 __all__ = [
     "clip_reference",
     "decode_base64_image",
+    "resolve_image_reference",
     "visual_input",
 ]
 
@@ -100,3 +107,43 @@ def decode_base64_image(text: str) -> bytes | None:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def resolve_image_reference(
+    uri: str | os.PathLike[str], *, allow_remote: bool, policy: RemotePolicy | None = None
+) -> Any:
+    """The image (or clip) a URI names: a local path, a ``data:`` URI, or a URL when allowed.
+
+    Raises:
+        RemoteInputError: A URL while remote fetching is off (``BlockedURLError`` and
+            ``FetchError`` when it is on and the fetch is refused or fails).
+        UnsupportedInputError: Anything that is not an image file, clip or image URI.
+    """
+    if not isinstance(uri, str | os.PathLike):
+        raise UnsupportedInputError(
+            f"expected an image path or URI, got {type(uri).__name__}.", stage="open"
+        )
+    text = os.fspath(uri)
+    if text.startswith(("http://", "https://")):
+        if not allow_remote:
+            raise RemoteInputError(
+                "remote images are not fetched by default.",
+                source=text,
+                stage="fetch",
+                hint="pass allow_remote=True (private and metadata addresses stay refused)",
+            )
+        from qwen3_vl_rag.media.remote import fetch
+
+        fetched = fetch(text, policy)
+        if sniff_bytes(fetched.data[:1024]).kind != "image":
+            raise UnsupportedInputError("the URL did not return an image.", source=text)
+        return fetched.data
+    visual = visual_input(text)
+    if visual is None:
+        reason = "no such file" if not os.path.exists(text) else "not an image or video file"
+        raise UnsupportedInputError(
+            f"{reason}; expected an image path, a data:image/ URI or an http(s) URL.",
+            source=text[:200],
+            stage="open",
+        )
+    return visual

@@ -1,0 +1,146 @@
+"""Turning what LlamaIndex hands over (image types, nodes, query bundles) into engine inputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, QueryBundle
+
+from qwen3_vl_rag.errors import UnsupportedInputError
+from qwen3_vl_rag.inputs import MultimodalInput, Video
+from qwen3_vl_rag.media.references import resolve_image_reference, visual_input
+from qwen3_vl_rag.media.sniff import sniff_file
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.media.remote import RemotePolicy
+
+#: Metadata keys our video reader sets: a node that has them is that clip.
+VIDEO_PATH, CLIP_START, CLIP_END = "video_path", "start_seconds", "end_seconds"
+
+#: First lines of the embedding text our readers give their documents.
+_REFERENCE_PREFIXES = ("image_path: ", "video_clip: ")
+
+
+def text_input(text: str, image_inputs: Literal["auto", "never"]) -> Any:
+    """``text`` itself, or (``"auto"``) the image or clip it names.
+
+    A text names a visual when it is an image file path, a ``data:image/`` URI or a clip
+    reference, or when its first line is ``"image_path: <path>"`` / ``"video_clip: <clip>"``,
+    the embedding text of our readers' documents (how a plain ``VectorStoreIndex``, which
+    embeds only node text, still embeds their pixels).
+    """
+    if image_inputs == "auto":
+        first = text.split("\n", 1)[0]
+        for prefix in _REFERENCE_PREFIXES:
+            if first.startswith(prefix):
+                visual = visual_input(first[len(prefix) :].strip())
+                if visual is not None:
+                    return visual
+        visual = visual_input(text)
+        if visual is not None:
+            return visual
+    return text
+
+
+def image_input(image: Any, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
+    """An image in any form LlamaIndex or a user passes, as the engine takes it.
+
+    Accepts a path (``str`` or ``Path``), a ``data:`` URI, an http(s) URL (only with
+    ``allow_remote``, through the guarded fetcher), ``bytes``, a ``BytesIO`` (read from its
+    start) and a PIL image.
+    """
+    if isinstance(image, io.BytesIO):
+        return image.getvalue()
+    if isinstance(image, bytes | bytearray):
+        return bytes(image)
+    if isinstance(image, str | os.PathLike):
+        return resolve_image_reference(image, allow_remote=allow_remote, policy=policy)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return image
+    raise UnsupportedInputError(
+        f"expected an image path, URL, bytes, BytesIO or PIL image, got {type(image).__name__}.",
+        stage="open",
+    )
+
+
+def node_visual(node: BaseNode, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
+    """The image or clip a node carries, or ``None`` for a text node.
+
+    An ``ImageNode`` / ``ImageDocument`` (its base64 ``image``, ``image_path`` or
+    ``image_url``), a node's ``image_resource`` (data, path or URL), or a clip from our video
+    reader (``video_path`` with start and end in metadata). URLs are fetched only when allowed,
+    never by LlamaIndex's own unguarded ``requests.get``.
+    """
+    metadata = node.metadata
+    if isinstance(metadata.get(VIDEO_PATH), str):
+        start, end = metadata.get(CLIP_START), metadata.get(CLIP_END)
+        return Video(
+            metadata[VIDEO_PATH],
+            start=float(start) if start is not None else None,
+            end=float(end) if end is not None else None,
+        )
+    if isinstance(node, ImageNode):
+        if node.image:
+            return base64.b64decode(node.image)
+        for reference in (node.image_path, node.image_url):
+            if reference:
+                return resolve_image_reference(
+                    str(reference), allow_remote=allow_remote, policy=policy
+                )
+    resource = getattr(node, "image_resource", None)
+    if resource is not None:
+        if resource.data:
+            return base64.b64decode(resource.data)  # MediaResource keeps data base64-encoded
+        for reference in (resource.path, resource.url):
+            if reference:
+                return resolve_image_reference(
+                    str(reference), allow_remote=allow_remote, policy=policy
+                )
+    return None
+
+
+def rerank_input(
+    node: BaseNode, *, allow_remote: bool, policy: RemotePolicy | None, with_text: bool
+) -> Any:
+    """What the reranker reads for a node: its image or clip, or its text.
+
+    Besides :func:`node_visual`, a text node whose ``metadata["image_path"]`` (or, ColPali's
+    convention, ``metadata["file_path"]``) is an image file is read as that image.
+    """
+    visual = node_visual(node, allow_remote=allow_remote, policy=policy)
+    if visual is None:
+        for key in ("image_path", "file_path"):
+            value = node.metadata.get(key)
+            if isinstance(value, str) and _is_image_file(value):
+                visual = resolve_image_reference(value, allow_remote=False)
+                break
+    text = node.get_content(metadata_mode=MetadataMode.EMBED)
+    if visual is None:
+        return text
+    if with_text and text.strip():
+        if isinstance(visual, Video):
+            return MultimodalInput(text=text, video=visual)
+        return MultimodalInput(text=text, images=(visual,))
+    return visual
+
+
+def query_input(bundle: QueryBundle, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
+    """The query of a bundle: its text, its image (``image_path``), or both together."""
+    image = None
+    if bundle.image_path:
+        image = image_input(bundle.image_path, allow_remote=allow_remote, policy=policy)
+    text = bundle.query_str.strip() if bundle.query_str else ""
+    if image is None:
+        return text
+    return MultimodalInput(text=text or None, images=(image,))
+
+
+def _is_image_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and sniff_file(Path(path)).kind == "image"
+    except OSError:
+        return False

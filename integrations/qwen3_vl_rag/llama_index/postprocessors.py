@@ -1,0 +1,140 @@
+"""``Qwen3VLRerank``: a LlamaIndex node postprocessor that reranks text, image and clip nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from qwen3_vl_rag.llama_index._inputs import query_input, rerank_input
+
+__all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank"]
+
+DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
+
+dispatcher = get_dispatcher(__name__)
+
+
+class Qwen3VLRerank(BaseNodePostprocessor):
+    """Qwen3-VL-Reranker as a node postprocessor: one score per (query, node), best first.
+
+    Each node is read as what it is: an ``ImageNode``'s image, a node's ``image_resource``, a
+    clip from :class:`~qwen3_vl_rag.llama_index.VideoClipReader`, an image file named by
+    ``metadata["image_path"]`` or ``metadata["file_path"]``, or else its text. The query is the
+    bundle's text, its ``image_path``, or both. Scores are floats in [0, 1] (the probability of
+    "yes"); all pairs are scored in batched forward passes, the query's prompt once.
+
+    Returns new ``NodeWithScore`` objects, best first, at most ``top_n``. With
+    ``keep_retrieval_score=True`` the vector store's score is kept in
+    ``metadata["retrieval_score"]`` of a copy of the node (the original is not changed).
+
+    Example:
+        >>> query_engine = index.as_query_engine(
+        ...     similarity_top_k=20, node_postprocessors=[Qwen3VLRerank(top_n=5)]
+        ... )
+    """
+
+    model: str = Field(
+        default=DEFAULT_RERANKER_MODEL,
+        description="A Hub id (Qwen/Qwen3-VL-Reranker-2B or -8B) or a local checkpoint directory.",
+    )
+    top_n: int = Field(default=3, ge=1, description="Nodes kept.")
+    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
+    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
+    keep_retrieval_score: bool = Field(
+        default=False, description='Keep the retrieval score in metadata["retrieval_score"].'
+    )
+    instruction: str | None = Field(
+        default=None,
+        description='The task (default: the official "Given a search query, retrieve relevant '
+        'candidates that answer the query.").',
+    )
+    with_text: bool = Field(
+        default=False, description="Give the reranker an image node's text along with its image."
+    )
+    batch_tokens: int | None = Field(
+        default=None, ge=1, description="Padded tokens per forward pass (default by device)."
+    )
+    max_pixels: int | None = Field(
+        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
+    )
+    allow_remote: bool = Field(
+        default=False, description="Fetch image URLs of nodes (guarded, size-limited)."
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="More Qwen3VLReranker.from_pretrained options."
+    )
+
+    _engine: Any = PrivateAttr(default=None)
+
+    def __init__(self, *, engine: Any = None, **kwargs: Any) -> None:
+        """Args are the fields; ``engine`` is an already loaded ``Qwen3VLReranker`` to use."""
+        super().__init__(**kwargs)
+        self._engine = engine
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The name ``to_dict`` / ``from_dict`` use."""
+        return "Qwen3VLRerank"
+
+    @property
+    def reranker(self) -> Any:
+        """The reranking engine (loaded now if needed)."""
+        if self._engine is None:
+            from qwen3_vl_rag.engine.shared import loading_options, shared_reranker
+
+            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
+            self._engine = shared_reranker(self.model, **options)
+        return self._engine
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        if query_bundle is None:
+            raise ValueError("Missing query bundle in extra info.")
+        if not nodes:
+            return []
+        from qwen3_vl_rag.engine.shared import model_lock
+
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
+            )
+        )
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            remote = self.allow_remote
+            query = query_input(query_bundle, allow_remote=remote, policy=None)
+            documents = [
+                rerank_input(n.node, allow_remote=remote, policy=None, with_text=self.with_text)
+                for n in nodes
+            ]
+            engine = self.reranker
+            with model_lock(engine):
+                scores = engine.score(
+                    query, documents, instruction=self.instruction, batch_tokens=self.batch_tokens
+                )
+            order = sorted(range(len(nodes)), key=lambda i: (-scores[i], i))[: self.top_n]
+            ranked = [self._scored(nodes[i], float(scores[i])) for i in order]
+            event.on_end(payload={EventPayload.NODES: ranked})
+        dispatcher.event(ReRankEndEvent(nodes=ranked))
+        return ranked
+
+    def _scored(self, original: NodeWithScore, score: float) -> NodeWithScore:
+        node = original.node
+        if self.keep_retrieval_score:
+            node = node.model_copy(update={"metadata": dict(node.metadata)})
+            node.metadata["retrieval_score"] = original.score
+        return NodeWithScore(node=node, score=score)

@@ -1,0 +1,283 @@
+"""LlamaIndex readers: PDF pages and images as ``ImageDocument``s, video clips as documents.
+
+They plug into ``SimpleDirectoryReader(file_extractor={".pdf": PDFPageImageReader(), ...})``
+(which calls ``load_data(file, extra_info=...)``) and also read a folder on their own, through
+:mod:`qwen3_vl_rag.media`: its budgets apply, and files that cannot be read are skipped and
+listed in ``reader.report``.
+
+Metadata stays flat (str, int, float). Bookkeeping keys (``image_path``, ``image_fingerprint``,
+``video_clip``...) are kept out of what the LLM sees. For embedding, a document exposes exactly
+its visual: its embedding text is ``"image_path: <png>"`` (or ``"video_clip: <clip>"``), which
+:class:`~qwen3_vl_rag.llama_index.Qwen3VLEmbedding` embeds as that image or clip, so even a plain
+``VectorStoreIndex.from_documents`` embeds pixels. ``image_fingerprint`` identifies the pixels,
+so LlamaIndex's ingestion cache (keyed on text and metadata) never confuses two pages that have
+the same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.readers.base import BaseReader
+from llama_index.core.schema import Document, ImageDocument, MediaResource
+
+from qwen3_vl_rag.media.page_images import default_image_dir
+from qwen3_vl_rag.media.references import clip_reference
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.folders import ScanReport
+    from qwen3_vl_rag.media.items import MediaItem
+
+__all__ = ["ImageReader", "PDFPageImageReader", "VideoClipReader"]
+
+logger = logging.getLogger(__name__)
+
+
+#: An empty text that still counts as text: ``text=""`` leaves a document without a text
+#: resource, and then its content ignores metadata, and so does the ingestion cache's key (two
+#: pages with the same text would share cached nodes). An empty resource keeps metadata in.
+def _no_text() -> dict[str, Any]:
+    return {"text_resource": MediaResource(text="")}
+
+
+#: Keys that only serve bookkeeping: never shown to the LLM.
+BOOKKEEPING = ("image_path", "image_fingerprint", "video_clip", "video_path")
+
+
+def _visual_document(
+    factory: Any, reference_key: str, metadata: dict[str, Any], **fields: Any
+) -> Any:
+    """A document whose embedding text is only ``"<reference_key>: <reference>"``."""
+    return factory(
+        metadata=metadata,
+        excluded_embed_metadata_keys=[k for k in metadata if k != reference_key],
+        excluded_llm_metadata_keys=[k for k in metadata if k in BOOKKEEPING],
+        **fields,
+    )
+
+
+class PDFPageImageReader(BaseReader):
+    """One ``ImageDocument`` per PDF page, rendered to a PNG at the size the embedder uses.
+
+    Metadata: ``file_path`` and ``file_name`` (the PDF), ``page`` (0-based), ``page_label``,
+    ``total_pages``, ``page_text``, ``image_path`` (the PNG) and ``image_fingerprint``, plus what
+    ``SimpleDirectoryReader`` passes in ``extra_info``. Pages are rendered once: a PNG named by
+    the PDF's content hash, page and size is reused when the PDF is read again.
+
+    Example:
+        >>> from llama_index.core import SimpleDirectoryReader
+        >>> reader = PDFPageImageReader(image_dir="store/pages")
+        >>> documents = SimpleDirectoryReader(
+        ...     "reports/", file_extractor={".pdf": reader}
+        ... ).load_data()
+    """
+
+    def __init__(
+        self,
+        *,
+        image_dir: str | os.PathLike[str] | None = None,
+        pages: Sequence[int] | None = None,
+        password: str | None = None,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the reader (nothing is read until :meth:`lazy_load_data`).
+
+        Args:
+            image_dir: Where page PNGs are written (default ``~/.cache/qwen3-vl-rag/pages``).
+            pages: 0-based pages to read (default: all, up to ``budget.max_pages``).
+            password: For encrypted PDFs.
+            budget: Pixel and page limits (default ``MediaBudget()``: the embedder's defaults).
+        """
+        super().__init__()
+        self.image_dir = Path(image_dir) if image_dir is not None else default_image_dir()
+        self.pages = pages
+        self.password = password
+        self.budget = budget
+
+    def lazy_load_data(
+        self,
+        file: str | os.PathLike[str],
+        extra_info: dict[str, Any] | None = None,
+        fs: Any = None,
+    ) -> Iterable[ImageDocument]:
+        """Render and yield the pages of ``file`` one at a time.
+
+        Raises:
+            PdfError: Not a PDF, unreadable, or without pages (``EncryptedPdfError`` without
+                the right password).
+            MissingDependencyError: PyMuPDF is missing (``pip install "qwen3-vl-rag[pdf]"``).
+        """
+        from qwen3_vl_rag.media.page_images import page_images
+
+        path = Path(file)
+        for page in page_images(
+            path, self.image_dir, pages=self.pages, password=self.password, budget=self.budget
+        ):
+            meta = page.item.metadata
+            metadata = {
+                **(extra_info or {}),
+                "file_path": str(path),
+                "file_name": path.name,
+                "page": page.page,
+                "page_label": str(meta["page_label"]),
+                "total_pages": int(meta["total_pages"]),
+                "page_text": page.text,
+                "image_path": str(page.path),
+                "image_fingerprint": page.fingerprint,
+            }
+            yield _visual_document(
+                ImageDocument, "image_path", metadata, image_path=str(page.path), **_no_text()
+            )
+
+
+class ImageReader(BaseReader):
+    """One ``ImageDocument`` per image file (screenshots, photos, scans), from a file or folder.
+
+    Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); in a folder, other files
+    are skipped and, with unreadable ones, listed in :attr:`report`. ``image_fingerprint`` is
+    the SHA-256 of the file's bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        recursive: bool = True,
+        include_hidden: bool = False,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the reader.
+
+        Args:
+            recursive: Look in subfolders of a folder.
+            include_hidden: Take hidden files (they are reported as skipped otherwise).
+            budget: Pixel and byte limits.
+        """
+        super().__init__()
+        self.recursive = recursive
+        self.include_hidden = include_hidden
+        self.budget = budget
+        self.report: ScanReport | None = None
+
+    def lazy_load_data(
+        self,
+        file: str | os.PathLike[str],
+        extra_info: dict[str, Any] | None = None,
+        fs: Any = None,
+    ) -> Iterable[ImageDocument]:
+        """Yield the image (or a folder's images) one at a time."""
+        for item in _scan(self, Path(file), {"image"}, None, None):
+            source = item.source
+            metadata = {
+                **(extra_info or {}),
+                "file_path": source,
+                "file_name": Path(source).name,
+                "image_width": int(item.metadata["image_width"]),
+                "image_height": int(item.metadata["image_height"]),
+                "image_path": source,
+                "image_fingerprint": _file_sha256(Path(source)),
+            }
+            yield _visual_document(
+                ImageDocument, "image_path", metadata, image_path=source, **_no_text()
+            )
+
+
+class VideoClipReader(BaseReader):
+    """One document per video clip (or per video), from a file or a folder.
+
+    Its text says which clip it is (``"Video clip: talk.mp4, 10-20 s"``) for the LLM; its
+    metadata has ``video_path``, ``start_seconds``, ``end_seconds``, ``clip_index``, ``duration``
+    and ``video_clip`` (``"talk.mp4#t=10,20"``), which the embedder and the reranker read as
+    that clip.
+    """
+
+    def __init__(
+        self,
+        *,
+        segment_seconds: float | None = 10.0,
+        fps: float | None = None,
+        recursive: bool = True,
+        include_hidden: bool = False,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the reader.
+
+        Args:
+            segment_seconds: Clip length; ``None`` gives one document per whole video.
+            fps: Frames sampled per second (default 1.0, as the official code).
+            recursive: Look in subfolders of a folder.
+            include_hidden: Take hidden files.
+            budget: Frame, clip, byte and time limits.
+        """
+        super().__init__()
+        self.segment_seconds = segment_seconds
+        self.fps = fps
+        self.recursive = recursive
+        self.include_hidden = include_hidden
+        self.budget = budget
+        self.report: ScanReport | None = None
+
+    def lazy_load_data(
+        self,
+        file: str | os.PathLike[str],
+        extra_info: dict[str, Any] | None = None,
+        fs: Any = None,
+    ) -> Iterable[Document]:
+        """Yield the clips one at a time."""
+        for item in _scan(self, Path(file), {"video"}, self.segment_seconds, self.fps):
+            meta = dict(item.metadata)
+            start = float(meta.get("start_seconds", 0.0))
+            end = float(meta.get("end_seconds", meta.get("duration", 0.0)))
+            metadata = {
+                **(extra_info or {}),
+                **{k: v for k, v in meta.items() if k != "source"},
+                "file_path": item.source,
+                "file_name": Path(item.source).name,
+                "video_path": item.source,
+                "start_seconds": start,
+                "end_seconds": end,
+                "video_clip": clip_reference(item.source, start, end),
+            }
+            text = f"Video clip: {Path(item.source).name}, {start:g}-{end:g} s"
+            yield _visual_document(Document, "video_clip", metadata, text=text)
+
+
+def _scan(
+    reader: Any,
+    root: Path,
+    kinds: set[str],
+    segment_seconds: float | None,
+    fps: float | None,
+) -> Iterator[MediaItem]:
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.folders import scan_folder
+    from qwen3_vl_rag.media.loaders import LoadOptions
+
+    options = LoadOptions(
+        budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
+    )
+    with scan_folder(
+        root,
+        options,
+        recursive=reader.recursive,
+        include_hidden=reader.include_hidden,
+        kinds=kinds,
+    ) as scan:
+        reader.report = scan.report
+        yield from scan
+    for file in scan.report.files:
+        if file.status != "indexed":
+            logger.warning("%s %s: %s", file.status, file.path, file.reason)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
