@@ -270,8 +270,9 @@ def test_fields_are_validated_and_serializable(fake: FakeEmbedder) -> None:
         Qwen3VLEmbeddings(modle="typo")  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="greater than or equal"):
         Qwen3VLEmbeddings(dimensions=8)  # Matryoshka starts at 32
-    embeddings = Qwen3VLEmbeddings(engine=fake, dimensions=64)
+    embeddings = Qwen3VLEmbeddings(engine=fake, dimensions=64, model_kwargs={"token": "hf_x"})
     dumped = embeddings.model_dump()
+    assert dumped["model_kwargs"] == {}  # a Hub token never lands in a dump
     assert "engine" not in dumped
     assert dumped["model"] == "Qwen/Qwen3-VL-Embedding-2B"
     assert dumped["dimensions"] == 64

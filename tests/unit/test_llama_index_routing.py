@@ -196,6 +196,31 @@ def test_to_dict_from_dict_round_trip_without_the_model(fake: FakeEmbedder) -> N
     assert Qwen3VLEmbedding.from_json(embed.to_json()).model_name == "some/checkpoint"
 
 
+def test_secrets_stay_out_of_dumps_and_pickles_leave_the_model_behind(fake: FakeEmbedder) -> None:
+    import pickle
+
+    embed = Qwen3VLEmbedding(engine=fake, model_kwargs={"token": "hf_secret", "revision": "main"})
+    assert embed.to_dict()["model_kwargs"] == {"revision": "main"}
+    assert "hf_secret" not in embed.to_json()
+    reranker = Qwen3VLRerank(engine=FakeReranker(), model_kwargs={"token": "hf_secret"})
+    assert "hf_secret" not in reranker.to_json()
+    copy = pickle.loads(pickle.dumps(embed))  # what IngestionPipeline(num_workers>1) does
+    assert copy._engine is None and copy.model_kwargs["revision"] == "main"
+    assert embed._engine is fake  # the original keeps its model
+
+
+def test_image_documents_are_embedded_as_images(fake: FakeEmbedder, png: Path) -> None:
+    from llama_index.core.schema import ImageDocument
+
+    data = png.read_bytes()
+    documents = [
+        ImageDocument(image_path=str(png)),
+        ImageDocument(image=base64.b64encode(data).decode()),
+    ]
+    Qwen3VLEmbedding(engine=fake)(documents)
+    assert fake.calls[-1].inputs == [f"image:{png}", digest(data)]
+
+
 def test_dimensions_are_passed_and_validated(fake: FakeEmbedder) -> None:
     assert len(Qwen3VLEmbedding(engine=fake, dimensions=32).get_text_embedding("x")) == 32
     with pytest.raises(ValueError, match="greater than or equal to 32"):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.langchain._inputs import ImageInputs, text_or_visual
@@ -108,6 +108,10 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     )
 
     _loaded: Any = PrivateAttr(default=None)
+
+    @field_serializer("model_kwargs")
+    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if k != "token"}  # never in a dump
 
     # -- the model -----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_serializer
 
 from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.langchain._inputs import ImageInputs, document_input, text_or_visual
@@ -86,6 +86,10 @@ class Qwen3VLRerank(BaseDocumentCompressor):
     )
 
     _loaded: Any = PrivateAttr(default=None)
+
+    @field_serializer("model_kwargs")
+    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if k != "token"}  # never in a dump
 
     @property
     def reranker(self) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
@@ -103,6 +103,21 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     def class_name(cls) -> str:
         """The name ``to_dict`` / ``from_dict`` use."""
         return "Qwen3VLEmbedding"
+
+    @field_serializer("model_kwargs")
+    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if k != "token"}  # to_dict / to_payload
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle without the loaded model; a worker process loads ``model_name`` on first use.
+
+        ``IngestionPipeline(num_workers>1)`` pickles its transformations into worker processes.
+        """
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private["_engine"] = None
+        state["__pydantic_private__"] = private
+        return state
 
     @property
     def embedder(self) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -81,6 +81,10 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     def class_name(cls) -> str:
         """The name ``to_dict`` / ``from_dict`` use."""
         return "Qwen3VLRerank"
+
+    @field_serializer("model_kwargs")
+    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if k != "token"}
 
     @property
     def reranker(self) -> Any:
