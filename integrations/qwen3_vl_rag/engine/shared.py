@@ -11,13 +11,20 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
     from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
 
-__all__ = ["loading_options", "model_lock", "shared_embedder", "shared_reranker"]
+__all__ = [
+    "embed_in_chunks",
+    "loading_options",
+    "model_lock",
+    "shared_embedder",
+    "shared_reranker",
+]
 
 _loaded: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
 _loading = threading.Lock()
@@ -78,3 +85,44 @@ def model_lock(engine: Any) -> threading.RLock:
         if lock is None:
             lock = _locks[engine] = threading.RLock()
         return lock
+
+
+def embed_in_chunks(
+    engine: Any,
+    inputs: Sequence[Any],
+    *,
+    query: bool,
+    instruction: str | None,
+    dim: int | None,
+    batch_tokens: int | None,
+    chunk_size: int,
+    show_progress: bool = False,
+) -> list[list[float]]:
+    """Embed ``inputs`` as queries or documents, ``chunk_size`` per locked call into the model.
+
+    Returns lists of Python floats (what LangChain and LlamaIndex expect). An input error's
+    ``item_index`` is the position in ``inputs``, not in the chunk.
+    """
+    from tqdm.auto import tqdm
+
+    from qwen3_vl_rag.errors import InputError
+
+    if not inputs:
+        return []
+    method = engine.embed_queries if query else engine.embed_documents
+    vectors: list[list[float]] = []
+    with tqdm(total=len(inputs), desc="Embedding", unit="item", disable=not show_progress) as bar:
+        for start in range(0, len(inputs), chunk_size):
+            chunk = list(inputs[start : start + chunk_size])
+            try:
+                with model_lock(engine):
+                    array = method(
+                        chunk, instruction=instruction, dim=dim, batch_tokens=batch_tokens
+                    )
+            except InputError as err:
+                if err.item_index is not None:
+                    err.item_index += start
+                raise
+            vectors.extend(array.astype(float).tolist())
+            bar.update(len(chunk))
+    return vectors

@@ -10,7 +10,6 @@ skipped and listed in ``loader.report`` instead of stopping the load.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,10 +26,9 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.media.folders import ScanReport
     from qwen3_vl_rag.media.items import MediaItem
     from qwen3_vl_rag.media.page_images import PageImage
+    from qwen3_vl_rag.media.sniff import MediaKind
 
 __all__ = ["ImageLoader", "PDFPageImageLoader", "VideoClipLoader", "default_image_dir"]
-
-logger = logging.getLogger(__name__)
 
 PageContent = Literal["image", "text"]
 
@@ -225,9 +223,9 @@ class VideoClipLoader(BaseLoader):
             yield Document(page_content=content, metadata=metadata)
 
 
-def _scan(loader: Any, kinds: set[str], segment_seconds: float | None) -> Iterator[MediaItem]:
+def _scan(loader: Any, kinds: set[MediaKind], segment_seconds: float | None) -> Iterator[MediaItem]:
     from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import scan_folder
+    from qwen3_vl_rag.media.folders import stream_items
     from qwen3_vl_rag.media.loaders import LoadOptions
 
     options = LoadOptions(
@@ -235,15 +233,11 @@ def _scan(loader: Any, kinds: set[str], segment_seconds: float | None) -> Iterat
         segment_seconds=segment_seconds,
         fps=getattr(loader, "fps", None),
     )
-    with scan_folder(
+    loader.report, items = stream_items(
         loader.path,
         options,
+        kinds=kinds,
         recursive=loader.recursive,
         include_hidden=loader.include_hidden,
-        kinds=kinds,
-    ) as scan:
-        loader.report = scan.report
-        yield from scan
-    for file in scan.report.files:
-        if file.status != "indexed":
-            logger.warning("%s %s: %s", file.status, file.path, file.reason)
+    )
+    return items

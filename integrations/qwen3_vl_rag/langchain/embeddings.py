@@ -9,7 +9,6 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
-from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.langchain._inputs import ImageInputs, text_or_visual
 from qwen3_vl_rag.media.references import resolve_image_reference
 
@@ -172,31 +171,15 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     def _embed(self, inputs: Sequence[Any], *, query: bool) -> list[list[float]]:
         if not inputs:
             return []
-        from tqdm.auto import tqdm
+        from qwen3_vl_rag.engine.shared import embed_in_chunks
 
-        from qwen3_vl_rag.engine.shared import model_lock
-
-        engine = self.embedder
-        method = engine.embed_queries if query else engine.embed_documents
-        instruction = self.query_instruction if query else self.document_instruction
-        vectors: list[list[float]] = []
-        with tqdm(
-            total=len(inputs), desc="Embedding", unit="item", disable=not self.show_progress
-        ) as bar:
-            for start in range(0, len(inputs), self.batch_size):
-                chunk = list(inputs[start : start + self.batch_size])
-                try:
-                    with model_lock(engine):
-                        array = method(
-                            chunk,
-                            instruction=instruction,
-                            dim=self.dimensions,
-                            batch_tokens=self.batch_tokens,
-                        )
-                except InputError as err:
-                    if err.item_index is not None:
-                        err.item_index += start  # the position in the caller's list
-                    raise
-                vectors.extend(array.astype(float).tolist())  # Python floats
-                bar.update(len(chunk))
-        return vectors
+        return embed_in_chunks(
+            self.embedder,
+            inputs,
+            query=query,
+            instruction=self.query_instruction if query else self.document_instruction,
+            dim=self.dimensions,
+            batch_tokens=self.batch_tokens,
+            chunk_size=self.batch_size,
+            show_progress=self.show_progress,
+        )

@@ -10,7 +10,6 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serialize
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
-from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.llama_index._inputs import image_input, node_visual, text_input
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbedding"]
@@ -215,26 +214,14 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     ) -> list[list[float]]:
         if not inputs:
             return []
-        from qwen3_vl_rag.engine.shared import model_lock
+        from qwen3_vl_rag.engine.shared import embed_in_chunks
 
-        engine = self.embedder
-        method = engine.embed_queries if query else engine.embed_documents
-        instruction = self.query_instruction if query else self.text_instruction
-        size = self.image_batch_size if images else self.embed_batch_size
-        vectors: list[list[float]] = []
-        for start in range(0, len(inputs), size):
-            chunk = list(inputs[start : start + size])
-            try:
-                with model_lock(engine):
-                    array = method(
-                        chunk,
-                        instruction=instruction,
-                        dim=self.dimensions,
-                        batch_tokens=self.batch_tokens,
-                    )
-            except InputError as err:
-                if err.item_index is not None:
-                    err.item_index += start  # the position in the caller's list
-                raise
-            vectors.extend(array.astype(float).tolist())  # Python floats
-        return vectors
+        return embed_in_chunks(
+            self.embedder,
+            inputs,
+            query=query,
+            instruction=self.query_instruction if query else self.text_instruction,
+            dim=self.dimensions,
+            batch_tokens=self.batch_tokens,
+            chunk_size=self.image_batch_size if images else self.embed_batch_size,
+        )

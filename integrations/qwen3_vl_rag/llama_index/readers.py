@@ -17,7 +17,6 @@ the same text.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -33,10 +32,9 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.folders import ScanReport
     from qwen3_vl_rag.media.items import MediaItem
+    from qwen3_vl_rag.media.sniff import MediaKind
 
 __all__ = ["ImageReader", "PDFPageImageReader", "VideoClipReader"]
-
-logger = logging.getLogger(__name__)
 
 
 #: An empty text that still counts as text: ``text=""`` leaves a document without a text
@@ -250,29 +248,25 @@ class VideoClipReader(BaseReader):
 def _scan(
     reader: Any,
     root: Path,
-    kinds: set[str],
+    kinds: set[MediaKind],
     segment_seconds: float | None,
     fps: float | None,
 ) -> Iterator[MediaItem]:
     from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import scan_folder
+    from qwen3_vl_rag.media.folders import stream_items
     from qwen3_vl_rag.media.loaders import LoadOptions
 
     options = LoadOptions(
         budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
     )
-    with scan_folder(
+    reader.report, items = stream_items(
         root,
         options,
+        kinds=kinds,
         recursive=reader.recursive,
         include_hidden=reader.include_hidden,
-        kinds=kinds,
-    ) as scan:
-        reader.report = scan.report
-        yield from scan
-    for file in scan.report.files:
-        if file.status != "indexed":
-            logger.warning("%s %s: %s", file.status, file.path, file.reason)
+    )
+    return items
 
 
 def _file_sha256(path: Path) -> str:

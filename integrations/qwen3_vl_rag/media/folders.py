@@ -349,3 +349,35 @@ def scan_folder(
             skipped); see :class:`FolderScan`.
     """
     return FolderScan(root, options, **scan_options)
+
+
+def stream_items(
+    root: str | os.PathLike[str],
+    options: LoadOptions,
+    *,
+    kinds: Collection[MediaKind],
+    recursive: bool = True,
+    include_hidden: bool = False,
+) -> tuple[ScanReport, Iterator[MediaItem]]:
+    """The items of the files of ``kinds`` under ``root``, and the scan's report.
+
+    The report fills in as the items are consumed (complete when they run out); files skipped
+    or failed are also logged as warnings at the end. This is what the framework loaders use.
+
+    Example:
+        >>> report, items = stream_items("screenshots/", LoadOptions(), kinds={"image"})
+        >>> documents = [to_document(item) for item in items]
+        >>> report.counts()
+    """
+    scan = scan_folder(
+        root, options, recursive=recursive, include_hidden=include_hidden, kinds=kinds
+    )
+
+    def items() -> Iterator[MediaItem]:
+        with scan:
+            yield from scan
+        for file in scan.report.files:
+            if file.status != "indexed":
+                logger.warning("%s %s: %s", file.status, file.path, file.reason)
+
+    return scan.report, items()
