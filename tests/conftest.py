@@ -79,3 +79,14 @@ def write_mp4(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def python_stdout(code: str) -> str:
+    """What ``python -c code`` prints, in a fresh interpreter of this environment."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return done.stdout

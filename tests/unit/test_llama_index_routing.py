@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from qwen3_vl_rag.llama_index import Qwen3VLEmbedding, Qwen3VLRerank
 from qwen3_vl_rag.testing.fakes import DEFAULT_DOCUMENT_INSTRUCTION as DOC
 from qwen3_vl_rag.testing.fakes import DEFAULT_QUERY_INSTRUCTION as QUERY
 from qwen3_vl_rag.testing.fakes import FakeEmbedder, FakeReranker
-from tests.conftest import write_mp4
+from tests.conftest import python_stdout, write_mp4
 
 
 @pytest.fixture
@@ -326,10 +324,8 @@ def test_importing_the_adapter_loads_no_torch() -> None:
         "print(sorted(m for m in ('torch', 'transformers', 'chromadb', 'pymupdf', 'av', "
         "'langchain_core') if m in sys.modules))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert done.stdout.strip() == "[]"
+    stdout = python_stdout(code)
+    assert stdout.strip() == "[]"
 
 
 def test_a_missing_extra_gives_the_install_command() -> None:
@@ -338,11 +334,9 @@ def test_a_missing_extra_gives_the_install_command() -> None:
         "try:\n    import qwen3_vl_rag.llama_index\n"
         "except ImportError as err:\n    print(type(err).__name__, err)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert "MissingDependencyError" in done.stdout
-    assert 'pip install "qwen3-vl-rag[llamaindex]"' in done.stdout
+    stdout = python_stdout(code)
+    assert "MissingDependencyError" in stdout
+    assert 'pip install "qwen3-vl-rag[llamaindex]"' in stdout
 
 
 def test_the_public_surface() -> None:

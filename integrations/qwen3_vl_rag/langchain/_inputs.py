@@ -8,6 +8,7 @@ from qwen3_vl_rag.media.references import (
     decode_base64_image,
     resolve_image_reference,
     visual_input,
+    visual_with_text,
 )
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def document_input(
     content that is base64 image data (what ``Chroma.add_images`` stores), page content that
     names an image file or clip, and finally the page content as text.
     """
-    from qwen3_vl_rag.inputs import MultimodalInput
-
     content = document.page_content
     visual: Any = None
     if image_inputs == "auto":
@@ -65,14 +64,6 @@ def document_input(
         if visual is not None:
             text = document.metadata.get("page_text") if content_is_reference else content
             if with_text and isinstance(text, str) and text.strip():
-                return _with_text(MultimodalInput, text, visual)
+                return visual_with_text(visual, text)
             return visual
     return content
-
-
-def _with_text(factory: Any, text: str, visual: Any) -> Any:
-    from qwen3_vl_rag.inputs import Video
-
-    if isinstance(visual, Video):
-        return factory(text=text, video=visual)
-    return factory(text=text, images=(visual,))

@@ -12,8 +12,11 @@ from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, QueryBund
 
 from qwen3_vl_rag.errors import UnsupportedInputError
 from qwen3_vl_rag.inputs import MultimodalInput, Video
-from qwen3_vl_rag.media.references import resolve_image_reference, visual_input
-from qwen3_vl_rag.media.sniff import sniff_file
+from qwen3_vl_rag.media.references import (
+    resolve_image_reference,
+    visual_input,
+    visual_with_text,
+)
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.remote import RemotePolicy
@@ -115,16 +118,15 @@ def rerank_input(
     if visual is None:
         for key in ("image_path", "file_path"):
             value = node.metadata.get(key)
-            if isinstance(value, str) and _is_image_file(value):
-                visual = resolve_image_reference(value, allow_remote=False)
+            named = visual_input(value) if isinstance(value, str) else None
+            if isinstance(named, Path):  # an image file (a PDF or a video here stays text)
+                visual = named
                 break
     text = node.get_content(metadata_mode=MetadataMode.EMBED)
     if visual is None:
         return text
     if with_text and text.strip():
-        if isinstance(visual, Video):
-            return MultimodalInput(text=text, video=visual)
-        return MultimodalInput(text=text, images=(visual,))
+        return visual_with_text(visual, text)
     return visual
 
 
@@ -137,10 +139,3 @@ def query_input(bundle: QueryBundle, *, allow_remote: bool, policy: RemotePolicy
     if image is None:
         return text
     return MultimodalInput(text=text or None, images=(image,))
-
-
-def _is_image_file(path: str) -> bool:
-    try:
-        return os.path.isfile(path) and sniff_file(Path(path)).kind == "image"
-    except OSError:
-        return False

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
-from qwen3_vl_rag.inputs import Video
+from qwen3_vl_rag.inputs import MultimodalInput, Video
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes, sniff_file
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "decode_base64_image",
     "resolve_image_reference",
     "visual_input",
+    "visual_with_text",
 ]
 
 # A path longer than this, or with a line break, is prose: no stat call is wasted on it.
@@ -147,3 +148,10 @@ def resolve_image_reference(
             stage="open",
         )
     return visual
+
+
+def visual_with_text(visual: Any, text: str) -> MultimodalInput:
+    """An image (or a clip) and its text as one input, e.g. a page image with its page text."""
+    if isinstance(visual, Video):
+        return MultimodalInput(text=text, video=visual)
+    return MultimodalInput(text=text, images=(visual,))

@@ -19,7 +19,6 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,8 +154,3 @@ class FakeReranker:
             FakeCall("score", described, {"instruction": instruction}, query=described_query)
         )
         return [self.score_of(described_query, d) for d in described]
-
-
-def image_path(path: str | os.PathLike[str]) -> str:
-    """How the fake describes an image file (for expected values in tests)."""
-    return f"image:{os.fspath(Path(path))}"
