@@ -237,3 +237,15 @@ def test_a_scan_leaves_out_excluded_folders_and_everything_under_them(tmp_path: 
     with scan_folder(hidden, exclude=[corpus / ".index"], isolate=False) as scan:
         assert list(scan.files()) == []
     assert scan.report.files[0].reason is not None and "excluded" in scan.report.files[0].reason
+
+
+def test_a_report_that_cannot_be_written_is_an_error_after_the_summary(
+    tmp_path: Path, tiny_embedding_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = red_and_blue(tmp_path / "corpus")
+    (tmp_path / "file").write_text("not a folder")
+    flags = ["--index", str(tmp_path / "index"), "--model", str(tiny_embedding_path), "--quiet"]
+    assert main(["index", str(corpus), *flags, "--report", str(tmp_path / "file" / "r.json")]) == 2
+    captured = capsys.readouterr()
+    assert "indexed 2 file(s)" in captured.out
+    assert "error: the report could not be written to" in captured.err

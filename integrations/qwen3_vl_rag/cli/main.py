@@ -138,10 +138,12 @@ def _index(args: argparse.Namespace) -> int:
     ) as index:
         index.manifest.set_meta({"reranker": args.reranker})
         report = index.index(args.paths, show_progress=not args.quiet)
-    if args.report:  # first: whatever happens to stdout, the report is written
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    # The report first: whatever then happens to stdout (`| head`), it is written.
+    unwritten = _write_report(args.report, report) if args.report else None
     _print_index_report(report, args.index)
+    if unwritten:
+        print(printable(f"error: {unwritten}"), file=sys.stderr)
+        return EXIT_FATAL
     return EXIT_OK if report.complete else EXIT_PARTIAL
 
 
@@ -240,7 +242,17 @@ def _require_index(directory: Path) -> None:
 
 def _say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
+        print(printable(text), file=sys.stderr)
+
+
+def _write_report(path: Path, report: Any) -> str | None:
+    """Write the JSON report of an ``index`` run; returns why it could not be written, if so."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        return f"the report could not be written to {path} ({exc.strerror or exc})."
+    return None
 
 
 def _print_index_report(report: Any, index: Path) -> None:
