@@ -171,3 +171,14 @@ def test_a_resolver_answer_that_is_no_address_is_refused() -> None:
     policy = RemotePolicy(resolver=lambda host, port: ["not-an-ip"])
     with pytest.raises(BlockedURLError, match="not an IP address"):
         fetch("https://images.example.com/x.png", policy)
+
+
+def test_a_slow_name_lookup_counts_against_the_total_limit() -> None:
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(5)
+        return ["93.184.216.34"]
+
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="took longer than 1 s"):
+        fetch("https://images.example.com/x.png", RemotePolicy(resolver=slow, total_timeout=1.0))
+    assert time.monotonic() - started < 2.0

@@ -4,11 +4,12 @@ Remote fetching is off unless a caller turns it on (``allow_remote=True``); URLs
 documents are never followed. When it is on, every request:
 
 * uses an allowed scheme (``https`` and ``http`` by default);
-* resolves the host first and refuses it unless **every** address is globally routable:
-  loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast
-  and reserved addresses are refused, as are known metadata host names, and so are IPv6 addresses
-  that carry one of those IPv4 addresses (IPv4-mapped, IPv4-compatible, NAT64 ``64:ff9b::/96``,
-  6to4 ``2002::/16``, Teredo) and the local-use NAT64 prefix ``64:ff9b:1::/48``;
+* resolves the host first (within the total time) and refuses it unless **every** address is
+  globally routable: loopback, private, link-local (cloud metadata at 169.254.169.254),
+  carrier-grade NAT, multicast and reserved addresses are refused, as are known metadata host
+  names, and so are IPv6 addresses that carry one of those IPv4 addresses (IPv4-mapped,
+  IPv4-compatible, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo) and the local-use NAT64
+  prefix ``64:ff9b:1::/48``;
 * connects to the address it validated (no second lookup, so DNS rebinding cannot swap it);
 * follows at most ``max_redirects`` redirects by hand, validating each new URL the same way;
 * stops at ``connect_timeout``, ``read_timeout`` (per read) and ``total_timeout`` (the whole
@@ -26,6 +27,7 @@ import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -175,7 +177,7 @@ def _check_address(address: str, policy: RemotePolicy, url: str) -> None:
             )
 
 
-def _resolve(url: str, policy: RemotePolicy) -> _Target:
+def _resolve(url: str, policy: RemotePolicy, deadline: float) -> _Target:
     """Parse and validate a URL; return where to connect."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -198,7 +200,9 @@ def _resolve(url: str, policy: RemotePolicy) -> _Target:
     port = port or (443 if scheme == "https" else 80)
     resolver = policy.resolver or _system_resolver
     try:
-        addresses = list(resolver(host, port))
+        addresses = _lookup(resolver, host, port, deadline - time.monotonic())
+    except TimeoutError as exc:
+        raise _timed_out(deadline, policy, url, "") from exc
     except (OSError, UnicodeError) as exc:
         raise FetchError(
             f"the host could not be resolved ({exc}).", source=url, stage="fetch"
@@ -284,6 +288,30 @@ def _connect(address: str, port: int, clock: _Clock) -> socket.socket:
     return sock
 
 
+def _lookup(resolver: Resolver, host: str, port: int, seconds: float) -> list[str]:
+    """``resolver(host, port)``, given at most ``seconds``: a slow name server is a slow server.
+
+    The lookup runs in a daemon thread (``getaddrinfo`` cannot be interrupted); past the time it
+    is abandoned, and ends on its own at the system resolver's timeout.
+    """
+    outcome: list[list[str] | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(list(resolver(host, port)))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="qwen3-vl-rag-resolve", daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.0))
+    if not outcome:
+        raise TimeoutError
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to a validated address while speaking to the named host."""
 
@@ -332,7 +360,7 @@ def fetch(url: str, policy: RemotePolicy | None = None) -> Fetched:
     clock = _Clock(deadline, policy.read_timeout, policy.connect_timeout)
     current = url
     for _ in range(policy.max_redirects + 1):
-        target = _resolve(current, policy)
+        target = _resolve(current, policy, deadline)
         connection_type: Any = (
             _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
         )
