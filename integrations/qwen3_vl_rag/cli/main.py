@@ -12,6 +12,8 @@ Commands::
 
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
 listed), 2 nothing done (a usage error, a locked or damaged index, a model that cannot load).
+Output closed early (``| head``) changes none of this: the work and ``--report`` are complete.
+Human output shows control characters in names and text as escapes (see :mod:`.terminal`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable
 from qwen3_vl_rag.errors import Qwen3VLRagError
 
 __all__ = ["main"]
@@ -100,9 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prune": _prune,
             "rebuild": _rebuild,
         }[args.command]
-        return handler(args)
+        code = handler(args)
+        finish_output()
+        return code
     except Qwen3VLRagError as err:
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(printable(f"error: {type(err).__name__}: {err}"), file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
         print(
@@ -121,7 +126,7 @@ def _index(args: argparse.Namespace) -> int:
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
-        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        print(printable(f"error: no such file or folder: {', '.join(missing)}"), file=sys.stderr)
         return EXIT_FATAL
     options: dict[str, Any] = {"device": args.device}
     if args.max_pixels:
@@ -133,23 +138,12 @@ def _index(args: argparse.Namespace) -> int:
     ) as index:
         index.manifest.set_meta({"reranker": args.reranker})
         report = index.index(args.paths, show_progress=not args.quiet)
-    counts = report.counts()
-    rate = report.embedded / report.seconds if report.seconds else 0.0
-    print(
-        f"indexed {counts['indexed']} file(s) ({counts['items']} items), "
-        f"unchanged {counts['unchanged']}, skipped {counts['skipped']}, "
-        f"failed {counts['failed']}; {report.embedded} embedded, {report.reused} reused, "
-        f"{report.deleted} replaced, in {report.seconds:.1f} s ({rate:.1f} items/s) "
-        f"-> {args.index}"
-    )
-    for outcome in report.files:
-        if outcome.status in ("skipped", "failed"):
-            where = f" [{outcome.stage}]" if outcome.stage else ""
-            error = f"{outcome.error}: " if outcome.error else ""
-            print(f"  {outcome.status}{where} {outcome.path}: {error}{outcome.reason}")
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    # The report first: whatever then happens to stdout (`| head`), it is written.
+    unwritten = _write_report(args.report, report) if args.report else None
+    _print_index_report(report, args.index)
+    if unwritten:
+        print(printable(f"error: {unwritten}"), file=sys.stderr)
+        return EXIT_FATAL
     return EXIT_OK if report.complete else EXIT_PARTIAL
 
 
@@ -185,11 +179,11 @@ def _search(args: argparse.Namespace) -> int:
 
         write_gallery(args.html, results, query=args.query, query_image=args.image)
     if args.json:
-        print(json.dumps([_result_dict(result) for result in results], indent=2))
+        emit_raw(json.dumps([_result_dict(result) for result in results], indent=2))
     else:
         _print_results(args.query, args.image, results)
         if args.html:
-            print(f"gallery: {args.html}")
+            emit(f"gallery: {args.html}")
     return EXIT_OK
 
 
@@ -201,15 +195,15 @@ def _status(args: argparse.Namespace) -> int:
     with MultimodalIndex(args.index, mode="read") as index:
         status = index.status()
     if args.json:
-        print(json.dumps(asdict(status), indent=2))
+        emit_raw(json.dumps(asdict(status), indent=2))
         return EXIT_OK
     size = status.bytes_on_disk / 1024**2
-    print(
-        f"index:     {status.directory}\nmodel:     {status.model}\n"
-        f"dimension: {status.dimension}\nsources:   {status.sources} "
-        f"({status.indexed} indexed, {status.failed} failed)\nitems:     {status.items} "
-        f"({status.vectors} vectors)\nsize:      {size:.1f} MiB"
-    )
+    emit(f"index:     {status.directory}")
+    emit(f"model:     {status.model}")
+    emit(f"dimension: {status.dimension}")
+    emit(f"sources:   {status.sources} ({status.indexed} indexed, {status.failed} failed)")
+    emit(f"items:     {status.items} ({status.vectors} vectors)")
+    emit(f"size:      {size:.1f} MiB")
     return EXIT_OK
 
 
@@ -219,9 +213,9 @@ def _prune(args: argparse.Namespace) -> int:
     _require_index(args.index)
     with MultimodalIndex(args.index) as index:
         report = index.prune()
-    print(f"removed {len(report.sources)} missing file(s), {report.vectors} vector(s)")
+    emit(f"removed {len(report.sources)} missing file(s), {report.vectors} vector(s)")
     for source in report.sources:
-        print(f"  {source}")
+        emit(f"  {source}")
     return EXIT_OK
 
 
@@ -231,7 +225,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     _require_index(args.index)
     with MultimodalIndex(args.index) as index:
         written = index.rebuild()
-    print(f"rebuilt the vector store from the manifest: {written} vector(s)")
+    emit(f"rebuilt the vector store from the manifest: {written} vector(s)")
     return EXIT_OK
 
 
@@ -248,7 +242,35 @@ def _require_index(directory: Path) -> None:
 
 def _say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
+        print(printable(text), file=sys.stderr)
+
+
+def _write_report(path: Path, report: Any) -> str | None:
+    """Write the JSON report of an ``index`` run; returns why it could not be written, if so."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        return f"the report could not be written to {path} ({exc.strerror or exc})."
+    return None
+
+
+def _print_index_report(report: Any, index: Path) -> None:
+    """The summary of an ``index`` run, then one line per file skipped or failed."""
+    counts = report.counts()
+    rate = report.embedded / report.seconds if report.seconds else 0.0
+    emit(
+        f"indexed {counts['indexed']} file(s) ({counts['items']} items), "
+        f"unchanged {counts['unchanged']}, skipped {counts['skipped']}, "
+        f"failed {counts['failed']}; {report.embedded} embedded, {report.reused} reused, "
+        f"{report.deleted} replaced, in {report.seconds:.1f} s ({rate:.1f} items/s) "
+        f"-> {index}"
+    )
+    for outcome in report.files:
+        if outcome.status in ("skipped", "failed"):
+            where = f" [{outcome.stage}]" if outcome.stage else ""
+            error = f"{outcome.error}: " if outcome.error else ""
+            emit(f"  {outcome.status}{where} {outcome.path}: {error}{outcome.reason}")
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
@@ -269,20 +291,20 @@ def _result_dict(result: Any) -> dict[str, Any]:
 
 def _print_results(query: str | None, image: Path | None, results: Sequence[Any]) -> None:
     asked = " + ".join(part for part in (f'"{query}"' if query else "", str(image or "")) if part)
-    print(f"{len(results)} result(s) for {asked}")
+    emit(f"{len(results)} result(s) for {asked}")
     if not results:
         return
-    print(f"{'#':>2}  {'score':>6}  {'vector':>6}  {'rerank':>6}  {'kind':5}  source / where")
+    emit(f"{'#':>2}  {'score':>6}  {'vector':>6}  {'rerank':>6}  {'kind':5}  source / where")
     for result in results:
         rerank = f"{result.rerank_score:6.3f}" if result.rerank_score is not None else "     -"
         where = f"{result.source}" + (f"  ({result.locator})" if result.locator else "")
-        print(
+        emit(
             f"{result.rank:>2}  {result.score:6.3f}  {result.vector_score:6.3f}  {rerank}  "
             f"{result.kind:5}  {where}"
         )
         if result.text:
             snippet = " ".join(result.text.split())[:110]
-            print(textwrap.indent(snippet, " " * 34))
+            emit(textwrap.indent(snippet, " " * 34))
 
 
 if __name__ == "__main__":

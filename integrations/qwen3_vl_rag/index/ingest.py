@@ -356,7 +356,10 @@ def ingest(
         run = _Run(index, report, progress)
         for root in paths:
             with FolderScan(
-                Path(os.path.abspath(root)), index.load_options, workers=index.workers
+                Path(os.path.abspath(root)),
+                index.load_options,
+                workers=index.workers,
+                exclude=(index.directory,),  # never index the index's own files (thumbnails...)
             ) as scan:
                 count = len(scan.report.files)
                 for path in scan.files():

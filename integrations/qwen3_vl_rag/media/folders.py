@@ -122,8 +122,10 @@ class FolderScan:
         isolate: bool = True,
         workers: int = 2,
         kinds: Collection[MediaKind] | None = None,
+        exclude: Collection[str | os.PathLike[str]] = (),
     ) -> None:
         self.root = Path(root)
+        self._excluded = _Excluded(exclude)
         self.kinds = frozenset(kinds) if kinds is not None else None
         self.recursive = recursive
         self.follow_symlinks = follow_symlinks
@@ -179,6 +181,9 @@ class FolderScan:
         except OSError as exc:
             self._skip(root, f"cannot be read ({exc.strerror or exc})")
             return
+        if self._excluded.holds(root):
+            self._skip(root, "inside a folder excluded from the scan (such as the index itself)")
+            return
         if stat.S_ISREG(info.st_mode):
             yield root
             return
@@ -199,6 +204,8 @@ class FolderScan:
                 found = []
                 for entry in entries:
                     path = Path(entry.path)
+                    if self._excluded.is_folder(entry):
+                        continue  # not content: the index directory, hidden or not
                     if entry.name.startswith(".") and not self.include_hidden:
                         self._skip(path, "hidden (pass include_hidden=True to scan it)")
                     elif entry.is_symlink():
@@ -237,6 +244,8 @@ class FolderScan:
         kind, info = target
         if kind == "dir":
             key = (info.st_dev, info.st_ino)
+            if self._excluded.holds(path):
+                return  # a link to an excluded folder or into one
             if key in visited:
                 self._skip(path, "folder already scanned (a link loop or a second link)")
             elif self.recursive:
@@ -244,6 +253,8 @@ class FolderScan:
                 subfolders.append(path)
             return
         real = os.path.realpath(path)
+        if self._excluded.holds(real):
+            return  # a link to a file of an excluded folder
         if real in seen_files:
             self._skip(path, "same file as one already scanned (through a link)")
             return
@@ -334,6 +345,38 @@ class FolderScan:
         report.status, report.reason, report.stage, report.error = "failed", reason, stage, error
 
 
+class _Excluded:
+    """Folders a scan leaves out, known by identity (device and inode) and by real path."""
+
+    def __init__(self, folders: Collection[str | os.PathLike[str]]) -> None:
+        self.keys: set[tuple[int, int]] = set()
+        self.real: list[str] = []
+        for folder in folders:
+            try:
+                info = os.stat(folder)
+            except OSError:
+                continue  # not there (yet): nothing of it can be met
+            self.keys.add((info.st_dev, info.st_ino))
+            self.real.append(os.path.realpath(folder))
+
+    def is_folder(self, entry: os.DirEntry[str]) -> bool:
+        """Whether a listed entry is one of the folders (a real folder, not a link to one)."""
+        if not self.keys or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+            return False
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) in self.keys
+
+    def holds(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` (resolved) is one of the folders or inside one."""
+        if not self.real:
+            return False
+        real = os.path.realpath(path)
+        return any(os.path.commonpath([folder, real]) == folder for folder in self.real)
+
+
 def scan_folder(
     root: str | os.PathLike[str],
     options: LoadOptions | None = None,
@@ -345,8 +388,9 @@ def scan_folder(
         root: The folder, or a single file.
         options: How files become items (budget, PDF password, video segments...).
         **scan_options: ``recursive``, ``follow_symlinks``, ``include_hidden``, ``isolate``,
-            ``workers``, and ``kinds`` (e.g. ``{"image"}``: files of other kinds are reported as
-            skipped); see :class:`FolderScan`.
+            ``workers``, ``kinds`` (e.g. ``{"image"}``: files of other kinds are reported as
+            skipped) and ``exclude`` (folders left out with everything under them, e.g. the
+            index directory; not reported); see :class:`FolderScan`.
     """
     return FolderScan(root, options, **scan_options)
 

@@ -4,12 +4,17 @@ Remote fetching is off unless a caller turns it on (``allow_remote=True``); URLs
 documents are never followed. When it is on, every request:
 
 * uses an allowed scheme (``https`` and ``http`` by default);
-* resolves the host first and refuses it unless **every** address is globally routable:
-  loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast,
-  reserved and IPv4-mapped forms of those are refused, as are known metadata host names;
+* resolves the host first (within the total time) and refuses it unless **every** address is
+  globally routable: loopback, private, link-local (cloud metadata at 169.254.169.254),
+  carrier-grade NAT, multicast and reserved addresses are refused, as are known metadata host
+  names, and so are IPv6 addresses that carry one of those IPv4 addresses (IPv4-mapped,
+  IPv4-compatible, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo) and the local-use NAT64
+  prefix ``64:ff9b:1::/48``;
 * connects to the address it validated (no second lookup, so DNS rebinding cannot swap it);
 * follows at most ``max_redirects`` redirects by hand, validating each new URL the same way;
-* stops at ``connect_timeout``, ``read_timeout`` (per read) and ``total_timeout`` (whole fetch);
+* stops at ``connect_timeout``, ``read_timeout`` (per read) and ``total_timeout`` (the whole
+  fetch: every socket operation, from connecting to the status line, headers, chunk sizes and
+  body, waits at most for what is left of it, so a server dripping bytes cannot stretch it);
 * refuses a body over ``max_bytes``, from ``Content-Length`` or while streaming.
 
 Environment proxies are ignored: a proxy would make the address checks meaningless.
@@ -18,9 +23,11 @@ Environment proxies are ignored: a proxy would make the address checks meaningle
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -99,23 +106,78 @@ class _Target:
     address: str
 
 
+# IPv6 forms that carry an IPv4 address in their low 32 bits and mean exactly that IPv4 host:
+# IPv4-mapped, IPv4-translated (SIIT), IPv4-compatible (deprecated) and well-known NAT64.
+_IPV4_IN_LOW_BITS = tuple(
+    ipaddress.IPv6Network(n) for n in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96", "64:ff9b::/96")
+)
+# Prefixes never public whatever the Python version's tables say (3.13 knows them, 3.11 does not):
+# local-use NAT64, whose embedding position depends on a local prefix length, so it cannot be read.
+_NOT_PUBLIC_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"),)
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _addresses_to_judge(ip: _Address) -> list[_Address]:
+    """The addresses a connection to ``ip`` actually reaches, to be judged one by one.
+
+    An IPv6 address that wraps an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible
+    ``::a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``) is judged as that IPv4 address; a 6to4
+    (``2002:AABB:CCDD::/48``) or Teredo (``2001::/32``) address is judged both as itself and as the
+    IPv4 address it embeds. Any other address is judged as itself.
+
+    Example:
+        >>> _addresses_to_judge(ipaddress.ip_address("64:ff9b::a9fe:a9fe"))
+        [IPv4Address('169.254.169.254')]
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    if any(ip in network for network in _IPV4_IN_LOW_BITS):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    judged: list[_Address] = []
+    if ip.sixtofour is not None:
+        judged.append(ip.sixtofour)
+    if ip.teredo is not None:
+        judged.append(ip.teredo[1])  # the client's (de-obfuscated) address is where it goes
+    return [*judged, ip]
+
+
+def _is_public(judged: _Address) -> bool:
+    """Whether one judged address is a globally routable unicast address."""
+    if not judged.is_global or judged.is_multicast:
+        return False
+    if isinstance(judged, ipaddress.IPv6Address):
+        return not judged.is_reserved and not any(judged in net for net in _NOT_PUBLIC_V6)
+    return True
+
+
 def _check_address(address: str, policy: RemotePolicy, url: str) -> None:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in network for network in policy.networks()):
-        return
-    if not ip.is_global or ip.is_multicast:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    except ValueError as exc:
         raise BlockedURLError(
-            f"its host resolves to {ip}, which is not a public address.",
+            f"its host resolves to {address!r}, which is not an IP address.",
             source=url,
             stage="fetch",
-            hint="Only public addresses are fetched; allow a network explicitly with "
-            "RemotePolicy(allowed_networks=...) if you trust it.",
-        )
+        ) from exc
+    networks = policy.networks()
+    if any(ip in network for network in networks):
+        return
+    for judged in _addresses_to_judge(ip):
+        if any(judged in network for network in networks):
+            continue
+        if not _is_public(judged):
+            shown = f"{ip} (which carries {judged})" if judged != ip else f"{ip}"
+            raise BlockedURLError(
+                f"its host resolves to {shown}, which is not a public address.",
+                source=url,
+                stage="fetch",
+                hint="Only public addresses are fetched; allow a network explicitly with "
+                "RemotePolicy(allowed_networks=...) if you trust it.",
+            )
 
 
-def _resolve(url: str, policy: RemotePolicy) -> _Target:
+def _resolve(url: str, policy: RemotePolicy, deadline: float) -> _Target:
     """Parse and validate a URL; return where to connect."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -138,7 +200,9 @@ def _resolve(url: str, policy: RemotePolicy) -> _Target:
     port = port or (443 if scheme == "https" else 80)
     resolver = policy.resolver or _system_resolver
     try:
-        addresses = list(resolver(host, port))
+        addresses = _lookup(resolver, host, port, deadline - time.monotonic())
+    except TimeoutError as exc:
+        raise _timed_out(deadline, policy, url, "") from exc
     except (OSError, UnicodeError) as exc:
         raise FetchError(
             f"the host could not be resolved ({exc}).", source=url, stage="fetch"
@@ -153,30 +217,128 @@ def _resolve(url: str, policy: RemotePolicy) -> _Target:
     return _Target(scheme, host, port, path, addresses[0])
 
 
+class _OutOfTime(TimeoutError):
+    """The whole fetch ran past ``total_timeout`` (raised before a socket operation)."""
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """One fetch's time: each socket wait is the smaller of its own limit and what is left."""
+
+    deadline: float
+    read_timeout: float
+    connect_timeout: float
+
+    def left(self, limit: float) -> float:
+        """Seconds the next socket operation may wait; raises once the fetch is out of time."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _OutOfTime
+        return min(limit, remaining)
+
+    def arm(self, sock: socket.socket) -> None:
+        """Set the socket's timeout for its next read or write."""
+        sock.settimeout(self.left(self.read_timeout))
+
+
+class _ClockedReader(io.RawIOBase):
+    """The response's byte source: re-arms the socket's timeout from the clock before every read.
+
+    ``http.client`` reads the status line, headers, chunk sizes and body through this, so a server
+    sending one byte at a time still stops at the total deadline, not one read timeout per byte.
+    """
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, clock: _Clock) -> None:
+        super().__init__()
+        self._raw, self._sock, self._clock = raw, sock, clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._clock.arm(self._sock)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()  # releases the socket's reference held by makefile()
+        super().close()
+
+
+class _ClockedResponse(http.client.HTTPResponse):
+    _clock: _Clock  # set on the per-connection subclass made by _response_class
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        raw = self.fp.detach()  # nothing is buffered yet: the constructor reads nothing
+        self.fp = io.BufferedReader(_ClockedReader(raw, sock, self._clock))
+
+
+def _response_class(clock: _Clock) -> type[http.client.HTTPResponse]:
+    class Response(_ClockedResponse):
+        _clock = clock
+
+    return Response
+
+
+def _connect(address: str, port: int, clock: _Clock) -> socket.socket:
+    """A TCP connection to a validated address, within the connect timeout and the clock."""
+    sock = socket.create_connection((address, port), clock.left(clock.connect_timeout))
+    clock.arm(sock)
+    return sock
+
+
+def _lookup(resolver: Resolver, host: str, port: int, seconds: float) -> list[str]:
+    """``resolver(host, port)``, given at most ``seconds``: a slow name server is a slow server.
+
+    The lookup runs in a daemon thread (``getaddrinfo`` cannot be interrupted); past the time it
+    is abandoned, and ends on its own at the system resolver's timeout.
+    """
+    outcome: list[list[str] | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(list(resolver(host, port)))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="qwen3-vl-rag-resolve", daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.0))
+    if not outcome:
+        raise TimeoutError
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to a validated address while speaking to the named host."""
 
-    def __init__(self, target: _Target, connect_timeout: float, read_timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=connect_timeout)
-        self._address, self._read_timeout = target.address, read_timeout
+    def __init__(self, target: _Target, clock: _Clock) -> None:
+        super().__init__(target.host, target.port, timeout=clock.connect_timeout)
+        self._address, self._clock = target.address, clock
+        self.response_class = _response_class(clock)
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock.settimeout(self._read_timeout)
+        self.sock = _connect(self._address, self.port, self._clock)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """The TLS variant: certificate checked against the host name, socket to the address."""
 
-    def __init__(self, target: _Target, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(self, target: _Target, clock: _Clock) -> None:
         super().__init__(
-            target.host, target.port, timeout=connect_timeout, context=ssl.create_default_context()
+            target.host,
+            target.port,
+            timeout=clock.connect_timeout,
+            context=ssl.create_default_context(),
         )
-        self._address, self._read_timeout = target.address, read_timeout
+        self._address, self._clock = target.address, clock
+        self.response_class = _response_class(clock)
 
     def connect(self) -> None:
-        raw = socket.create_connection((self._address, self.port), self.timeout)
-        raw.settimeout(self._read_timeout)
+        raw = _connect(self._address, self.port, self._clock)  # the handshake waits at most this
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
@@ -195,13 +357,14 @@ def fetch(url: str, policy: RemotePolicy | None = None) -> Fetched:
     """
     policy = policy or RemotePolicy()
     deadline = time.monotonic() + policy.total_timeout
+    clock = _Clock(deadline, policy.read_timeout, policy.connect_timeout)
     current = url
     for _ in range(policy.max_redirects + 1):
-        target = _resolve(current, policy)
+        target = _resolve(current, policy, deadline)
         connection_type: Any = (
             _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
         )
-        connection = connection_type(target, policy.connect_timeout, policy.read_timeout)
+        connection = connection_type(target, clock)
         try:
             response = _request(connection, target, policy, current, deadline)
             if response.status in _REDIRECTS:
@@ -239,8 +402,8 @@ def _request(
         )
         response: http.client.HTTPResponse = connection.getresponse()
     except TimeoutError as exc:
-        raise FetchError(
-            f"no response within {policy.read_timeout:g} s.", source=url, stage="fetch"
+        raise _timed_out(
+            deadline, policy, url, f"no response within {policy.read_timeout:g} s."
         ) from exc
     except (OSError, http.client.HTTPException) as exc:
         raise FetchError(
@@ -266,9 +429,8 @@ def _read_body(
         try:
             chunk = response.read1(64 * 1024)  # what is there: a drip cannot dodge the deadline
         except TimeoutError as exc:
-            raise FetchError(
-                f"the body stalled for {policy.read_timeout:g} s.", source=url, stage="fetch"
-            ) from exc
+            stalled = f"the body stalled for {policy.read_timeout:g} s."
+            raise _timed_out(deadline, policy, url, stalled) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise FetchError(
                 f"reading the body failed ({type(exc).__name__}: {exc}).", source=url, stage="fetch"
@@ -286,7 +448,14 @@ def _read_body(
 
 
 def _check_deadline(deadline: float, policy: RemotePolicy, url: str) -> None:
-    if time.monotonic() > deadline:
-        raise FetchError(
-            f"the fetch took longer than {policy.total_timeout:g} s.", source=url, stage="fetch"
-        )
+    if time.monotonic() >= deadline:
+        raise _timed_out(deadline, policy, url, "")
+
+
+def _timed_out(deadline: float, policy: RemotePolicy, url: str, otherwise: str) -> FetchError:
+    """The error for a timeout: the total limit once it is spent, else ``otherwise``."""
+    if time.monotonic() >= deadline or not otherwise:
+        reason = f"the fetch took longer than {policy.total_timeout:g} s."
+    else:
+        reason = otherwise
+    return FetchError(reason, source=url, stage="fetch")
