@@ -42,10 +42,11 @@ def text_input(text: str, image_inputs: Literal["auto", "never"], roots: ImageRo
         InputError: A ``data:image/`` URI that is too big, corrupt or not an accepted image.
     """
     if image_inputs == "auto":
-        first = text.split("\n", 1)[0]
         for prefix in _REFERENCE_PREFIXES:
-            if first.startswith(prefix):
-                visual = visual_input(first[len(prefix) :].strip(), roots=roots)
+            if text.startswith(prefix):
+                end = text.find("\n")  # the first line, without splitting a long text
+                first = text[len(prefix) : end if end >= 0 else len(text)]
+                visual = visual_input(first.strip(), roots=roots)
                 if visual is not None:
                     return visual
         visual = visual_input(text, roots=roots)

@@ -258,7 +258,7 @@ def decode_data_uri(text: str, *, max_bytes: int = MAX_INLINE_IMAGE_BYTES) -> by
             source=label,
             stage="decode",
         )
-    return decode_inline_base64(text[comma + 1 :], label=label, max_bytes=max_bytes)
+    return _decode_inline(text, comma + 1, label, max_bytes)
 
 
 def decode_base64_image(text: str, *, max_bytes: int = MAX_INLINE_IMAGE_BYTES) -> bytes | None:
@@ -273,7 +273,7 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_INLINE_IMAGE_BYTES) -
     """
     if not is_base64_image(text):
         return None
-    return decode_inline_base64(text, label=f"<base64 text, {len(text)} chars>", max_bytes=max_bytes)
+    return _decode_inline(text, 0, f"<base64 text, {len(text)} chars>", max_bytes)
 
 
 def is_base64_image(text: str) -> bool:
@@ -296,7 +296,12 @@ def decode_inline_base64(
         InputTooLargeError, ImageDecodeError, UnsupportedInputError: See
             :func:`decode_data_uri`.
     """
-    decoded_size = len(payload) * 3 // 4
+    return _decode_inline(payload, 0, label, max_bytes)
+
+
+def _decode_inline(payload: str | bytes, start: int, label: str, max_bytes: int) -> bytes:
+    """``payload[start:]`` decoded; size and format are checked before the payload is copied."""
+    decoded_size = (len(payload) - start) * 3 // 4
     if decoded_size > max_bytes:
         raise InputTooLargeError(
             f"about {decoded_size} bytes once decoded, over the limit of {max_bytes} for an "
@@ -305,14 +310,15 @@ def decode_inline_base64(
             stage="decode",
             hint="Save the image to a file and pass its path.",
         )
-    head = _b64decode(payload[:_HEAD_CHARS], label, partial=True)
+    head = _b64decode(payload[start : start + _HEAD_CHARS], label, partial=True)
     if sniff_bytes(head).kind != "image":
         raise UnsupportedInputError(
             "not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF).",
             source=label,
             stage="decode",
         )
-    return checked_image_bytes(_b64decode(payload, label), label=label, max_bytes=max_bytes)
+    data = _b64decode(payload[start:], label)
+    return checked_image_bytes(data, label=label, max_bytes=max_bytes)
 
 
 def _b64decode(payload: str | bytes, label: str, *, partial: bool = False) -> bytes:
