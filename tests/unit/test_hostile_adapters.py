@@ -19,7 +19,6 @@ import hashlib
 import io
 import tracemalloc
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +89,9 @@ def hostile_names(layout: dict[str, Path], cwd: Path) -> list[str]:
 
 
 @pytest.fixture
-def in_allowed(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def in_allowed(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(layout["allowed"])
-    yield layout["allowed"]
+    return layout["allowed"]
 
 
 # -- item 10: strings in documents do not pick local files --------------------------------------
@@ -164,7 +163,7 @@ def test_llama_index_embedding_reads_no_file_a_text_or_node_names_outside_the_ro
     names = hostile_names(layout, in_allowed)
     fake = FakeEmbedder()
     embed = Qwen3VLEmbedding(engine=fake, image_roots=[layout["allowed"]])
-    embed.get_text_embedding_batch(names + [f"image_path: {layout['secret']}"])
+    embed.get_text_embedding_batch([*names, f"image_path: {layout['secret']}"])
     assert fake.calls[-1].inputs == [f"text:{n}" for n in names] + [
         f"text:image_path: {layout['secret']}"
     ]
@@ -235,7 +234,10 @@ def test_data_uris_are_embedded_as_images_by_every_entry_point() -> None:
     [
         ("data:image/png;base64,iVBORw0KGgo%%%%not-base64", ImageDecodeError),
         (data_uri(png_bytes()[:40]), ImageDecodeError),  # a PNG cut inside its header
-        (data_uri(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"), UnsupportedInputError),
+        (
+            data_uri(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+            UnsupportedInputError,
+        ),
         ("data:image/png,rawbytes", ImageDecodeError),  # not base64
     ],
 )
@@ -268,7 +270,9 @@ def test_a_data_uri_over_the_pixel_budget_is_refused_from_its_header() -> None:
     import zlib
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)  # 10 Gpx, 60 bytes
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
@@ -334,7 +338,9 @@ def test_langchain_rerank_scores_an_unusable_image_on_its_text_and_warns_alike(
         f"image:{layout['page']}",
         "text:t5",
     ]
-    assert messages == [f"document {i}: {UNUSABLE_VISUAL}; it is scored on its text." for i in (1, 2, 3, 5)]
+    assert messages == [
+        f"document {i}: {UNUSABLE_VISUAL}; it is scored on its text." for i in (1, 2, 3, 5)
+    ]
     assert not any(str(layout["allowed"]) in m or str(layout["outside"]) in m for m in messages)
 
 
@@ -361,7 +367,9 @@ def test_llama_index_rerank_scores_an_unusable_image_on_its_text_and_warns_alike
     assert fake.calls[-1].inputs[4] == f"image:{layout['page']}"
     assert fake.calls[-1].inputs[1:4] == ["text:t1", "text:t2", "text:t3"]
     assert fake.calls[-1].inputs[5].startswith("text:") and "t5" in fake.calls[-1].inputs[5]
-    assert messages == [f"document {i}: {UNUSABLE_VISUAL}; it is scored on its text." for i in (1, 2, 3, 5)]
+    assert messages == [
+        f"document {i}: {UNUSABLE_VISUAL}; it is scored on its text." for i in (1, 2, 3, 5)
+    ]
 
 
 def test_an_image_the_engine_cannot_decode_falls_back_to_text_too(

@@ -100,4 +100,3 @@ def fallback_text(document: Document | str) -> str:
     if is_data_uri(content) or is_base64_image(content):
         return ""
     return content
-

@@ -148,7 +148,9 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
             InputError: A ``data:image/`` URI that is too big, corrupt or not an accepted image.
         """
         roots = self._roots()
-        return self._embed([text_or_visual(t, self.image_inputs, roots) for t in texts], query=False)
+        return self._embed(
+            [text_or_visual(t, self.image_inputs, roots) for t in texts], query=False
+        )
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query with the query instruction (an image path is an image query)."""
