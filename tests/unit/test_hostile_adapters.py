@@ -180,6 +180,18 @@ def test_llama_index_embedding_reads_no_file_a_text_or_node_names_outside_the_ro
     assert embed([ImageNode(image_path=str(layout["page"]))])[0].embedding is not None
 
 
+def test_image_roots_survive_serialization(tmp_path: Path) -> None:
+    import pickle
+
+    for cls in (Qwen3VLEmbedding, LlamaRerank):
+        adapter = cls(image_roots=[tmp_path])
+        assert cls.from_json(adapter.to_json()).image_roots == [tmp_path]
+        assert pickle.loads(pickle.dumps(adapter)).image_roots == [tmp_path]
+    for model in (Qwen3VLEmbeddings, Qwen3VLRerank):
+        dumped = model(image_roots=[tmp_path]).model_dump_json()
+        assert model.model_validate_json(dumped).image_roots == [tmp_path]
+
+
 def test_llama_index_readers_register_what_they_read(tmp_path: Path) -> None:
     folder = tmp_path / "scans"
     folder.mkdir()

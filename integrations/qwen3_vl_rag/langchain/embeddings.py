@@ -125,6 +125,10 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}  # never in a dump
 
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
     # -- the model -----------------------------------------------------------------------------
 
     @property

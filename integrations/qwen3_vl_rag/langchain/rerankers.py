@@ -110,6 +110,10 @@ class Qwen3VLRerank(BaseDocumentCompressor):
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}  # never in a dump
 
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
     @property
     def reranker(self) -> Any:
         """The reranking engine (loaded now if needed)."""

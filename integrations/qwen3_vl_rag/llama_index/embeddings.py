@@ -122,6 +122,10 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}  # to_dict / to_payload
 
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle without the loaded model; a worker process loads ``model_name`` on first use.
 

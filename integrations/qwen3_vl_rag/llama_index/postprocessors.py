@@ -101,6 +101,10 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}
 
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
     @property
     def reranker(self) -> Any:
         """The reranking engine (loaded now if needed)."""

@@ -68,6 +68,7 @@ __all__ = [
     "score_with_text_fallback",
     "visual_input",
     "visual_with_text",
+    "warn_unusable",
 ]
 
 #: Largest image accepted inline (a ``data:`` URI or base64 text), in decoded bytes. Checked
