@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -120,6 +121,17 @@ def test_an_allowed_root_is_read_by_its_real_path(layout: dict[str, Path]) -> No
     roots = ImageRoots.trusting([layout["allowed"]])
     assert visual_input(str(layout["link"]), roots=roots) is None
     assert roots.resolve(str(layout["allowed"])) is None  # a folder is not a file
+
+
+def test_a_fifo_or_a_device_in_an_allowed_root_is_text_and_never_waited_on(
+    layout: dict[str, Path],
+) -> None:
+    fifo = layout["allowed"] / "pipe.png"
+    os.mkfifo(fifo)
+    fake = FakeEmbedder()
+    embeddings = Qwen3VLEmbeddings(engine=fake, image_roots=[layout["allowed"], "/dev"])
+    embeddings.embed_documents([str(fifo), "/dev/zero", f"{fifo}#t=0,1"])
+    assert fake.calls[-1].inputs == [f"text:{fifo}", "text:/dev/zero", f"text:{fifo}#t=0,1"]
 
 
 def test_our_loaders_folders_are_trusted_so_their_documents_embed_as_images(

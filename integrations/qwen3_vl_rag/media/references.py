@@ -45,7 +45,7 @@ from qwen3_vl_rag.errors import (
     UnsupportedInputError,
 )
 from qwen3_vl_rag.inputs import MultimodalInput, Video
-from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes, sniff_file
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
@@ -225,15 +225,32 @@ def _local_visual(text: str, resolve: Callable[[str], Path | None]) -> Path | Vi
             return None
         start = float(match["start"]) if match["start"] else None
         end = float(match["end"]) if match["end"] else None
-    try:
-        kind = sniff_file(path).kind
-    except OSError:
-        return None
+    kind = _sniff_regular_file(path)
     if kind == "image" and start is None and end is None:
         return path
     if kind == "video":
         return Video(path, start=start, end=end)
     return None
+
+
+def _sniff_regular_file(path: Path) -> str | None:
+    """The kind of a regular file's content; ``None`` for anything else, without blocking.
+
+    Opened without following a final symlink and without waiting (a file swapped for a link or
+    a FIFO since it was checked is refused, never read or waited on).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
+            return sniff_bytes(handle.read(HEAD_BYTES)).kind
+        except OSError:
+            return None
 
 
 # -- inline images -------------------------------------------------------------------------------
