@@ -26,7 +26,12 @@ from qwen3_vl_rag.errors import (
 )
 from qwen3_vl_rag.inputs import Video
 from qwen3_vl_rag.langchain import Qwen3VLEmbeddings, Qwen3VLRerank, documents_to_content_blocks
-from qwen3_vl_rag.media.references import clip_reference, decode_base64_image, visual_input
+from qwen3_vl_rag.media.references import (
+    ImageRoots,
+    clip_reference,
+    decode_base64_image,
+    visual_input,
+)
 from qwen3_vl_rag.testing.fakes import (
     DEFAULT_DOCUMENT_INSTRUCTION as DOC,
 )
@@ -61,30 +66,30 @@ def as_list(vector: np.ndarray) -> list[float]:
 
 
 def test_strings_name_images_and_clips_by_content_not_by_name(tmp_path: Path, png: Path) -> None:
-    assert visual_input("a bar chart of revenue") is None
-    assert visual_input(str(png)) == png
-    assert visual_input(f"file://{png}") == png
+    roots = ImageRoots.trusting([tmp_path])
+    assert visual_input("a bar chart of revenue", roots=roots) is None
+    assert visual_input(str(png), roots=roots) == png
+    assert visual_input(f"file://{png}", roots=roots) == png
     disguised = tmp_path / "notes.txt"
     disguised.write_bytes(png.read_bytes())
-    assert visual_input(str(disguised)) == disguised  # a PNG whatever its name
+    assert visual_input(str(disguised), roots=roots) == disguised  # a PNG whatever its name
     text_file = tmp_path / "image.png"
     text_file.write_text("not an image at all")
-    assert visual_input(str(text_file)) is None
-    assert visual_input(str(tmp_path / "missing.png")) is None
-    assert visual_input(f"{png}\nsecond line") is None
-    uri = data_uri(png)
-    assert visual_input(uri) == uri
+    assert visual_input(str(text_file), roots=roots) is None
+    assert visual_input(str(tmp_path / "missing.png"), roots=roots) is None
+    assert visual_input(f"{png}\nsecond line", roots=roots) is None
+    assert visual_input(data_uri(png)) == png.read_bytes()  # checked, decoded image bytes
 
     video = write_mp4(tmp_path / "talk.mp4")
-    whole = visual_input(str(video))
+    whole = visual_input(str(video), roots=roots)
     assert isinstance(whole, Video)
     assert (whole.start, whole.end) == (None, None)
     reference = clip_reference(video, 1.0, 2.5)
     assert reference == f"{video}#t=1,2.5"
-    clip = visual_input(reference)
+    clip = visual_input(reference, roots=roots)
     assert isinstance(clip, Video)
     assert (Path(clip.source), clip.start, clip.end) == (video, 1.0, 2.5)
-    assert visual_input(f"{png}#t=1,2") is None  # an image has no clips
+    assert visual_input(f"{png}#t=1,2", roots=roots) is None  # an image has no clips
 
 
 def test_base64_images_are_recognised_and_nothing_else_is(png: Path) -> None:
@@ -133,11 +138,11 @@ def test_auto_mode_embeds_image_paths_data_uris_and_clips_as_visuals(
 ) -> None:
     video = write_mp4(tmp_path / "talk.mp4")
     clip = clip_reference(video, 0.0, 1.0)
-    embeddings = Qwen3VLEmbeddings(engine=fake)
+    embeddings = Qwen3VLEmbeddings(engine=fake, image_roots=[tmp_path])
     embeddings.embed_documents([str(png), data_uri(png), clip, "just text", str(tmp_path)])
     assert fake.calls[0].inputs == [
         f"image:{png}",
-        f"image:{data_uri(png)[:48]}",
+        f"image-bytes:{__import__('hashlib').sha256(png.read_bytes()).hexdigest()[:16]}",
         f"video:{video}#0.0,1.0",
         "text:just text",
         f"text:{tmp_path}",  # a folder is not an image
@@ -147,8 +152,11 @@ def test_auto_mode_embeds_image_paths_data_uris_and_clips_as_visuals(
     assert fake.calls[1].inputs == [f"image:{png}"]
 
 
-def test_never_mode_keeps_every_string_as_text(fake: FakeEmbedder, png: Path) -> None:
-    Qwen3VLEmbeddings(engine=fake, image_inputs="never").embed_documents([str(png)])
+def test_never_mode_keeps_every_string_as_text(
+    fake: FakeEmbedder, png: Path, tmp_path: Path
+) -> None:
+    embeddings = Qwen3VLEmbeddings(engine=fake, image_inputs="never", image_roots=[tmp_path])
+    embeddings.embed_documents([str(png)])
     assert fake.calls[0].inputs == [f"text:{png}"]
 
 
@@ -376,7 +384,9 @@ def test_each_document_is_read_as_what_it_is(png: Path, tmp_path: Path) -> None:
         Document(page_content=clip_reference(video, 0, 1)),
         Document(page_content="plain prose"),
     ]
-    Qwen3VLRerank(engine=fake, top_n=None).compress_documents(documents, "q")
+    Qwen3VLRerank(engine=fake, top_n=None, image_roots=[tmp_path]).compress_documents(
+        documents, "q"
+    )
     assert fake.calls[0].inputs == [
         f"image:{png}",
         f"image-bytes:{__import__('hashlib').sha256(png.read_bytes()).hexdigest()[:16]}",
@@ -385,7 +395,8 @@ def test_each_document_is_read_as_what_it_is(png: Path, tmp_path: Path) -> None:
         "text:plain prose",
     ]
     fake.calls.clear()
-    Qwen3VLRerank(engine=fake, with_text=True).compress_documents(documents[:1], str(png))
+    reranker = Qwen3VLRerank(engine=fake, with_text=True, image_roots=[tmp_path])
+    reranker.compress_documents(documents[:1], str(png))
     assert fake.calls[0].query == f"image:{png}"  # an image path as the query: an image query
     assert fake.calls[0].inputs == [f"text:page text+image:{png}"]
 
@@ -413,7 +424,7 @@ def test_documents_become_image_and_text_blocks(png: Path, tmp_path: Path) -> No
         Document(page_content=base64.b64encode(png.read_bytes()).decode()),
         Document(page_content="a text chunk"),
     ]
-    blocks = documents_to_content_blocks(documents, max_side=900)
+    blocks = documents_to_content_blocks(documents, max_side=900, image_roots=[tmp_path])
     kinds = [block["type"] for block in blocks]
     assert kinds == ["text", "image", "text", "image", "text"]
     assert blocks[0]["text"] == "r.pdf, page 3"

@@ -84,7 +84,7 @@ def test_every_image_type_is_accepted(fake: FakeEmbedder, png: Path) -> None:
     )
     embed._get_image_embeddings([data, Image.open(png)])  # type: ignore[list-item]
     described = [d for call in fake.calls for d in call.inputs]
-    assert described[:4] == [f"image:{png}", f"image:{png}", f"image:{uri[:48]}", digest(data)]
+    assert described[:4] == [f"image:{png}", f"image:{png}", digest(data), digest(data)]
     assert described[4] == digest(data)
     assert described[5].startswith("image-pixels:")
     with pytest.raises(RemoteInputError, match="allow_remote=True"):
@@ -108,7 +108,7 @@ def test_as_a_transformation_image_and_clip_nodes_are_embedded_as_visuals(
         TextNode(text="plain text"),
         TextNode(text="already embedded", embedding=[0.5] * 64),
     ]
-    embed = Qwen3VLEmbedding(engine=fake)
+    embed = Qwen3VLEmbedding(engine=fake, image_roots=[tmp_path])
     result = embed(nodes)
     assert result is nodes
     text_call, image_call = fake.calls
@@ -126,7 +126,7 @@ def test_as_a_transformation_image_and_clip_nodes_are_embedded_as_visuals(
 
 
 async def test_acall_matches_call(fake: FakeEmbedder, png: Path) -> None:
-    embed = Qwen3VLEmbedding(engine=fake)
+    embed = Qwen3VLEmbedding(engine=fake, image_roots=[png])
     first = [ImageNode(image_path=str(png)), TextNode(text="t")]
     second = [ImageNode(image_path=str(png)), TextNode(text="t")]
     embed(first)
@@ -138,7 +138,7 @@ def test_text_naming_a_visual_is_embedded_as_that_visual(
     fake: FakeEmbedder, png: Path, tmp_path: Path
 ) -> None:
     video = write_mp4(tmp_path / "talk.mp4")
-    embed = Qwen3VLEmbedding(engine=fake)
+    embed = Qwen3VLEmbedding(engine=fake, image_roots=[tmp_path])
     embed.get_text_embedding_batch(
         [f"image_path: {png}", f"video_clip: {video}#t=0,1\n\nVideo clip: talk.mp4", str(png), "x"]
     )
@@ -149,7 +149,8 @@ def test_text_naming_a_visual_is_embedded_as_that_visual(
         "text:x",
     ]
     fake.calls.clear()
-    Qwen3VLEmbedding(engine=fake, image_inputs="never").get_text_embedding(f"image_path: {png}")
+    never = Qwen3VLEmbedding(engine=fake, image_inputs="never", image_roots=[tmp_path])
+    never.get_text_embedding(f"image_path: {png}")
     assert fake.calls[0].inputs == [f"text:image_path: {png}"]
 
 
@@ -215,7 +216,7 @@ def test_image_documents_are_embedded_as_images(fake: FakeEmbedder, png: Path) -
         ImageDocument(image_path=str(png)),
         ImageDocument(image=base64.b64encode(data).decode()),
     ]
-    Qwen3VLEmbedding(engine=fake)(documents)
+    Qwen3VLEmbedding(engine=fake, image_roots=[png.parent])(documents)
     assert fake.calls[-1].inputs == [f"image:{png}", digest(data)]
 
 
@@ -272,7 +273,7 @@ def test_rerank_reads_each_node_as_what_it_is(png: Path, tmp_path: Path) -> None
         TextNode(text="colpali style", metadata={"file_path": str(png)}),
         TextNode(text="report text", metadata={"file_path": str(tmp_path / "r.pdf")}),
     ]
-    Qwen3VLRerank(engine=fake, top_n=5).postprocess_nodes(
+    Qwen3VLRerank(engine=fake, top_n=5, image_roots=[tmp_path]).postprocess_nodes(
         [NodeWithScore(node=n) for n in nodes], QueryBundle("q", image_path=str(png))
     )
     (call,) = fake.calls

@@ -6,6 +6,11 @@ visual (the rendered page's PNG, the image file, or ``video.mp4#t=10,20`` for a 
 flat (str, int, float, bool) as every vector store wants. Files are read through
 :mod:`qwen3_vl_rag.media`: its budgets apply, and a folder's files that cannot be read are
 skipped and listed in ``loader.report`` instead of stopping the load.
+
+Each loader registers the folder it writes page images to, or the file or folder it loads, as
+an image root (:func:`~qwen3_vl_rag.media.references.register_image_root`): in this process,
+the embeddings, the reranker and ``documents_to_content_blocks`` read the files its documents
+name. In another process, pass that folder as their ``image_roots``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
 from qwen3_vl_rag.media.page_images import default_image_dir
-from qwen3_vl_rag.media.references import clip_reference
+from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
@@ -92,6 +97,7 @@ class PDFPageImageLoader(BaseLoader):
         """
         from qwen3_vl_rag.media.page_images import page_images
 
+        register_image_root(self.image_dir)  # our pages' paths may be read back from documents
         for page in page_images(
             self.file_path,
             self.image_dir,
@@ -233,6 +239,7 @@ def _scan(loader: Any, kinds: set[MediaKind], segment_seconds: float | None) -> 
         segment_seconds=segment_seconds,
         fps=getattr(loader, "fps", None),
     )
+    register_image_root(loader.path)  # the user pointed us here: its files may be read back
     loader.report, items = stream_items(
         loader.path,
         options,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
 from qwen3_vl_rag.langchain._inputs import ImageInputs, text_or_visual
-from qwen3_vl_rag.media.references import resolve_image_reference
+from qwen3_vl_rag.media.references import ImageRoots, resolve_image_reference
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbeddings"]
 
@@ -27,6 +28,12 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     (``"talk.mp4#t=10,20"``) is embedded as that image or clip, so ``Chroma.from_documents``
     over :class:`~qwen3_vl_rag.langchain.PDFPageImageLoader` documents indexes the pages' pixels.
     Files are recognised by their content, never by their name; everything else is text.
+
+    A document's text is not trusted to pick files: a path in it is read only when its real
+    path lies under the folders our loaders wrote to or loaded from in this process, or under
+    ``image_roots``; any other path is text. A ``data:image/`` URI is always an image, or an
+    error when it is too big, corrupt or not an accepted format. Paths passed to
+    :meth:`embed_image` are the caller's own and are read wherever they are.
 
     The model loads on first use and is shared with every other adapter in the process that
     asks for the same checkpoint and settings; or pass a loaded one as ``engine``.
@@ -90,6 +97,12 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
         description='"auto": strings naming an image file, data:image/ URI or clip are embedded '
         'as images or clips; "never": every string is text.',
     )
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders (or files) whose images and videos a document's text may name, "
+        "besides those our loaders wrote to or loaded from in this process. Checked on the real "
+        "path (no .. or symlink escapes); any other path in a document is text.",
+    )
     allow_remote: bool = Field(
         default=False,
         description="Let embed_image fetch http(s) URLs (private and metadata addresses stay "
@@ -112,6 +125,10 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}  # never in a dump
 
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
     # -- the model -----------------------------------------------------------------------------
 
     @property
@@ -129,12 +146,19 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     # -- LangChain's interface -------------------------------------------------------------------
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents: text, or (in ``"auto"`` mode) the image or clip a string names."""
-        return self._embed([text_or_visual(t, self.image_inputs) for t in texts], query=False)
+        """Embed documents: text, or (in ``"auto"`` mode) the image or clip a string names.
+
+        Raises:
+            InputError: A ``data:image/`` URI that is too big, corrupt or not an accepted image.
+        """
+        roots = self._roots()
+        return self._embed(
+            [text_or_visual(t, self.image_inputs, roots) for t in texts], query=False
+        )
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query with the query instruction (an image path is an image query)."""
-        return self._embed([text_or_visual(text, self.image_inputs)], query=True)[0]
+        return self._embed([text_or_visual(text, self.image_inputs, self._roots())], query=True)[0]
 
     def embed_image(self, uris: list[str]) -> list[list[float]]:
         """Embed images (or clips) as documents: paths, ``data:image/`` URIs, URLs if allowed.
@@ -162,6 +186,9 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
         return await asyncio.to_thread(self.embed_image, uris)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _roots(self) -> ImageRoots:
+        return ImageRoots.trusting(self.image_roots)
 
     def _image(self, uri: str) -> Any:
         return resolve_image_reference(

@@ -5,16 +5,23 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages.content import create_image_block, create_text_block
 
+from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.inputs import Video
-from qwen3_vl_rag.langchain._inputs import IMAGE_KEYS
-from qwen3_vl_rag.media.references import decode_base64_image, visual_input
+from qwen3_vl_rag.langchain._inputs import IMAGE_KEYS, fallback_text
+from qwen3_vl_rag.media.references import (
+    ImageRoots,
+    decode_base64_image,
+    resolve_image_reference,
+    visual_input,
+    warn_unusable,
+)
 from qwen3_vl_rag.media.sniff import sniff_bytes
 
 __all__ = ["documents_to_content_blocks"]
@@ -32,6 +39,7 @@ def documents_to_content_blocks(
     *,
     max_side: int | None = 1536,
     with_captions: bool = True,
+    image_roots: Iterable[str | os.PathLike[str]] = (),
 ) -> list[Any]:
     """Content blocks for a vision chat model: each image document as an image block.
 
@@ -41,10 +49,17 @@ def documents_to_content_blocks(
     Images larger than ``max_side`` pixels on their longer side are scaled down and sent as
     JPEG (PNG when small), always base64 with their MIME type.
 
+    A path in a document is read only when its real path lies under the folders our loaders
+    wrote to or loaded from in this process, or under ``image_roots``; otherwise the document
+    is text. A document whose image cannot be used gives its text (``page_text``, else
+    ``page_content``; nothing when that is the broken image data) and a warning naming its
+    index.
+
     Args:
         documents: Retrieved documents, best first.
         max_side: Longest side of images sent (``None`` sends them at their own size).
         with_captions: Put a short text block before each image: its source and page or time.
+        image_roots: More folders (or files) whose images documents may name.
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -55,45 +70,57 @@ def documents_to_content_blocks(
         ... )
         >>> answer = vision_chat_model.invoke([message])
     """
+    from PIL import Image
+
+    roots = ImageRoots.trusting(image_roots)
     blocks: list[Any] = []
-    for document in documents:
-        image = _image_of(document)
-        if image is None:
+    for index, document in enumerate(documents):
+        try:
+            image = _image_of(document, roots)
+            encoded = _encode(image, max_side) if image is not None else None
+        except (InputError, OSError, SyntaxError, Image.DecompressionBombError):
+            warn_unusable(index)
+            text = fallback_text(document)
+            if text:
+                blocks.append(create_text_block(text))
+            continue
+        if encoded is None:
             blocks.append(create_text_block(document.page_content))
             continue
         if with_captions:
             blocks.append(create_text_block(_caption(document)))
-        data, mime = _encode(image, max_side)
+        data, mime = encoded
         blocks.append(create_image_block(base64=data, mime_type=mime))
     return blocks
 
 
-def _image_of(document: Document) -> Any:
-    """A PIL image for the document, or ``None`` when it is text."""
-    from PIL import Image
+def _image_of(document: Document, roots: ImageRoots) -> Any:
+    """A PIL image for the document, or ``None`` when it is text.
 
+    Raises:
+        InputError: The image named in metadata cannot be used, or inline image data is too
+            big, corrupt or not an accepted format.
+    """
     for key in IMAGE_KEYS:
         value = document.metadata.get(key)
         if isinstance(value, str) and value and not value.startswith(("http://", "https://")):
-            visual = visual_input(value)
-            if visual is not None:
-                return _open(visual)
+            return _open(resolve_image_reference(value, allow_remote=False, roots=roots))
     raw = decode_base64_image(document.page_content)
     if raw is not None:
-        return Image.open(io.BytesIO(raw))
-    visual = visual_input(document.page_content)
+        return _open(raw)
+    visual = visual_input(document.page_content, roots=roots)
     return _open(visual) if visual is not None else None
 
 
 def _open(visual: Any) -> Any:
     from PIL import Image
 
+    from qwen3_vl_rag.media.images import ALLOWED_FORMATS
+
     if isinstance(visual, Video):
         return _middle_frame(visual)
-    if isinstance(visual, str):  # a data: URI
-        raw = base64.b64decode(visual.split(",", 1)[1])
-        return Image.open(io.BytesIO(raw))
-    return Image.open(visual)
+    source = io.BytesIO(visual) if isinstance(visual, bytes) else visual
+    return Image.open(source, formats=ALLOWED_FORMATS)
 
 
 def _middle_frame(video: Video) -> Any:

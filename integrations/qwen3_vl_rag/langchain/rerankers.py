@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_serializer
 
-from qwen3_vl_rag.errors import ConfigurationError
-from qwen3_vl_rag.langchain._inputs import ImageInputs, document_input, text_or_visual
+from qwen3_vl_rag.errors import ConfigurationError, InputError
+from qwen3_vl_rag.langchain._inputs import (
+    ImageInputs,
+    document_input,
+    fallback_text,
+    text_or_visual,
+)
+from qwen3_vl_rag.media.references import ImageRoots, score_with_text_fallback, warn_unusable
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank", "ranked_copies"]
 
@@ -26,6 +33,13 @@ class Qwen3VLRerank(BaseDocumentCompressor):
     ``image_uri``...), base64 image data in ``page_content`` (as ``Chroma.add_images`` stores
     it), the image file or clip ``page_content`` names, or else its text. A query string that
     names an image file is an image query. Scores are in [0, 1] (the probability of "yes").
+
+    Documents come from a vector store, so their strings are not trusted to pick files: a path
+    in page_content or metadata is read only when its real path lies under the folders our
+    loaders wrote to or loaded from in this process, or under ``image_roots``. A document
+    whose image cannot be used (missing, not an image, outside those roots, a broken data URI)
+    is scored on its text (``page_text``, else ``page_content``), with a warning that names its
+    index and the same words for every cause.
 
     Returns copies of the documents, best first, with ``metadata["relevance_score"]``; each copy
     keeps its ``id``. All pairs are scored in batched forward passes, and the query's prompt runs
@@ -75,6 +89,11 @@ class Qwen3VLRerank(BaseDocumentCompressor):
         description="Give the reranker a page's text along with its image (metadata "
         "`page_text`, or page_content when the image comes from metadata).",
     )
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders (or files) whose images and videos documents may name, besides "
+        "those our loaders wrote to or loaded from in this process (checked on the real path).",
+    )
     allow_remote: bool = Field(
         default=False, description="Fetch image URLs found in metadata (guarded, size-limited)."
     )
@@ -90,6 +109,10 @@ class Qwen3VLRerank(BaseDocumentCompressor):
     @field_serializer("model_kwargs")
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}  # never in a dump
+
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
 
     @property
     def reranker(self) -> Any:
@@ -124,12 +147,17 @@ class Qwen3VLRerank(BaseDocumentCompressor):
             return []
         from qwen3_vl_rag.engine.shared import model_lock
 
-        inputs = [self._input(d) for d in documents]
+        roots = ImageRoots.trusting(self.image_roots)
+        query_input = text_or_visual(query, self.image_inputs, roots)
+        texts = [fallback_text(d) for d in documents]
+        inputs = [self._input(i, d, roots, texts[i]) for i, d in enumerate(documents)]
         engine = self.reranker
         with model_lock(engine):
-            scores = engine.score(
-                text_or_visual(query, self.image_inputs),
+            scores = score_with_text_fallback(
+                engine,
+                query_input,
                 inputs,
+                texts,
                 instruction=self.instruction,
                 batch_tokens=self.batch_tokens,
             )
@@ -154,16 +182,21 @@ class Qwen3VLRerank(BaseDocumentCompressor):
         """:meth:`compress_documents` in a worker thread (the event loop keeps running)."""
         return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
 
-    def _input(self, document: Document | str) -> Any:
-        if isinstance(document, str):
-            return text_or_visual(document, self.image_inputs)
-        return document_input(
-            document,
-            image_inputs=self.image_inputs,
-            with_text=self.with_text,
-            allow_remote=self.allow_remote,
-            policy=self.remote_policy,
-        )
+    def _input(self, index: int, document: Document | str, roots: ImageRoots, text: str) -> Any:
+        try:
+            if isinstance(document, str):
+                return text_or_visual(document, self.image_inputs, roots)
+            return document_input(
+                document,
+                image_inputs=self.image_inputs,
+                with_text=self.with_text,
+                allow_remote=self.allow_remote,
+                policy=self.remote_policy,
+                roots=roots,
+            )
+        except InputError:
+            warn_unusable(index)
+            return text
 
 
 def ranked_copies(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 from pathlib import Path
@@ -13,6 +12,9 @@ from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, QueryBund
 from qwen3_vl_rag.errors import UnsupportedInputError
 from qwen3_vl_rag.inputs import MultimodalInput, Video
 from qwen3_vl_rag.media.references import (
+    UNUSABLE_VISUAL,
+    ImageRoots,
+    decode_inline_base64,
     resolve_image_reference,
     visual_input,
     visual_with_text,
@@ -28,22 +30,26 @@ VIDEO_PATH, CLIP_START, CLIP_END = "video_path", "start_seconds", "end_seconds"
 _REFERENCE_PREFIXES = ("image_path: ", "video_clip: ")
 
 
-def text_input(text: str, image_inputs: Literal["auto", "never"]) -> Any:
+def text_input(text: str, image_inputs: Literal["auto", "never"], roots: ImageRoots) -> Any:
     """``text`` itself, or (``"auto"``) the image or clip it names.
 
-    A text names a visual when it is an image file path, a ``data:image/`` URI or a clip
-    reference, or when its first line is ``"image_path: <path>"`` / ``"video_clip: <clip>"``,
-    the embedding text of our readers' documents (how a plain ``VectorStoreIndex``, which
-    embeds only node text, still embeds their pixels).
+    A text names a visual when it is a ``data:image/`` URI, an image file path or a clip
+    reference under ``roots``, or when its first line is ``"image_path: <path>"`` /
+    ``"video_clip: <clip>"`` with such a path, the embedding text of our readers' documents (how
+    a plain ``VectorStoreIndex``, which embeds only node text, still embeds their pixels).
+
+    Raises:
+        InputError: A ``data:image/`` URI that is too big, corrupt or not an accepted image.
     """
     if image_inputs == "auto":
-        first = text.split("\n", 1)[0]
         for prefix in _REFERENCE_PREFIXES:
-            if first.startswith(prefix):
-                visual = visual_input(first[len(prefix) :].strip())
+            if text.startswith(prefix):
+                end = text.find("\n")  # the first line, without splitting a long text
+                first = text[len(prefix) : end if end >= 0 else len(text)]
+                visual = visual_input(first.strip(), roots=roots)
                 if visual is not None:
                     return visual
-        visual = visual_input(text)
+        visual = visual_input(text, roots=roots)
         if visual is not None:
             return visual
     return text
@@ -70,64 +76,103 @@ def image_input(image: Any, *, allow_remote: bool, policy: RemotePolicy | None) 
     )
 
 
-def node_visual(node: BaseNode, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
+def node_visual(
+    node: BaseNode, *, allow_remote: bool, policy: RemotePolicy | None, roots: ImageRoots
+) -> Any:
     """The image or clip a node carries, or ``None`` for a text node.
 
     An ``ImageNode`` / ``ImageDocument`` (its base64 ``image``, ``image_path`` or
     ``image_url``), a node's ``image_resource`` (data, path or URL), or a clip from our video
-    reader (``video_path`` with start and end in metadata). URLs are fetched only when allowed,
-    never by LlamaIndex's own unguarded ``requests.get``.
+    reader (``video_path`` with start and end in metadata). A node's paths are read only under
+    ``roots``; URLs are fetched only when allowed, never by LlamaIndex's own unguarded
+    ``requests.get``; inline data is checked like a ``data:`` URI.
+
+    Raises:
+        InputError: The node names a visual that cannot be used (the same message for a
+            missing file, a file that is not an image and one outside ``roots``).
     """
     metadata = node.metadata
     if isinstance(metadata.get(VIDEO_PATH), str):
+        path = roots.resolve(metadata[VIDEO_PATH])
+        if path is None:
+            raise UnsupportedInputError(f"{UNUSABLE_VISUAL}.", stage="open")
         start, end = metadata.get(CLIP_START), metadata.get(CLIP_END)
         return Video(
-            metadata[VIDEO_PATH],
+            path,
             start=float(start) if start is not None else None,
             end=float(end) if end is not None else None,
         )
     if isinstance(node, ImageNode):
         if node.image:
-            return base64.b64decode(node.image)
+            return decode_inline_base64(node.image, label="<ImageNode.image>")
         for reference in (node.image_path, node.image_url):
             if reference:
                 return resolve_image_reference(
-                    str(reference), allow_remote=allow_remote, policy=policy
+                    str(reference), allow_remote=allow_remote, policy=policy, roots=roots
                 )
     resource = getattr(node, "image_resource", None)
     if resource is not None:
-        if resource.data:
-            return base64.b64decode(resource.data)  # MediaResource keeps data base64-encoded
+        if resource.data:  # MediaResource keeps data base64-encoded
+            return decode_inline_base64(resource.data, label="<image_resource.data>")
         for reference in (resource.path, resource.url):
             if reference:
                 return resolve_image_reference(
-                    str(reference), allow_remote=allow_remote, policy=policy
+                    str(reference), allow_remote=allow_remote, policy=policy, roots=roots
                 )
     return None
 
 
 def rerank_input(
-    node: BaseNode, *, allow_remote: bool, policy: RemotePolicy | None, with_text: bool
+    node: BaseNode,
+    *,
+    allow_remote: bool,
+    policy: RemotePolicy | None,
+    with_text: bool,
+    roots: ImageRoots,
 ) -> Any:
     """What the reranker reads for a node: its image or clip, or its text.
 
     Besides :func:`node_visual`, a text node whose ``metadata["image_path"]`` (or, ColPali's
-    convention, ``metadata["file_path"]``) is an image file is read as that image.
+    convention, ``metadata["file_path"]``) is an image file under ``roots`` is read as that
+    image.
+
+    Raises:
+        InputError: See :func:`node_visual` (score :func:`rerank_text` instead).
     """
-    visual = node_visual(node, allow_remote=allow_remote, policy=policy)
+    visual = node_visual(node, allow_remote=allow_remote, policy=policy, roots=roots)
     if visual is None:
         for key in ("image_path", "file_path"):
             value = node.metadata.get(key)
-            named = visual_input(value) if isinstance(value, str) else None
-            if isinstance(named, Path):  # an image file (a PDF or a video here stays text)
+            named = _local_image(value, roots) if isinstance(value, str) else None
+            if named is not None:
                 visual = named
                 break
-    text = node.get_content(metadata_mode=MetadataMode.EMBED)
+    text = rerank_text(node)
     if visual is None:
         return text
     if with_text and text.strip():
         return visual_with_text(visual, text)
     return visual
+
+
+def rerank_text(node: BaseNode) -> str:
+    """A node's text as the reranker reads it."""
+    return node.get_content(metadata_mode=MetadataMode.EMBED)
+
+
+def fallback_text(node: BaseNode) -> str:
+    """What a node is scored on when its visual cannot be used: ``page_text``, else its text."""
+    page_text = node.metadata.get("page_text")
+    if isinstance(page_text, str) and page_text.strip():
+        return page_text
+    return rerank_text(node)
+
+
+def _local_image(value: str, roots: ImageRoots) -> Path | None:
+    if value.lower().startswith("data:"):
+        return None  # metadata is not where a node keeps its image data
+    named = visual_input(value, roots=roots)
+    return named if isinstance(named, Path) else None  # a PDF or a video here stays text
 
 
 def query_input(bundle: QueryBundle, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:

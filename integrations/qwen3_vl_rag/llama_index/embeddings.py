@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
@@ -11,6 +12,7 @@ from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
 from qwen3_vl_rag.llama_index._inputs import image_input, node_visual, text_input
+from qwen3_vl_rag.media.references import ImageRoots
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbedding"]
 
@@ -26,6 +28,13 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     as ``Settings.embed_model`` in the default pipeline, or in ``transformations=[...]``) it
     embeds image nodes as images and clip nodes as clips, never as their (often empty) text,
     and leaves nodes that already have an embedding alone.
+
+    Texts and nodes are not trusted to pick files: a path in a text, or a node's
+    ``image_path`` / ``video_path``, is read only when its real path lies under the folders our
+    readers wrote to or read from in this process, or under ``image_roots`` (a path in a text
+    is text otherwise; a node's image path is an error). A ``data:image/`` URI is an image, or
+    an error when it is too big, corrupt or not an accepted format. Images given to the image
+    methods (``get_image_embedding``...) are the caller's own and are read wherever they are.
 
     The model loads on first use and is shared with every other adapter in the process that
     asks for the same checkpoint and settings; or pass a loaded one as ``engine``. Calls into
@@ -82,6 +91,12 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
         'first line is "image_path: ..." as our readers write) is embedded as that visual; '
         '"never": texts are always text.',
     )
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders (or files) whose images and videos a text or a node may name, "
+        "besides those our readers wrote to or read from in this process. Checked on the real "
+        "path (no .. or symlink escapes); any other path in a text is text.",
+    )
     allow_remote: bool = Field(
         default=False,
         description="Fetch http(s) image URLs (guarded: private and metadata addresses are "
@@ -107,6 +122,10 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}  # to_dict / to_payload
 
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
     def __getstate__(self) -> dict[Any, Any]:
         """Pickle without the loaded model; a worker process loads ``model_name`` on first use.
 
@@ -131,7 +150,7 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     # -- text and queries --------------------------------------------------------------------------
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embed([text_input(query, self.image_inputs)], query=True)[0]
+        return self._embed([text_input(query, self.image_inputs, self._roots())], query=True)[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return await asyncio.to_thread(self._get_query_embedding, query)
@@ -140,7 +159,8 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
         return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embed([text_input(t, self.image_inputs) for t in texts], query=False)
+        roots = self._roots()
+        return self._embed([text_input(t, self.image_inputs, roots) for t in texts], query=False)
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
         return await asyncio.to_thread(self._get_text_embedding, text)
@@ -184,8 +204,9 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
         todo = [node for node in nodes if node.embedding is None]
         visuals: list[tuple[BaseNode, Any]] = []
         texts: list[BaseNode] = []
+        roots = self._roots()
         for node in todo:
-            visual = node_visual(node, allow_remote=self.allow_remote, policy=None)
+            visual = node_visual(node, allow_remote=self.allow_remote, policy=None, roots=roots)
             if visual is None:
                 texts.append(node)
             else:
@@ -205,6 +226,9 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
         return await asyncio.to_thread(self.__call__, nodes, **kwargs)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _roots(self) -> ImageRoots:
+        return ImageRoots.trusting(self.image_roots)
 
     def _image(self, image: ImageType) -> Any:
         return image_input(image, allow_remote=self.allow_remote, policy=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
@@ -11,7 +12,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from qwen3_vl_rag.llama_index._inputs import query_input, rerank_input
+from qwen3_vl_rag.errors import InputError
+from qwen3_vl_rag.llama_index._inputs import fallback_text, query_input, rerank_input
+from qwen3_vl_rag.media.references import ImageRoots, score_with_text_fallback, warn_unusable
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank"]
 
@@ -28,6 +31,13 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     ``metadata["image_path"]`` or ``metadata["file_path"]``, or else its text. The query is the
     bundle's text, its ``image_path``, or both. Scores are floats in [0, 1] (the probability of
     "yes"); all pairs are scored in batched forward passes, the query's prompt once.
+
+    Nodes come from a vector store, so their paths are not trusted to pick files: one is read
+    only when its real path lies under the folders our readers wrote to or read from in this
+    process, or under ``image_roots``. A node whose image or clip cannot be used (missing, not
+    an image, outside those roots, broken inline data) is scored on its text (``page_text``,
+    else its embedding text), with a warning that names its index and the same words for every
+    cause.
 
     Returns new ``NodeWithScore`` objects, best first, at most ``top_n``. With
     ``keep_retrieval_score=True`` the vector store's score is kept in
@@ -63,6 +73,11 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     max_pixels: int | None = Field(
         default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
     )
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders (or files) whose images and videos nodes may name, besides those "
+        "our readers wrote to or read from in this process (checked on the real path).",
+    )
     allow_remote: bool = Field(
         default=False, description="Fetch image URLs of nodes (guarded, size-limited)."
     )
@@ -85,6 +100,10 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     @field_serializer("model_kwargs")
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in value.items() if k != "token"}
+
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
 
     @property
     def reranker(self) -> Any:
@@ -119,22 +138,38 @@ class Qwen3VLRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            remote = self.allow_remote
-            query = query_input(query_bundle, allow_remote=remote, policy=None)
-            documents = [
-                rerank_input(n.node, allow_remote=remote, policy=None, with_text=self.with_text)
-                for n in nodes
-            ]
+            query = query_input(query_bundle, allow_remote=self.allow_remote, policy=None)
+            roots = ImageRoots.trusting(self.image_roots)
+            texts = [fallback_text(n.node) for n in nodes]
+            documents = [self._input(i, n, roots, texts[i]) for i, n in enumerate(nodes)]
             engine = self.reranker
             with model_lock(engine):
-                scores = engine.score(
-                    query, documents, instruction=self.instruction, batch_tokens=self.batch_tokens
+                scores = score_with_text_fallback(
+                    engine,
+                    query,
+                    documents,
+                    texts,
+                    instruction=self.instruction,
+                    batch_tokens=self.batch_tokens,
                 )
             order = sorted(range(len(nodes)), key=lambda i: (-scores[i], i))[: self.top_n]
             ranked = [self._scored(nodes[i], float(scores[i])) for i in order]
             event.on_end(payload={EventPayload.NODES: ranked})
         dispatcher.event(ReRankEndEvent(nodes=ranked))
         return ranked
+
+    def _input(self, index: int, node: NodeWithScore, roots: ImageRoots, text: str) -> Any:
+        try:
+            return rerank_input(
+                node.node,
+                allow_remote=self.allow_remote,
+                policy=None,
+                with_text=self.with_text,
+                roots=roots,
+            )
+        except InputError:
+            warn_unusable(index)
+            return text
 
     def _scored(self, original: NodeWithScore, score: float) -> NodeWithScore:
         node = original.node

@@ -12,6 +12,11 @@ its visual: its embedding text is ``"image_path: <png>"`` (or ``"video_clip: <cl
 ``VectorStoreIndex.from_documents`` embeds pixels. ``image_fingerprint`` identifies the pixels,
 so LlamaIndex's ingestion cache (keyed on text and metadata) never confuses two pages that have
 the same text.
+
+Each reader registers the folder it writes page images to, or the file or folder it reads, as an
+image root (:func:`~qwen3_vl_rag.media.references.register_image_root`): in this process, the
+embedding and the reranker read the files its documents name. In another process, pass that
+folder as their ``image_roots``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
 from qwen3_vl_rag.media.page_images import default_image_dir
-from qwen3_vl_rag.media.references import clip_reference
+from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
@@ -114,6 +119,7 @@ class PDFPageImageReader(BaseReader):
         from qwen3_vl_rag.media.page_images import page_images
 
         path = Path(file)
+        register_image_root(self.image_dir)  # our pages' paths may be read back from nodes
         for page in page_images(
             path, self.image_dir, pages=self.pages, password=self.password, budget=self.budget
         ):
@@ -259,6 +265,7 @@ def _scan(
     options = LoadOptions(
         budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
     )
+    register_image_root(root)  # the user pointed us here: its files may be read back
     reader.report, items = stream_items(
         root,
         options,

@@ -3,11 +3,21 @@
 LangChain stores a document as one string and LlamaIndex often keeps only a path. These helpers
 decide, without guessing from file names, whether such a string is a visual input:
 
-* a ``data:image/...;base64,...`` URI is an image;
-* a path (or ``file://`` URL) to an existing file whose *content* is an image is that image;
-* a path to a video file is that video, and ``video.mp4#t=10,20`` (W3C media-fragment syntax)
-  is the clip from 10 s to 20 s;
-* anything else (prose, a URL, a PDF, a missing file) is text.
+* a ``data:image/...;base64,...`` URI is an image, or a clear error (never text): its size is
+  checked before it is decoded, and its bytes must be an image in a format ``media.load``
+  accepts;
+* a path (or ``file://`` URL) to a file whose *content* is an image is that image, and a path
+  to a video file is that video (``video.mp4#t=10,20``, W3C media-fragment syntax, is the clip
+  from 10 s to 20 s), **when the file may be read** (see below);
+* anything else (prose, a URL, a PDF, a missing file, a file outside the allowed roots) is text.
+
+Which local files a document may name: a string inside a document (its text or its metadata)
+comes from whoever wrote the document, so it is only read when its real path (symlinks and
+``..`` resolved) lies under an *image root*: a folder one of our loaders or readers wrote to or
+read from in this process (:func:`register_image_root`), or one the user allowed explicitly
+(the adapters' ``image_roots``). Every other path stays text. A path the caller passes to an
+image method itself (``embed_image``, ``get_image_embedding``) is the caller's own choice and is
+read wherever it is.
 
 Nothing is fetched from the network unless :func:`resolve_image_reference` is told to allow it,
 and then only through the guarded fetcher.
@@ -19,27 +29,143 @@ import base64
 import binascii
 import os
 import re
+import stat
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
+from qwen3_vl_rag.errors import (
+    ImageDecodeError,
+    InputError,
+    InputTooLargeError,
+    RemoteInputError,
+    UnsupportedInputError,
+)
 from qwen3_vl_rag.inputs import MultimodalInput, Video
-from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes, sniff_file
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
 if TYPE_CHECKING:
+    from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.remote import RemotePolicy
 
 __all__ = [
+    "MAX_INLINE_IMAGE_BYTES",
+    "UNUSABLE_VISUAL",
+    "ImageRoots",
+    "checked_image_bytes",
     "clip_reference",
     "decode_base64_image",
+    "decode_data_uri",
+    "decode_inline_base64",
+    "is_base64_image",
+    "is_data_uri",
+    "register_image_root",
+    "registered_image_roots",
     "resolve_image_reference",
+    "score_with_text_fallback",
     "visual_input",
     "visual_with_text",
+    "warn_unusable",
 ]
+
+#: Largest image accepted inline (a ``data:`` URI or base64 text), in decoded bytes. Checked
+#: from the string's length before anything is decoded; a bigger image belongs in a file.
+MAX_INLINE_IMAGE_BYTES = 32 * 1024 * 1024
+
+#: The one reason given for a local file a document names but that cannot be used, whatever
+#: the cause: telling "missing" from "not an image" would reveal what exists on this machine.
+UNUSABLE_VISUAL = (
+    "its image or video cannot be used (missing, unreadable, not an image or video, or outside "
+    "the allowed image roots)"
+)
 
 # A path longer than this, or with a line break, is prose: no stat call is wasted on it.
 _MAX_PATH_CHARS = 4096
 _FRAGMENT = re.compile(r"^(?P<path>.+?)#t=(?P<start>\d+(?:\.\d+)?)?(?:,(?P<end>\d+(?:\.\d+)?))?$")
+_DATA_URI_HEADER = re.compile(r"data:image/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64", re.IGNORECASE)
+_HEADER_CHARS = 256  # a data: URI's header is short; its comma is looked for only this far
+_HEAD_CHARS = (HEAD_BYTES // 3 + 1) * 4  # base64 characters that hold the sniffed head
+
+_registry_lock = threading.Lock()
+_registered_roots: set[Path] = set()
+
+
+# -- which local files may be read ---------------------------------------------------------------
+
+
+def register_image_root(path: str | os.PathLike[str]) -> Path:
+    """Let strings in documents name images and videos under ``path`` (a folder or a file).
+
+    Our loaders and readers call this for the folder they write page images to and for the
+    files and folders they load, so their documents keep working in the same process (for
+    example ``Chroma.from_documents(pages, embeddings)``). The root is kept as its real path.
+
+    Returns:
+        The root as registered (its real path).
+    """
+    root = Path(os.path.realpath(path))
+    with _registry_lock:
+        _registered_roots.add(root)
+    return root
+
+
+def registered_image_roots() -> tuple[Path, ...]:
+    """The roots our loaders and readers registered in this process, sorted."""
+    with _registry_lock:
+        return tuple(sorted(_registered_roots))
+
+
+@dataclass(frozen=True)
+class ImageRoots:
+    """The folders (or single files) whose images and videos document strings may name.
+
+    Example:
+        >>> roots = ImageRoots.trusting(["store/pages"])  # plus the loaders' roots
+        >>> roots.resolve("store/pages/report-p1.png")  # its real path, when it is a file
+        >>> roots.resolve("../../etc/passwd") is None
+        True
+    """
+
+    roots: tuple[Path, ...] = ()
+
+    @classmethod
+    def trusting(cls, extra: Iterable[str | os.PathLike[str]] = ()) -> ImageRoots:
+        """The registered roots (:func:`register_image_root`) and ``extra``, as real paths."""
+        own = tuple(Path(os.path.realpath(root)) for root in extra)
+        return cls(registered_image_roots() + own)
+
+    def resolve(self, text: str) -> Path | None:
+        """The real path of the regular file ``text`` names, if it lies under a root.
+
+        The check is made on the real path (``..`` and every symlink resolved), and the real
+        path is what is returned, so what is read later is what was checked.
+        """
+        if not self.roots:
+            return None  # nothing may be read: not even a stat call
+        try:
+            real = Path(os.path.realpath(text, strict=True))
+            info = real.stat()
+        except (OSError, ValueError):  # missing, unreadable, a NUL byte, a symlink loop
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+            return None
+        return real
+
+
+def _any_regular_file(text: str) -> Path | None:
+    path = Path(text)
+    try:
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+# -- strings that name a visual ------------------------------------------------------------------
 
 
 def clip_reference(path: str | os.PathLike[str], start: float, end: float) -> str:
@@ -52,38 +178,54 @@ def clip_reference(path: str | os.PathLike[str], start: float, end: float) -> st
     return f"{os.fspath(path)}#t={start:g},{end:g}"
 
 
-def visual_input(text: str) -> str | Path | Video | None:
-    """The image or video a string names, or ``None`` when the string is text.
+def is_data_uri(text: str) -> bool:
+    """Whether ``text`` claims to be an image ``data:`` URI (it may still be a broken one)."""
+    return text[:11].lower() == "data:image/"
+
+
+def visual_input(text: str, *, roots: ImageRoots | None = None) -> bytes | Path | Video | None:
+    """The image or video a string in a document names, or ``None`` when the string is text.
+
+    Args:
+        text: A document's text, a query, or a metadata value.
+        roots: Where local files may be read (default: the registered roots only).
 
     Returns:
-        The ``data:`` URI itself, a :class:`~pathlib.Path` to an image file, or a
-        :class:`~qwen3_vl_rag.Video` (with ``start``/``end`` for a ``#t=`` clip), all of which
-        the embedder and the reranker take as they are.
+        The decoded bytes of a ``data:`` URI, the real :class:`~pathlib.Path` of an image file
+        under ``roots``, or a :class:`~qwen3_vl_rag.Video` (with ``start``/``end`` for a
+        ``#t=`` clip), all of which the embedder and the reranker take as they are.
+
+    Raises:
+        InputTooLargeError, ImageDecodeError, UnsupportedInputError: A ``data:image/`` URI that
+            is too big, corrupt, or not an image in an accepted format.
 
     Example:
         >>> visual_input("a chart of revenue") is None
         True
-        >>> visual_input("pages/report-p3.png")  # when that file is a PNG
-        PosixPath('pages/report-p3.png')
+        >>> visual_input("pages/report-p3.png", roots=ImageRoots.trusting(["pages"]))
+        PosixPath('/work/pages/report-p3.png')
     """
-    if text.startswith("data:image/"):
-        return text
+    if is_data_uri(text):
+        return decode_data_uri(text)
+    return _local_visual(text, (roots or ImageRoots.trusting()).resolve)
+
+
+def _local_visual(text: str, resolve: Callable[[str], Path | None]) -> Path | Video | None:
     if len(text) > _MAX_PATH_CHARS or "\n" in text or not text.strip():
         return None
     candidate = text[len("file://") :] if text.startswith("file://") else text
     start = end = None
-    match = _FRAGMENT.match(candidate)
-    if match and not os.path.isfile(candidate):
-        candidate = match["path"]
+    path = resolve(candidate)
+    if path is None:
+        match = _FRAGMENT.match(candidate)
+        if match is None:
+            return None
+        path = resolve(match["path"])
+        if path is None:
+            return None
         start = float(match["start"]) if match["start"] else None
         end = float(match["end"]) if match["end"] else None
-    path = Path(candidate)
-    try:
-        if not path.is_file():
-            return None
-        kind = sniff_file(path).kind
-    except OSError:
-        return None
+    kind = _sniff_regular_file(path)
     if kind == "image" and start is None and end is None:
         return path
     if kind == "video":
@@ -91,34 +233,177 @@ def visual_input(text: str) -> str | Path | Video | None:
     return None
 
 
-def decode_base64_image(text: str) -> bytes | None:
+def _sniff_regular_file(path: Path) -> str | None:
+    """The kind of a regular file's content; ``None`` for anything else, without blocking.
+
+    Opened without following a final symlink and without waiting (a file swapped for a link or
+    a FIFO since it was checked is refused, never read or waited on).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
+            return sniff_bytes(handle.read(HEAD_BYTES)).kind
+        except OSError:
+            return None
+
+
+# -- inline images -------------------------------------------------------------------------------
+
+
+def decode_data_uri(text: str, *, max_bytes: int = MAX_INLINE_IMAGE_BYTES) -> bytes:
+    """The image bytes of a ``data:image/<type>;base64,<data>`` URI, checked as ``media.load``.
+
+    The size is checked from the string's length and the format from its first bytes before
+    the whole payload is decoded, so a huge or non-image URI costs nothing.
+
+    Raises:
+        InputTooLargeError: Over ``max_bytes`` once decoded (or over the pixel budget).
+        ImageDecodeError: Not base64, or an image whose header is corrupt.
+        UnsupportedInputError: Not an image in an accepted format (PNG, JPEG, WebP, GIF, BMP,
+            TIFF).
+    """
+    label = f"<data URI, {len(text)} chars>"
+    comma = text.find(",", 0, _HEADER_CHARS)
+    if comma < 0 or not _DATA_URI_HEADER.fullmatch(text, 0, comma):
+        raise ImageDecodeError(
+            "an image data: URI must read data:image/<type>;base64,<data>.",
+            source=label,
+            stage="decode",
+        )
+    return _decode_inline(text, comma + 1, label, max_bytes)
+
+
+def decode_base64_image(text: str, *, max_bytes: int = MAX_INLINE_IMAGE_BYTES) -> bytes | None:
     """The bytes of an image stored as plain base64 (as langchain-chroma's ``add_images`` does).
 
-    Returns ``None`` for anything that is not base64 of a PNG, JPEG, GIF, WebP, BMP or TIFF.
+    Returns ``None`` for text whose first bytes are not base64 of a PNG, JPEG, GIF, WebP, BMP or
+    TIFF. Text that does start like one is that image or an error, as with a ``data:`` URI.
+
+    Raises:
+        InputTooLargeError, ImageDecodeError, UnsupportedInputError: See
+            :func:`decode_data_uri`.
     """
-    if len(text) < 16 or " " in text[:64]:
+    if not is_base64_image(text):
         return None
+    return _decode_inline(text, 0, f"<base64 text, {len(text)} chars>", max_bytes)
+
+
+def is_base64_image(text: str) -> bool:
+    """Whether ``text`` starts as plain base64 of an image (it may still be a broken one)."""
+    if len(text) < 16 or " " in text[:64]:
+        return False
     try:
         head = base64.b64decode(text[: (HEAD_BYTES // 3) * 4], validate=True)
     except (binascii.Error, ValueError):
-        return None
+        return False
+    return sniff_bytes(head).kind == "image"
+
+
+def decode_inline_base64(
+    payload: str | bytes, *, label: str, max_bytes: int = MAX_INLINE_IMAGE_BYTES
+) -> bytes:
+    """Base64 image data (a node's ``image``, a data URI's payload) as checked image bytes.
+
+    Raises:
+        InputTooLargeError, ImageDecodeError, UnsupportedInputError: See
+            :func:`decode_data_uri`.
+    """
+    return _decode_inline(payload, 0, label, max_bytes)
+
+
+def _decode_inline(payload: str | bytes, start: int, label: str, max_bytes: int) -> bytes:
+    """``payload[start:]`` decoded; size and format are checked before the payload is copied."""
+    decoded_size = (len(payload) - start) * 3 // 4
+    if decoded_size > max_bytes:
+        raise InputTooLargeError(
+            f"about {decoded_size} bytes once decoded, over the limit of {max_bytes} for an "
+            "inline image.",
+            source=label,
+            stage="decode",
+            hint="Save the image to a file and pass its path.",
+        )
+    head = _b64decode(payload[start : start + _HEAD_CHARS], label, partial=True)
     if sniff_bytes(head).kind != "image":
-        return None
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
+        raise UnsupportedInputError(
+            "not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF).",
+            source=label,
+            stage="decode",
+        )
+    data = _b64decode(payload[start:], label)
+    return checked_image_bytes(data, label=label, max_bytes=max_bytes)
+
+
+def _b64decode(payload: str | bytes, label: str, *, partial: bool = False) -> bytes:
+    text = payload.decode("ascii", "replace") if isinstance(payload, bytes) else payload
+    for attempt in (text, "".join(text.split())):  # base64 is often wrapped in lines
+        if partial:
+            attempt = attempt[: len(attempt) // 4 * 4]
+        try:
+            return base64.b64decode(attempt, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise ImageDecodeError("the image's base64 data is invalid.", source=label, stage="decode")
+
+
+def checked_image_bytes(
+    data: bytes,
+    *,
+    label: str,
+    max_bytes: int = MAX_INLINE_IMAGE_BYTES,
+    budget: MediaBudget | None = None,
+) -> bytes:
+    """``data`` if it is an image ``media.load`` would accept: format allowlist, pixel budget.
+
+    Only the header is read; nothing is decoded.
+
+    Raises:
+        InputTooLargeError: Over ``max_bytes``, or more pixels than the budget allows.
+        ImageDecodeError, UnsupportedInputError: A corrupt header, or not an accepted format.
+    """
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.images import read_header
+
+    if len(data) > max_bytes:
+        raise InputTooLargeError(
+            f"{len(data)} bytes is over the limit of {max_bytes} for an inline image.",
+            source=label,
+            stage="decode",
+        )
+    read_header(data, budget or MediaBudget(), label)
+    return data
+
+
+# -- references given on purpose -----------------------------------------------------------------
 
 
 def resolve_image_reference(
-    uri: str | os.PathLike[str], *, allow_remote: bool, policy: RemotePolicy | None = None
+    uri: str | os.PathLike[str],
+    *,
+    allow_remote: bool,
+    policy: RemotePolicy | None = None,
+    roots: ImageRoots | None = None,
 ) -> Any:
     """The image (or clip) a URI names: a local path, a ``data:`` URI, or a URL when allowed.
+
+    Args:
+        uri: The reference.
+        allow_remote: Whether http(s) URLs are fetched (through the guarded fetcher).
+        policy: Limits of that fetch.
+        roots: For a reference found in a document (its metadata, a node's ``image_path``): a
+            local file is read only under these roots, and every local failure gets the same
+            message. ``None`` for a path the caller passed on purpose: read wherever it is.
 
     Raises:
         RemoteInputError: A URL while remote fetching is off (``BlockedURLError`` and
             ``FetchError`` when it is on and the fetch is refused or fails).
         UnsupportedInputError: Anything that is not an image file, clip or image URI.
+        InputTooLargeError, ImageDecodeError: A ``data:`` URI that is too big or corrupt.
     """
     if not isinstance(uri, str | os.PathLike):
         raise UnsupportedInputError(
@@ -139,7 +424,18 @@ def resolve_image_reference(
         if sniff_bytes(fetched.data[:1024]).kind != "image":
             raise UnsupportedInputError("the URL did not return an image.", source=text)
         return fetched.data
-    visual = visual_input(text)
+    if is_data_uri(text):
+        return decode_data_uri(text)
+    if roots is not None:
+        visual = _local_visual(text, roots.resolve)
+        if visual is None:
+            raise UnsupportedInputError(
+                f"{UNUSABLE_VISUAL}.",
+                stage="open",
+                hint="Pass image_roots=[...] to allow a folder.",
+            )
+        return visual
+    visual = _local_visual(text, _any_regular_file)
     if visual is None:
         reason = "no such file" if not os.path.exists(text) else "not an image or video file"
         raise UnsupportedInputError(
@@ -155,3 +451,41 @@ def visual_with_text(visual: Any, text: str) -> MultimodalInput:
     if isinstance(visual, Video):
         return MultimodalInput(text=text, video=visual)
     return MultimodalInput(text=text, images=(visual,))
+
+
+# -- reranking documents whose visual cannot be used ----------------------------------------------
+
+
+def warn_unusable(index: int) -> None:
+    """Warn that document ``index`` is scored on its text; the same words for every cause."""
+    warnings.warn(
+        f"document {index}: {UNUSABLE_VISUAL}; it is scored on its text.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def score_with_text_fallback(
+    engine: Any,
+    query: Any,
+    documents: Sequence[Any],
+    texts: Sequence[str],
+    **options: Any,
+) -> list[float]:
+    """``engine.score(query, documents)``, where a document whose visual fails is scored on text.
+
+    A document the engine cannot use (an image file swapped or corrupted after it was found,
+    a video without frames) gets ``texts[i]`` instead and a warning naming its index; the
+    pairs are scored again. Errors about the query, or about a text, are raised as they are.
+    """
+    inputs = list(documents)
+    while True:
+        try:
+            scores: list[float] = engine.score(query, inputs, **options)
+            return scores
+        except InputError as err:
+            index = err.item_index
+            if index is None or not 0 <= index < len(inputs) or isinstance(inputs[index], str):
+                raise
+            warn_unusable(index)
+            inputs[index] = texts[index]

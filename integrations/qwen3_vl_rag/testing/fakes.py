@@ -32,9 +32,13 @@ DEFAULT_DOCUMENT_INSTRUCTION = "Represent the user's input."
 
 
 def describe(item: Any) -> str:
-    """A stable description of one input: its kind and identity (``"image:/a.png"``)."""
+    """A stable description of one input: its kind and identity (``"image:/a.png"``).
+
+    As in the engine, a ``str`` item is always text (even a path or a ``data:`` URI); only
+    inside a :class:`MultimodalInput`'s images is a string an image.
+    """
     if isinstance(item, str):
-        return f"image:{item[:48]}" if item.startswith("data:image/") else f"text:{item}"
+        return f"text:{item}"
     if isinstance(item, os.PathLike):
         return f"image:{os.fspath(item)}"
     if isinstance(item, bytes | bytearray):
@@ -43,7 +47,7 @@ def describe(item: Any) -> str:
         return f"video:{item.source}#{item.start},{item.end}"
     if isinstance(item, MultimodalInput):
         parts = [f"text:{item.text}"] if item.text else []
-        parts += [describe(image) for image in item.images]
+        parts += [_describe_image(image) for image in item.images]
         if item.video is not None:
             parts.append(describe(item.video))
         return "+".join(parts)
@@ -52,6 +56,12 @@ def describe(item: Any) -> str:
     if hasattr(item, "tobytes"):  # a PIL image or an array
         return f"image-pixels:{hashlib.sha256(item.tobytes()).hexdigest()[:16]}"
     raise TypeError(f"the fake cannot describe {type(item).__name__}")
+
+
+def _describe_image(image: Any) -> str:
+    if isinstance(image, str):  # a path or a data: URI, as the engine reads it here
+        return f"image:{image[:48]}" if image.startswith("data:") else f"image:{image}"
+    return describe(image)
 
 
 def _unit_vector(seed_text: str, dimension: int) -> np.ndarray:
