@@ -191,7 +191,7 @@ def test_a_thumbnail_linked_out_of_the_index_is_not_used(
     hit.thumbnail.unlink()
     hit.thumbnail.symlink_to(private)
 
-    again = [r for r in index.search("red", rerank=False, top_n=2) if r.id == hit.id][0]
+    again = next(r for r in index.search("red", rerank=False, top_n=2) if r.id == hit.id)
     assert again.thumbnail is not None
     assert not again.thumbnail.is_symlink()  # made again from the verified source
     with Image.open(again.thumbnail) as thumbnail:
