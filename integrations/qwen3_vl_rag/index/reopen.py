@@ -35,7 +35,7 @@ from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.isolation import WorkerPool
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.index.manifest import Manifest
+    from qwen3_vl_rag.index.manifest import Manifest, SourceRow
     from qwen3_vl_rag.index.multimodal import MultimodalIndex
 
 __all__ = ["ROOTS_KEY", "Reopener", "StaleSourceError", "record_roots", "source_path"]
@@ -105,15 +105,17 @@ class Reopener:
     def stale_reason(self, meta: Mapping[str, Any]) -> str | None:
         """Why the item's file cannot be reopened, or ``None`` when it is still what was indexed.
 
-        Hashes the file (once per search) but decodes nothing.
+        Decodes nothing. Like ``index``, a regular file whose size and modification time are
+        still the recorded ones is taken as unchanged without hashing it (this only labels a
+        result; whatever is read is hashed, see :meth:`copy`).
         """
         try:
-            key, size = self._expected(meta)
+            key, row = self._expected(meta)
         except StaleSourceError as err:
             return err.reason
         if key not in self._verdicts:
             try:
-                self._read(key, size, copy_to=None)
+                self._read(key, row, copy_to=None)
                 self._verdicts[key] = None
             except StaleSourceError as err:
                 self._verdicts[key] = err.reason
@@ -125,7 +127,7 @@ class Reopener:
         Raises:
             StaleSourceError: The file is not what was indexed; nothing of it is kept.
         """
-        key, size = self._expected(meta)
+        key, row = self._expected(meta)
         if key in self._copies:
             return self._copies[key]
         reason = self._verdicts.get(key)
@@ -137,7 +139,7 @@ class Reopener:
         suffix = suffix if suffix[1:].isascii() and suffix[1:].isalnum() else ""
         target = self._folder / f"{len(self._copies)}{suffix[:10]}"
         try:
-            self._read(key, size, copy_to=target)
+            self._read(key, row, copy_to=target)
         except StaleSourceError as err:
             self._verdicts[key] = err.reason
             target.unlink(missing_ok=True)
@@ -146,18 +148,22 @@ class Reopener:
         self._copies[key] = target
         return target
 
-    def _expected(self, meta: Mapping[str, Any]) -> tuple[tuple[str, str], int | None]:
-        """``((label, digest), size)`` as the manifest records the item's file."""
+    def _expected(self, meta: Mapping[str, Any]) -> tuple[tuple[str, str], SourceRow]:
+        """``(label, digest)`` of the item's file, and the manifest's record of that file."""
         label, digest = meta.get("source"), meta.get("content_hash")
         if not isinstance(label, str) or not isinstance(digest, str) or not label:
             raise StaleSourceError("the index records no file and content hash for this item")
         row = self._manifest.source(label)
         if row is None or row.content_hash != digest:
             raise StaleSourceError("the index no longer records this file with this content")
-        return (label, digest), row.size
+        return (label, digest), row
 
-    def _read(self, key: tuple[str, str], size: int | None, copy_to: Path | None) -> None:
-        """Check the file and hash it (copying it to ``copy_to`` as it is read)."""
+    def _read(self, key: tuple[str, str], row: SourceRow, copy_to: Path | None) -> None:
+        """Check the file and hash it, copying it to ``copy_to`` as it is read.
+
+        Without ``copy_to``, a file whose size and modification time are the recorded ones is
+        not hashed.
+        """
         label, digest = key
         if self._roots is None:
             raise StaleSourceError(
@@ -179,8 +185,11 @@ class Reopener:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise StaleSourceError("not a regular file any more (it is not read)")
+            size = row.size
             if (size is not None and info.st_size != size) or info.st_size > self.budget.max_bytes:
                 raise StaleSourceError(CHANGED)
+            if copy_to is None and row.mtime_ns is not None and info.st_mtime_ns == row.mtime_ns:
+                return
             limit = info.st_size if size is None else size
             hashed = _hash_and_copy(handle, limit, copy_to)
         if hashed != digest:

@@ -81,7 +81,7 @@ def search(
         results = []
         for rank, position in enumerate(order[:top_n], start=1):
             hit = hits[position]
-            stale = reopener.stale_reason(hit.metadata)
+            thumbnail, stale = _thumbnail(index, reopener, hit), reopener.stale_reason(hit.metadata)
             results.append(
                 SearchResult(
                     rank=rank,
@@ -92,7 +92,7 @@ def search(
                     vector_score=hit.similarity,
                     rerank_score=scores[position],
                     text=hit.document,
-                    thumbnail=None if stale else _thumbnail(index, reopener, hit),
+                    thumbnail=None if stale else thumbnail,
                     metadata=hit.metadata,
                     stale=stale,
                 )
