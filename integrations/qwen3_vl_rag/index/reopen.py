@@ -92,6 +92,7 @@ class Reopener:
         self._manifest = index.manifest
         self.budget: MediaBudget = index.load_options.budget
         self._password = index.load_options.password
+        self._fps = index.load_options.fps or 1.0
         self._workers = max(1, index.workers)
         roots = self._manifest.get_meta(ROOTS_KEY)
         self._roots = [str(root) for root in roots] if isinstance(roots, list) else None
@@ -140,9 +141,10 @@ class Reopener:
         target = self._folder / f"{len(self._copies)}{suffix[:10]}"
         try:
             self._read(key, row, copy_to=target)
-        except StaleSourceError as err:
-            self._verdicts[key] = err.reason
-            target.unlink(missing_ok=True)
+        except BaseException as exc:
+            target.unlink(missing_ok=True)  # nothing of a refused (or half-copied) file is kept
+            if isinstance(exc, StaleSourceError):
+                self._verdicts[key] = exc.reason
             raise
         self._verdicts[key] = None
         self._copies[key] = target
@@ -248,7 +250,7 @@ class Reopener:
             start, end = meta.get("start_seconds"), meta.get("end_seconds")
             video = Video(
                 path,
-                fps=float(meta.get("sample_fps") or 1.0),
+                fps=float(meta.get("sample_fps") or self._fps),
                 max_frames=budget.max_frames,
                 start=float(start) if start is not None else None,
                 end=float(end) if end is not None else None,
@@ -268,7 +270,7 @@ class Reopener:
         label = str(meta["source"])
         kind = str(meta.get("kind"))
         if kind == "page":
-            where: float = int(meta["page"])
+            where = int(meta["page"])
         else:
             fps = float(meta.get("native_fps", 0) or 0)
             where = int(float(meta.get("start_seconds", 0.0) or 0.0) * fps) if fps else 0
@@ -340,7 +342,7 @@ def _decode_image(path: str, budget: MediaBudget, label: str) -> Any:
 
 
 def _thumbnail_jpeg(
-    kind: str, path: str, where: float, password: str | None, budget: MediaBudget, label: str
+    kind: str, path: str, where: int, password: str | None, budget: MediaBudget, label: str
 ) -> bytes:
     """A JPEG of at most 320 px a side: the page, the image, or the video frame ``where``."""
     import io
