@@ -12,6 +12,7 @@ import html
 import io
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
@@ -70,6 +71,7 @@ a.card .name { color: var(--accent); }
 .snippet { margin: 2px 0 0; font-size: 13px; color: var(--ink); opacity: .85;
   overflow-wrap: anywhere; display: -webkit-box; -webkit-line-clamp: 5;
   -webkit-box-orient: vertical; overflow: hidden; }
+.stale { margin: 0; font-size: 12px; color: #b42318; }
 .empty { text-align: center; color: var(--muted); padding: 80px 20px; font-size: 18px; }
 @media (max-width: 560px) { header { padding: 16px; gap: 14px; } main { padding: 16px; }
   header img { width: 64px; height: 64px; } header h1 { font-size: 18px; } }
@@ -185,12 +187,13 @@ def _card(result: SearchResult) -> str:
         if len(text) > _SNIPPET_CHARS:
             text = text[:_SNIPPET_CHARS].rsplit(" ", 1)[0] + "\u2026"
         snippet = f'<p class="snippet">{esc(text)}</p>'
+    stale = f'<p class="stale">stale: {esc(result.stale)}</p>' if result.stale else ""
     body = f"""<div class="preview">{preview}<span class="rank">#{esc(str(result.rank))}</span>\
 <span class="kind{kind_class}">{esc(result.kind)}</span></div>
 <div class="body"><div class="name" title="{esc(result.source)}">{esc(_file_name(result.source))}\
 </div><div class="locator">{esc(result.locator)}</div>
 <div class="scores"><span class="score">{score:.3f}</span><span class="stages">{stages}</span></div>
-<div class="bar"><span style="width: {fill:.1f}%"></span></div>{snippet}</div>"""
+<div class="bar"><span style="width: {fill:.1f}%"></span></div>{stale}{snippet}</div>"""
     link = _link(result)
     if link is None:
         return f'<div class="card">{body}</div>'
@@ -230,11 +233,22 @@ def _file_name(source: str) -> str:
 
 
 def _thumbnail(path: Path | None) -> str | None:
-    """The JPEG at ``path`` as a ``data:`` URI, or ``None`` when it is missing, big or no JPEG."""
+    """The JPEG at ``path`` as a ``data:`` URI, or ``None`` when it is missing, big or no JPEG.
+
+    Only a regular file is read, and not through a symbolic link: a thumbnail path that leads
+    elsewhere (a link planted in an index's thumbnails) never pulls another file into the page.
+    """
     if path is None:
         return None
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "rb") as handle:
+        descriptor = os.open(path, flags)
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
             data = handle.read(_MAX_THUMBNAIL_BYTES + 1)
     except (OSError, ValueError):
         return None

@@ -284,6 +284,7 @@ def _result_dict(result: Any) -> dict[str, Any]:
         "locator": result.locator,
         "id": result.id,
         "thumbnail": str(result.thumbnail) if result.thumbnail else None,
+        "stale": result.stale,
         "text": result.text,
         "metadata": dict(result.metadata),
     }
@@ -302,6 +303,8 @@ def _print_results(query: str | None, image: Path | None, results: Sequence[Any]
             f"{result.rank:>2}  {result.score:6.3f}  {result.vector_score:6.3f}  {rerank}  "
             f"{result.kind:5}  {where}"
         )
+        if result.stale:
+            print(f"{'':34}stale: {result.stale} (not read)")
         if result.text:
             snippet = " ".join(result.text.split())[:110]
             emit(textwrap.indent(snippet, " " * 34))

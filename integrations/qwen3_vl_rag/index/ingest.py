@@ -22,6 +22,7 @@ import numpy as np
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.index.ids import content_hash, item_id, item_locator
 from qwen3_vl_rag.index.manifest import ItemRow
+from qwen3_vl_rag.index.reopen import record_roots
 from qwen3_vl_rag.index.store import check_vectors
 from qwen3_vl_rag.media.files import display_path
 from qwen3_vl_rag.media.folders import FolderScan
@@ -352,6 +353,8 @@ def ingest(
     started = time.perf_counter()
     report = IndexReport()
     progress = _Progress(report, enabled=show_progress)
+    paths = list(paths)
+    record_roots(index.manifest, paths)  # search reopens files only inside these
     try:
         run = _Run(index, report, progress)
         for root in paths:

@@ -27,6 +27,11 @@ class SearchResult:
         thumbnail: A small JPEG of the item (a page, an image, a clip's first sampled frame), or
             ``None`` when the source could not be read.
         metadata: The item's stored metadata (``page``, ``page_label``, ``start_seconds``...).
+        stale: Why the item's file was not read, when it is no longer what was indexed (e.g.
+            ``"file changed since indexing"``, ``"file missing"``, ``"not a regular file any
+            more"``, ``"the file is outside the folders the index was built from"``); ``None``
+            when the file was verified. A stale item keeps its vector score but has no rerank
+            score and no thumbnail.
     """
 
     rank: int
@@ -39,6 +44,7 @@ class SearchResult:
     text: str | None = None
     thumbnail: Path | None = None
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    stale: str | None = None
 
     @property
     def score(self) -> float:

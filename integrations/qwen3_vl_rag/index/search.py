@@ -1,25 +1,33 @@
 """Searching an index: embed the query, recall by vector similarity, rerank, make thumbnails.
 
-To rerank, each recalled item is rebuilt from its source file (a page rendered again, a clip
-cut again), since the reranker reads the pixels, not the vectors. An item whose file is gone or
-unreadable keeps its vector score, goes after the reranked ones, and says why in its metadata.
+To rerank, each recalled item is read again from its source file (a page rendered again, a clip
+cut again), since the reranker reads the pixels, not the vectors. Files are reopened only while
+they are still what was indexed (see :mod:`qwen3_vl_rag.index.reopen`): inside the indexed
+folders, regular files, with the recorded content hash; and they are decoded in worker processes
+under the index's time and memory limits. An item whose file fails that check is *stale*: it is
+not read, keeps its vector score, goes after the reranked items (ordered by vector score, as
+items without a rerank score always are), and its result says why (:attr:`SearchResult.stale`),
+with no thumbnail. An item whose file is verified but cannot be decoded is ordered the same way
+and says why in its metadata (``rerank_skipped``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import re
+import stat
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qwen3_vl_rag.errors import ConfigurationError, InputError
+from qwen3_vl_rag.index.reopen import Reopener, StaleSourceError
 from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.store import Hit
-from qwen3_vl_rag.inputs import MultimodalInput, Video
-from qwen3_vl_rag.media.items import MediaItem
+from qwen3_vl_rag.inputs import MultimodalInput
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -30,8 +38,8 @@ __all__ = ["search"]
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_SIDE = 320
 THUMBNAIL_DIR = "thumbnails"
+_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def search(
@@ -55,46 +63,53 @@ def search(
     if not np.isfinite(vector).all() or not np.any(vector):
         raise ConfigurationError("the query embedded to a vector that is not finite or is zero.")
     hits = index.store.query(vector, k, filters)
-    scores: list[float | None] = [None] * len(hits)
-    if rerank and hits:
-        if index.reranker is None:
-            raise ConfigurationError(
-                "reranking needs a reranker: open the index with reranker=Qwen3VLReranker(...) "
-                "or search with rerank=False."
-            )
-        scores = _rerank(index, query, hits)
-    order = sorted(
-        range(len(hits)),
-        key=lambda i: (scores[i] is None, -(scores[i] or 0.0), -hits[i].similarity),
-    )
-    results = []
-    for rank, position in enumerate(order[:top_n], start=1):
-        hit = hits[position]
-        results.append(
-            SearchResult(
-                rank=rank,
-                id=hit.id,
-                kind=str(hit.metadata.get("kind", "")),
-                source=str(hit.metadata.get("source", "")),
-                locator=str(hit.metadata.get("locator", "")),
-                vector_score=hit.similarity,
-                rerank_score=scores[position],
-                text=hit.document,
-                thumbnail=_thumbnail(index, hit),
-                metadata=hit.metadata,
-            )
+    with Reopener(index) as reopener:
+        scores: list[float | None] = [None] * len(hits)
+        if rerank and hits:
+            if index.reranker is None:
+                raise ConfigurationError(
+                    "reranking needs a reranker: open the index with reranker=Qwen3VLReranker(...) "
+                    "or search with rerank=False."
+                )
+            scores = _rerank(index, reopener, query, hits)
+        # reranked hits first, by the reranker's score; then the others (stale ones included)
+        # by their vector score
+        order = sorted(
+            range(len(hits)),
+            key=lambda i: (scores[i] is None, -(scores[i] or 0.0), -hits[i].similarity),
         )
+        results = []
+        for rank, position in enumerate(order[:top_n], start=1):
+            hit = hits[position]
+            thumbnail, stale = _thumbnail(index, reopener, hit), reopener.stale_reason(hit.metadata)
+            results.append(
+                SearchResult(
+                    rank=rank,
+                    id=hit.id,
+                    kind=str(hit.metadata.get("kind", "")),
+                    source=str(hit.metadata.get("source", "")),
+                    locator=str(hit.metadata.get("locator", "")),
+                    vector_score=hit.similarity,
+                    rerank_score=scores[position],
+                    text=hit.document,
+                    thumbnail=None if stale else thumbnail,
+                    metadata=hit.metadata,
+                    stale=stale,
+                )
+            )
     return results
 
 
 def _rerank(
-    index: MultimodalIndex, query: MultimodalInput, hits: Sequence[Hit]
+    index: MultimodalIndex, reopener: Reopener, query: MultimodalInput, hits: Sequence[Hit]
 ) -> list[float | None]:
-    """Reranker scores of the hits whose items can be rebuilt; ``None`` for the others."""
-    documents: dict[int, Any] = {}
+    """Reranker scores of the hits whose items can be reopened; ``None`` for the others."""
+    documents: dict[int, MultimodalInput] = {}
     for position, hit in enumerate(hits):
         try:
-            documents[position] = _rebuild(index, hit).to_input(with_text=False)
+            documents[position] = reopener.rerank_input(hit.metadata)
+        except StaleSourceError:
+            continue  # reported as the result's `stale`
         except (InputError, OSError, KeyError, ValueError) as exc:
             hit.metadata["rerank_skipped"] = f"{type(exc).__name__}: {exc}"
     assert index.reranker is not None
@@ -116,68 +131,44 @@ def _rerank(
     return scores
 
 
-def _rebuild(index: MultimodalIndex, hit: Hit) -> MediaItem:
-    """The recalled item, read again from its source file."""
-    from qwen3_vl_rag.media.images import load_image
-    from qwen3_vl_rag.media.pdf import load_pdf
+def _thumbnail(index: MultimodalIndex, reopener: Reopener, hit: Hit) -> Path | None:
+    """A small JPEG of the item, made once and kept under ``<index>/thumbnails``.
 
-    meta = hit.metadata
-    path = Path(str(meta["source"]))
-    options = index.load_options
-    kind = meta.get("kind")
-    if kind == "page":
-        (page,) = list(
-            load_pdf(
-                path, pages=[int(meta["page"])], password=options.password, budget=options.budget
-            )
-        )
-        return page
-    if kind == "image":
-        return load_image(path, budget=options.budget, frames=options.frames)
-    if kind in ("video", "clip"):
-        fps = float(meta.get("sample_fps", options.fps or 1.0))
-        start = meta.get("start_seconds")
-        end = meta.get("end_seconds")
-        video = Video(
-            path,
-            fps=fps,
-            max_frames=options.budget.max_frames,
-            start=float(start) if start is not None else None,
-            end=float(end) if end is not None else None,
-        )
-        return MediaItem(kind, str(path), meta, video=video)
-    raise ValueError(f"unknown item kind {kind!r}")
-
-
-def _thumbnail(index: MultimodalIndex, hit: Hit) -> Path | None:
-    """A small JPEG of the item, made once and kept under ``<index>/thumbnails``."""
+    Only a regular file directly inside a real (not linked) ``thumbnails`` folder is used or
+    written: an index received from elsewhere cannot point either at another place.
+    """
+    if not _ID.fullmatch(hit.id):
+        return None  # ids are hex: anything else could smuggle a path in
     folder = index.directory / THUMBNAIL_DIR
-    target = folder / f"{hit.id}.jpg"  # ids are hex: no path can be smuggled in
-    if target.is_file():
+    target = folder / f"{hit.id}.jpg"
+    if _is_plain(folder, stat.S_ISDIR) and _is_plain(target, stat.S_ISREG):
         return target
     try:
-        image = _preview(index, hit)
+        jpeg = reopener.thumbnail(hit.metadata)
+    except StaleSourceError:
+        return None
     except (InputError, OSError, KeyError, ValueError) as exc:
         logger.info("no thumbnail for %s: %s", hit.id, exc)
         return None
-    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.tmp")
-    image.convert("RGB").save(partial, "JPEG", quality=85)
-    os.replace(partial, target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not _is_plain(folder, stat.S_ISDIR):
+            return None
+        partial = folder / f"{hit.id}.{os.getpid()}.tmp"
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with open(descriptor, "wb") as handle:
+            handle.write(jpeg)
+        os.replace(partial, target)  # replaces a link itself, never what it points at
+    except OSError as exc:  # a read-only index: the result goes without a thumbnail
+        logger.info("no thumbnail for %s: %s", hit.id, exc)
+        return None
     return target
 
 
-def _preview(index: MultimodalIndex, hit: Hit) -> PILImage.Image:
-    from PIL import Image
-
-    from qwen3_vl_rag.media.video import read_frames
-
-    meta = hit.metadata
-    if meta.get("kind") in ("page", "image"):
-        return _rebuild(index, hit).load_image()
-    fps = float(meta.get("native_fps", 0) or 0)
-    start = float(meta.get("start_seconds", 0.0) or 0.0)
-    frame = int(start * fps) if fps else 0
-    array = read_frames(Path(str(meta["source"])), [frame])
-    return Image.fromarray(array[0])
+def _is_plain(path: Path, kind: Callable[[int], bool]) -> bool:
+    """``path`` exists, is not a symbolic link, and is of ``kind`` (``stat.S_ISDIR``...)."""
+    try:
+        return kind(path.lstat().st_mode)
+    except OSError:
+        return False
