@@ -304,7 +304,7 @@ def _print_results(query: str | None, image: Path | None, results: Sequence[Any]
             f"{result.kind:5}  {where}"
         )
         if result.stale:
-            print(f"{'':34}stale: {result.stale} (not read)")
+            emit(f"{'':34}stale: {result.stale} (not read)")
         if result.text:
             snippet = " ".join(result.text.split())[:110]
             emit(textwrap.indent(snippet, " " * 34))
