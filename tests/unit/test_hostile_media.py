@@ -24,7 +24,6 @@ from qwen3_vl_rag.errors import (
     VideoDecodeError,
 )
 from qwen3_vl_rag.media import LoadOptions, MediaBudget, WorkerPool, load_video, scan_folder
-from qwen3_vl_rag.media.files import open_checked
 from qwen3_vl_rag.media.folders import FolderScan
 from qwen3_vl_rag.media.images import load_image
 from qwen3_vl_rag.media.video import probe
@@ -183,12 +182,34 @@ def test_a_file_swapped_for_a_fifo_after_the_walk_is_skipped(tmp_path: Path) -> 
 
 
 def test_open_checked_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    from qwen3_vl_rag.media.files import open_checked
+
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     started = time.monotonic()
     with pytest.raises(InputError, match="not a regular file"):
         open_checked(fifo, max_bytes=1000, label="pipe.png")
     assert time.monotonic() - started < 5
+
+
+SNIFF_FIFO = """
+import json, os
+from pathlib import Path
+from qwen3_vl_rag.media.sniff import sniff_file
+fifo = Path({path!r})
+os.mkfifo(fifo)
+try:
+    sniff_file(fifo)
+    print(json.dumps(None))
+except OSError as exc:
+    print(json.dumps(exc.strerror))
+"""
+
+
+def test_sniffing_a_fifo_raises_instead_of_waiting(tmp_path: Path) -> None:
+    done = run_bounded(SNIFF_FIFO.format(path=str(tmp_path / "pipe.png")), seconds=30)
+    assert not done.timed_out, "sniffing waited on the FIFO"
+    assert done.json() == "not a regular file"
 
 
 # -- item 9: a swap between the walk's checks and the open is caught -------------------------------
