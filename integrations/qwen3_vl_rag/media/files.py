@@ -206,7 +206,8 @@ def open_checked(
             )
             if not same:
                 raise error(
-                    "the file changed since it was read (rewritten, or replaced by another); not read.",
+                    "the file changed since it was read (rewritten, or replaced by another); "
+                    "not read.",
                     source=label,
                     stage="open",
                     hint="Run again once the folder has stopped changing.",

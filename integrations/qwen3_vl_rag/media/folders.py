@@ -334,14 +334,18 @@ class FolderScan:
 
     def _load(self, path: Path, opened: OpenedFile | None) -> Iterator[MediaItem]:
         label = display_path(path)
+        own = opened is None
+        opened = opened or self.open_file(path)
         if opened is None:
-            opened = self.open_file(path)
-            if opened is None:
-                return
-            with opened:
-                head = opened.head(HEAD_BYTES)
-        else:
+            return
+        try:
             head = opened.head(HEAD_BYTES)
+        except OSError as exc:
+            self._skip(path, f"cannot be read ({exc.strerror or exc})", stage="sniff")
+            return
+        finally:
+            if own:
+                opened.close()  # the loaders reopen it only as this same file
         identity = opened.identity
         sniffed = sniff_bytes(head)
         if not sniffed.known:
