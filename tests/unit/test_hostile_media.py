@@ -66,8 +66,9 @@ def many_page_tiff(path: Path, pages: int) -> Path:
     entry_count, first = 8, 16
     ifd_size = 2 + entry_count * 12 + 4
     out = bytearray(b"II*\x00" + struct.pack("<I", first) + b"\x80" + bytes(7))
-    tags = ((256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8))
-    tags += ((278, 3, 1), (279, 4, 1))
+    # width, height, bits, no compression, black is zero, strip offset, rows per strip, strip size
+    tags = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8)]
+    tags += [(278, 3, 1), (279, 4, 1)]
     for page in range(pages):
         following = first + (page + 1) * ifd_size if page + 1 < pages else 0
         out += struct.pack("<H", entry_count)
