@@ -6,7 +6,6 @@ exact: items per file, vectors computed per run, vectors in the store, ids remov
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -175,15 +174,17 @@ def embed_calls(embedder: Qwen3VLEmbedder) -> Iterator[list[int]]:
 
 @pytest.fixture
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files whose bytes the indexer hashed."""
-    ingest_module = importlib.import_module("qwen3_vl_rag.index.ingest")
+    """The files whose bytes the indexer hashed (from the handle it opened them with, once)."""
+    from qwen3_vl_rag.media.files import OpenedFile
+
     calls: list[str] = []
+    original = OpenedFile.sha256
 
-    def counting(path: Path) -> str:
-        calls.append(Path(path).name)
-        return content_hash(path)
+    def counting(self: OpenedFile) -> str:
+        calls.append(self.path.name)
+        return original(self)
 
-    monkeypatch.setattr(ingest_module, "content_hash", counting)
+    monkeypatch.setattr(OpenedFile, "sha256", counting)
     return calls
 
 

@@ -41,7 +41,9 @@ from qwen3_vl_rag.errors import (
     UnsupportedInputError,
     VideoDecodeError,
 )
+from qwen3_vl_rag.image_limits import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, check_image_size
 from qwen3_vl_rag.inputs import LazyImage, Video
+from qwen3_vl_rag.media.files import open_checked
 from qwen3_vl_rag.media.video import IN_PROCESS, FrameReader, VideoHeader
 
 if TYPE_CHECKING:
@@ -68,7 +70,6 @@ FRAME_FACTOR = 2
 FPS_MIN_FRAMES = 4
 FPS_MAX_FRAMES = 768
 FRAME_LIST_SAMPLE_FPS = 2.0
-MAX_ASPECT_RATIO = 200
 
 
 @dataclass(frozen=True)
@@ -236,13 +237,7 @@ def open_image(source: object) -> PILImage.Image:
         if isinstance(source, str) and source.startswith("data:"):
             return Image.open(io.BytesIO(_decode_data_uri(source)))
         if isinstance(source, (str, os.PathLike)):
-            path = _local_path(source)
-            if not path.is_file():
-                raise ImageDecodeError(
-                    "no such image file." if not path.exists() else "not a regular file.",
-                    source=describe_source(source),
-                )
-            return Image.open(path)
+            return _open_image_file(_local_path(source), describe_source(source))
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -257,6 +252,41 @@ def open_image(source: object) -> PILImage.Image:
         f"unsupported image type {type(source).__name__}.",
         hint="Pass a PIL image, a path, bytes, a data: URI or an HxWx3 uint8 array.",
     )
+
+
+def _open_image_file(path: Path, label: str) -> PILImage.Image:
+    """Open an image file lazily, checked on the open handle (a FIFO is never waited on).
+
+    On Linux, Pillow reads the very file that was checked (through ``/proc/self/fd``), so
+    nothing can be swapped in between the check and the reading.
+    """
+    from PIL import Image
+
+    if not os.path.lexists(path):
+        raise ImageDecodeError("no such image file.", source=label)
+    with open_checked(path, max_bytes=2**63, label=label, error=ImageDecodeError) as opened:
+        return Image.open(opened.name_for_libraries())
+
+
+def _refuse_oversized(image: PILImage.Image, source: object) -> None:
+    """The pixel budget every entry point applies (``media.load`` too), from the header.
+
+    Files, bytes and ``data:`` URIs are refused before their pixels are decoded; images and
+    arrays given in memory were decoded by their caller already.
+
+    Raises:
+        InputTooLargeError: Over :data:`~qwen3_vl_rag.image_limits.MAX_IMAGE_PIXELS`.
+        UnsupportedInputError: An aspect ratio the model cannot take.
+    """
+    if isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        width, height = image.size
+        try:
+            check_image_size(
+                width, height, max_pixels=MAX_IMAGE_PIXELS, source=describe_source(source)
+            )
+        except InputError:
+            image.close()
+            raise
 
 
 def _array_to_image(array: Any) -> PILImage.Image:
@@ -293,6 +323,7 @@ def decode_image(source: object) -> PILImage.Image:
     if isinstance(source, LazyImage):
         return _load_lazy(source)
     image = open_image(source)
+    _refuse_oversized(image, source)
     try:
         image.load()
         return to_rgb(image)
@@ -352,6 +383,8 @@ def plan_image(
     else:
         image = open_image(source)
         width, height = image.size
+        if width >= 1 and height >= 1:
+            _refuse_oversized(image, source)
         if image is not source and hasattr(image, "close"):
             image.close()
     if width < 1 or height < 1:

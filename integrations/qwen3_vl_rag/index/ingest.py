@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from qwen3_vl_rag.errors import InputError
-from qwen3_vl_rag.index.ids import content_hash, item_id, item_locator
+from qwen3_vl_rag.index.ids import item_id, item_locator
 from qwen3_vl_rag.index.manifest import ItemRow
 from qwen3_vl_rag.index.reopen import record_roots
 from qwen3_vl_rag.index.store import check_vectors
@@ -131,42 +131,45 @@ class _Run:
     def file(self, scan: FolderScan, path: Path) -> None:
         manifest = self.index.manifest
         label = display_path(path)
-        try:
-            info = path.stat()
+        # opened once, checked on the handle (regular, the file the walk saw, inside the folder,
+        # within the byte budget) before anything is hashed; hashed and read from that handle
+        opened = scan.open_file(path)
+        if opened is None:
+            self._not_loaded(label, scan.report.files[-1] if scan.report.files else None)
+            return
+        with opened:
+            identity = opened.identity
             row = manifest.source(label)
             if (
                 row
                 and row.status == "indexed"
-                and (row.size, row.mtime_ns)
-                == (
-                    info.st_size,
-                    info.st_mtime_ns,
-                )
+                and (row.size, row.mtime_ns) == (identity.size, identity.mtime_ns)
             ):
                 self._unchanged(label, row.items)
                 return
             checked_at = time.time_ns()
-            digest = content_hash(path)
-        except OSError as exc:
-            self.report.files.append(
-                FileOutcome(label, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
-            )
-            return
-        # a write after the hash, within the same timestamp tick, would keep this mtime: an mtime
-        # that recent is not trusted, so the next run hashes the file again (as git does)
-        mtime_ns = info.st_mtime_ns if checked_at - info.st_mtime_ns > _RACY_NS else None
-        if row and row.status == "indexed" and row.content_hash == digest:
-            manifest.touch_source(label, info.st_size, mtime_ns)
-            self._unchanged(label, row.items)
-            return
-        items = list(scan.load_file(path))
+            try:
+                digest = opened.sha256()
+            except OSError as exc:
+                self.report.files.append(
+                    FileOutcome(label, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
+                )
+                return
+            # a write after the hash, within the same timestamp tick, would keep this mtime: an
+            # mtime that recent is not trusted, so the next run hashes the file again (as git does)
+            mtime_ns = identity.mtime_ns if checked_at - identity.mtime_ns > _RACY_NS else None
+            if row and row.status == "indexed" and row.content_hash == digest:
+                manifest.touch_source(label, identity.size, mtime_ns)
+                self._unchanged(label, row.items)
+                return
+            items = list(scan.load_file(path, opened))
         scanned = scan.report.files[-1] if scan.report.files else None
         if scanned is None or scanned.path != label or scanned.status != "indexed":
             self._not_loaded(label, scanned)
             return
         outcome = FileOutcome(label, "indexed", warnings=list(scanned.warnings))
         self.report.files.append(outcome)
-        current = _File(label, digest, info.st_size, mtime_ns, outcome)
+        current = _File(label, digest, identity.size, mtime_ns, outcome)
         signature = self.index.signature_hash
         entries = [
             _Entry(current, item_id(signature, digest, item_locator(item)), item) for item in items

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen3_vl_rag.errors import ConfigurationError
+from qwen3_vl_rag.image_limits import MAX_IMAGE_PIXELS
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine.vision import VisionSettings
@@ -33,14 +34,17 @@ class MediaBudget:
         factor: Side multiple the model needs (patch 16 x merge 2 for Qwen3-VL).
         max_dpi: Upper bound on a page's rendering resolution, for small pages.
         max_image_pixels: Largest image (after JPEG draft reduction) that is decoded at all;
-            bigger ones are refused from their header, before any pixel is decoded.
+            bigger ones are refused from their header, before any pixel is decoded. The default
+            is :data:`~qwen3_vl_rag.image_limits.MAX_IMAGE_PIXELS`, the limit the engine applies
+            to image files, bytes and ``data:`` URIs it is given directly.
         max_pages: Pages read per PDF; the rest are left out and reported.
         max_frames: Frames sampled per video or clip.
         max_clips: Clips cut per video in segments mode.
         max_bytes: Largest file read, and largest remote download.
         max_text_chars: Longest page text kept (for citations; not used for retrieval).
-        timeout: Seconds one decoding step may take (open a PDF, render a page, read a video's
-            header, decode a clip's frames) before its worker is stopped.
+        timeout: Seconds one decoding step may take (open a PDF, render a page, parse an
+            image's header, decode an image, read a video's header, decode a clip's frames)
+            before its worker is stopped.
         worker_memory: Address-space limit of a decoding worker process, in bytes (Linux).
 
     Example:
@@ -54,7 +58,7 @@ class MediaBudget:
     min_pixels: int = 4 * 32 * 32
     factor: int = 32
     max_dpi: float = 144.0
-    max_image_pixels: int = 64_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     max_pages: int = 2000
     max_frames: int = 64
     max_clips: int = 2000

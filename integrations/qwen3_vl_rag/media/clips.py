@@ -17,18 +17,11 @@ from pathlib import Path
 from qwen3_vl_rag.errors import ConfigurationError, VideoDecodeError
 from qwen3_vl_rag.inputs import Video
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import checked_file, display_path
+from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked
 from qwen3_vl_rag.media.isolation import IN_PROCESS, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
-from qwen3_vl_rag.media.video import (
-    IN_PROCESS as IN_PROCESS_READER,
-)
-from qwen3_vl_rag.media.video import (
-    FrameReader,
-    IsolatedReader,
-    VideoHeader,
-    _KnownHeader,
-)
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
+from qwen3_vl_rag.media.video import CheckedFileReader, FrameReader, VideoHeader, probe
 
 __all__ = ["VideoDocument", "load_video"]
 
@@ -105,15 +98,23 @@ def _frame_times(video: Video) -> tuple[float, ...]:
     return tuple(round(index / plan.fps, 3) for index in plan.frame_indices)
 
 
-def _segments(duration: float, frame_seconds: float, length: float) -> list[tuple[float, float]]:
-    """Consecutive clips of ``length`` seconds; a tail too short to sample joins the last clip."""
+def _segments(
+    duration: float, frame_seconds: float, length: float, limit: int
+) -> tuple[list[tuple[float, float]], int]:
+    """The first ``limit`` consecutive clips of ``length`` seconds, and how many there are.
+
+    A tail too short to sample joins the last clip. Only the clips kept are built: a header
+    that claims billions of frames costs nothing more than an honest one.
+    """
     count = max(1, math.ceil(duration / length))
-    clips = [(i * length, min((i + 1) * length, duration)) for i in range(count)]
     too_short = max(0.5, 4 * frame_seconds)  # fewer than 4 frames cannot be sampled properly
-    if len(clips) > 1 and clips[-1][1] - clips[-1][0] < too_short:
-        clips[-2] = (clips[-2][0], duration)
-        clips.pop()
-    return clips
+    if count > 1 and duration - (count - 1) * length < too_short:
+        count -= 1  # the short tail joins the clip before it
+    kept = min(count, limit)
+    clips = [(i * length, min((i + 1) * length, duration)) for i in range(kept)]
+    if kept == count:
+        clips[-1] = (clips[-1][0], duration)
+    return clips, count
 
 
 def load_video(
@@ -124,6 +125,7 @@ def load_video(
     segment_seconds: float | None = None,
     budget: MediaBudget | None = None,
     runner: DecodeRunner | None = None,
+    identity: FileIdentity | None = None,
 ) -> VideoDocument:
     """A video file as one item, or as clips of ``segment_seconds`` each.
 
@@ -135,6 +137,9 @@ def load_video(
         budget: Frame, clip, byte and time limits (default: :class:`MediaBudget`).
         runner: Where FFmpeg runs; pass a :class:`~qwen3_vl_rag.media.isolation.WorkerPool`
             for untrusted files (default: this process).
+        identity: The file as a scan checked it (see
+            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here. Every
+            later read of the file refuses anything but that file.
 
     Raises:
         VideoDecodeError: A corrupt container, no video stream, or no frames.
@@ -148,11 +153,13 @@ def load_video(
     runner = runner or IN_PROCESS
     path = Path(path)
     label = display_path(path)
-    checked_file(path, budget.max_bytes, label, VideoDecodeError)
-    base: FrameReader = (
-        IN_PROCESS_READER if runner is IN_PROCESS else IsolatedReader(runner, budget.timeout)
+    with open_checked(
+        path, max_bytes=budget.max_bytes, label=label, error=VideoDecodeError, expected=identity
+    ) as opened:
+        identity, head = opened.identity, opened.head(HEAD_BYTES)
+    header: VideoHeader = runner.run(
+        probe, path, label, identity, label=label, stage="probe", timeout=budget.timeout
     )
-    header = base.probe(path, label)
     fps = fps or DEFAULT_FPS
     frames = min(max_frames or budget.max_frames, budget.max_frames)
     warnings = []
@@ -162,14 +169,12 @@ def load_video(
         if not segment_seconds > 0:
             msg = f"segment_seconds must be positive, got {segment_seconds!r}."
             raise ConfigurationError(msg)
-        clips = _segments(header.duration, 1.0 / header.fps, float(segment_seconds))
-        if len(clips) > budget.max_clips:
-            warnings.append(
-                f"only the first {budget.max_clips} of {len(clips)} clips were kept (max_clips)"
-            )
-            clips = clips[: budget.max_clips]
-    from qwen3_vl_rag.media.sniff import sniff_file
-
+        clips, count = _segments(
+            header.duration, 1.0 / header.fps, float(segment_seconds), budget.max_clips
+        )
+        if count > len(clips):
+            warnings.append(f"only the first {len(clips)} of {count} clips were kept (max_clips)")
+    reader: FrameReader = CheckedFileReader(runner, budget.timeout, path, identity, header)
     return VideoDocument(
         path=path,
         source=label,
@@ -177,7 +182,7 @@ def load_video(
         fps=fps,
         max_frames=frames,
         clips=clips,
-        reader=_KnownHeader(base, path, header),
-        file_type=sniff_file(path).format or "video",
+        reader=reader,
+        file_type=sniff_bytes(head).format or "video",
         warnings=warnings,
     )

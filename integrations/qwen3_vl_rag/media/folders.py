@@ -5,6 +5,12 @@ once), links leading outside the folder are not followed, FIFOs, devices and soc
 opened, empty and oversized files are skipped, and file names that are not valid UTF-8 are kept
 (and shown with ``\xNN`` escapes). Files are recognised by their bytes, not their names.
 
+What the walk checked is what is read: each file is opened once, without blocking, and the open
+handle must be the regular file the walk saw (same device and inode) and really lie inside the
+folder, so a file swapped for a FIFO or a link to somewhere else between the walk and the
+reading is reported as skipped, never read. Later reads (a worker rendering a page) reopen it
+only if it is still that file (:func:`~qwen3_vl_rag.media.files.verified_open`).
+
 Items stream lazily: one file is open at a time, and pages are rendered only when used, so
 memory does not grow with the size of the folder. PDFs and videos are read in worker processes
 (:class:`~qwen3_vl_rag.media.isolation.WorkerPool`), so a file that hangs or crashes its decoder
@@ -24,12 +30,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from qwen3_vl_rag.errors import InputError
-from qwen3_vl_rag.media.files import display_path
+from qwen3_vl_rag.errors import InputError, InputTooLargeError
+from qwen3_vl_rag.media.files import OpenedFile, display_path, open_checked
 from qwen3_vl_rag.media.isolation import WorkerPool
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import LoadOptions, load_path
-from qwen3_vl_rag.media.sniff import MediaKind, sniff_file
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, MediaKind, sniff_bytes
 
 __all__ = ["FileReport", "FolderScan", "ScanReport", "scan_folder"]
 
@@ -140,6 +146,9 @@ class FolderScan:
             options = replace(options, runner=self._pool)
         self.options = options
         self.report = ScanReport(display_path(self.root))
+        # what the walk checked about each file it yields: its stat, and whether it was a link
+        self._checked: dict[Path, tuple[os.stat_result, bool]] = {}
+        self._real_root: str | None = None
 
     def __enter__(self) -> FolderScan:
         return self
@@ -163,9 +172,46 @@ class FolderScan:
         """
         return self._walk()
 
-    def load_file(self, path: Path) -> Iterator[MediaItem]:
-        """One found file's items; its outcome goes to the report."""
-        return self._load(path)
+    def load_file(self, path: Path, opened: OpenedFile | None = None) -> Iterator[MediaItem]:
+        """One found file's items; its outcome goes to the report.
+
+        Args:
+            path: A file from :meth:`files`.
+            opened: The file as :meth:`open_file` opened it (default: opened here).
+        """
+        return self._load(path, opened)
+
+    def open_file(self, path: Path) -> OpenedFile | None:
+        """Open a found file once, checked on its handle; ``None`` once reported as skipped.
+
+        The handle must be a regular file (a FIFO swapped in is never waited on), the very file
+        the walk checked (same device and inode), inside the folder (a link swapped in between
+        the walk and now is caught), non-empty and within the byte budget. Read what you need
+        (e.g. a content hash) from it, then pass it to :meth:`load_file`; close it when done.
+        """
+        label = display_path(path)
+        checked, was_link = self._checked.pop(path, (None, True))
+        budget = self.options.budget
+        try:
+            opened = open_checked(
+                path,
+                max_bytes=budget.max_bytes,
+                label=label,
+                expected=checked,
+                root=self._real_root,
+                follow_symlinks=was_link,
+            )
+        except InputTooLargeError as err:
+            self._skip(path, f"too large: {err.reason.rstrip('.')}", stage="open")
+            return None
+        except InputError as err:
+            self._skip(path, err.reason.rstrip("."), stage="open")
+            return None
+        if opened.size == 0:
+            opened.close()
+            self._skip(path, "empty file")
+            return None
+        return opened
 
     # -- the walk ----------------------------------------------------------------------------------
 
@@ -185,12 +231,14 @@ class FolderScan:
             self._skip(root, "inside a folder excluded from the scan (such as the index itself)")
             return
         if stat.S_ISREG(info.st_mode):
+            self._checked[root] = (info, True)  # a file named by the caller: links are followed
             yield root
             return
         if not stat.S_ISDIR(info.st_mode):
             self._skip(root, "not a regular file or folder")
             return
         real_root = os.path.realpath(root)
+        self._real_root = real_root
         visited = {(info.st_dev, info.st_ino)}
         seen_files: set[str] = set()
         # Real entries first, links afterwards: a link then only ever counts as a second path to
@@ -259,6 +307,7 @@ class FolderScan:
             self._skip(path, "same file as one already scanned (through a link)")
             return
         seen_files.add(real)
+        self._checked[path] = (info, entry.is_symlink())
         yield path
 
     def _resolve(
@@ -294,25 +343,22 @@ class FolderScan:
 
     # -- one file ----------------------------------------------------------------------------------
 
-    def _load(self, path: Path) -> Iterator[MediaItem]:
+    def _load(self, path: Path, opened: OpenedFile | None) -> Iterator[MediaItem]:
         label = display_path(path)
-        budget = self.options.budget
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            self._skip(path, f"cannot be read ({exc.strerror or exc})")
-            return
-        if size == 0:
-            self._skip(path, "empty file")
-            return
-        if size > budget.max_bytes:
-            self._skip(path, f"too large: {size} bytes, over the budget of {budget.max_bytes}")
+        own = opened is None
+        opened = opened or self.open_file(path)
+        if opened is None:
             return
         try:
-            sniffed = sniff_file(path)
+            head = opened.head(HEAD_BYTES)
         except OSError as exc:
             self._skip(path, f"cannot be read ({exc.strerror or exc})", stage="sniff")
             return
+        finally:
+            if own:
+                opened.close()  # the loaders reopen it only as this same file
+        identity = opened.identity
+        sniffed = sniff_bytes(head)
         if not sniffed.known:
             self._skip(path, "not a PDF, image or video (by content)", stage="sniff")
             return
@@ -329,13 +375,15 @@ class FolderScan:
             )
         self.report.files.append(report)
         try:
-            document = load_path(path, self.options, sniffed=sniffed, source=label)
+            document = load_path(
+                path, self.options, sniffed=sniffed, source=label, identity=identity
+            )
             report.warnings.extend(document.warnings)
             for item in document:
                 report.items += 1
                 yield item
         except InputError as err:
-            self._fail(report, err.reason, err.stage, type(err).__name__)
+            self._fail(report, err.reason, err.stage or "load", type(err).__name__)
         except Exception as exc:
             logger.warning("unexpected error while reading %s", label, exc_info=True)
             self._fail(report, f"{type(exc).__name__}: {exc}", "load", type(exc).__name__)

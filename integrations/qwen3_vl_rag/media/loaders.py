@@ -14,13 +14,13 @@ from typing import Protocol
 from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.clips import VideoDocument, load_video
-from qwen3_vl_rag.media.files import checked_file, display_path
+from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked
 from qwen3_vl_rag.media.images import FramesMode, load_image
 from qwen3_vl_rag.media.isolation import DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.pdf import PdfDocument, load_pdf
 from qwen3_vl_rag.media.remote import RemotePolicy, fetch
-from qwen3_vl_rag.media.sniff import MediaKind, Sniffed, sniff_bytes, sniff_file
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, MediaKind, Sniffed, sniff_bytes
 
 __all__ = ["LoadOptions", "MediaDocument", "load", "load_path", "load_url"]
 
@@ -57,7 +57,8 @@ class LoadOptions:
 
     Args:
         budget: Pixel, page, frame, byte and time limits.
-        runner: Where PyMuPDF and FFmpeg run (a worker pool contains hangs and crashes).
+        runner: Where PyMuPDF, FFmpeg and Pillow run (a worker pool contains hangs and
+            crashes, and bounds each step's time and memory).
         password: Password for encrypted PDFs.
         pages: 0-based PDF pages to keep (default: all, up to the budget).
         frames: Animated images: ``"first"`` frame, or their frames as a ``"video"``.
@@ -80,8 +81,18 @@ def load_path(
     *,
     sniffed: Sniffed | None = None,
     source: str | None = None,
+    identity: FileIdentity | None = None,
 ) -> MediaDocument:
     """Load a local file by what its bytes say it is (its name does not matter).
+
+    Args:
+        path: The file.
+        options: See :class:`LoadOptions`.
+        sniffed: What the file's first bytes say (default: read here).
+        source: How to name it in metadata and errors (default: the path).
+        identity: The file as a scan checked it
+            (:func:`~qwen3_vl_rag.media.files.open_checked`); every read of it, here or in a
+            worker, refuses anything else found at ``path`` (default: checked here).
 
     Raises:
         UnsupportedInputError: Not a PDF, an image or a video we can read.
@@ -90,13 +101,21 @@ def load_path(
     options = options or LoadOptions()
     path = Path(path)
     label = source or display_path(path)
-    checked_file(path, options.budget.max_bytes, label)
-    sniffed = sniffed or sniff_file(path)
-    return _dispatch(path, sniffed.kind, label, options)
+    if identity is None or sniffed is None:
+        with open_checked(
+            path, max_bytes=options.budget.max_bytes, label=label, expected=identity
+        ) as opened:
+            identity = opened.identity
+            sniffed = sniffed or sniff_bytes(opened.head(HEAD_BYTES))
+    return _dispatch(path, sniffed.kind, label, options, identity)
 
 
 def _dispatch(
-    path: Path, kind: MediaKind | None, label: str, options: LoadOptions
+    path: Path,
+    kind: MediaKind | None,
+    label: str,
+    options: LoadOptions,
+    identity: FileIdentity | None = None,
 ) -> PdfDocument | ImageDocument | VideoDocument:
     if kind == "pdf":
         document = load_pdf(
@@ -105,13 +124,20 @@ def _dispatch(
             password=options.password,
             budget=options.budget,
             runner=options.runner,
+            identity=identity,
         )
         document.source = label
         return document
     if kind == "image":
-        return ImageDocument(
-            label, load_image(path, budget=options.budget, frames=options.frames, source=label)
+        image = load_image(
+            path,
+            budget=options.budget,
+            frames=options.frames,
+            source=label,
+            runner=options.runner,
+            identity=identity,
         )
+        return ImageDocument(label, image)
     if kind == "video":
         video = load_video(
             path,
@@ -119,6 +145,7 @@ def _dispatch(
             segment_seconds=options.segment_seconds,
             budget=options.budget,
             runner=options.runner,
+            identity=identity,
         )
         video.source = label
         return video
@@ -148,9 +175,14 @@ def load_url(
     fetched = fetch(url, policy)
     sniffed = sniff_bytes(fetched.data[:1024])
     if sniffed.kind == "image":
-        return ImageDocument(
-            url, load_image(fetched.data, budget=options.budget, frames=options.frames, source=url)
+        image = load_image(
+            fetched.data,
+            budget=options.budget,
+            frames=options.frames,
+            source=url,
+            runner=options.runner,
         )
+        return ImageDocument(url, image)
     if sniffed.kind is None:
         raise UnsupportedInputError(
             f"the URL returned {fetched.content_type or 'unknown content'}, not a PDF, an "

@@ -30,10 +30,10 @@ from qwen3_vl_rag.engine.vision import smart_resize
 from qwen3_vl_rag.errors import EncryptedPdfError, InputError, MissingDependencyError, PdfError
 from qwen3_vl_rag.inputs import LazyImage
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import checked_file, display_path
+from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked, verified_open
 from qwen3_vl_rag.media.isolation import IN_PROCESS, WORKER_ENV, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
-from qwen3_vl_rag.media.sniff import sniff_file
+from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
 __all__ = ["PdfDocument", "load_pdf"]
 
@@ -73,26 +73,22 @@ def _serialized(step: Callable[..., T]) -> Callable[..., T]:
     return run
 
 
-_OPEN_DOCUMENTS: dict[tuple[str, float, str | None], Any] = {}
+_OPEN_DOCUMENTS: dict[tuple[FileIdentity | None, str, str | None], Any] = {}
 
 
-def _open(path: str, password: str | None, label: str) -> Any:
-    """Open (and unlock) a PDF; keep a few open per process, keyed by path and mtime."""
+def _open(path: str, identity: FileIdentity | None, password: str | None, label: str) -> Any:
+    """Open (and unlock) a PDF; keep a few open per process, keyed by the file's identity.
+
+    The file is reopened only if it is still the one that was checked (a FIFO or another file
+    swapped in is refused, never read).
+    """
     pymupdf = _pymupdf()
-    key = (path, os.stat(path).st_mtime, password)
+    key = (identity, path if identity is None else "", password)
     document = _OPEN_DOCUMENTS.get(key)
     if document is not None:
         return document
-    try:
-        document = pymupdf.open(path, filetype="pdf")
-    except Exception as exc:
-        message = str(exc) or type(exc).__name__
-        reason = (
-            "the file is empty."
-            if "empty" in message.lower()
-            else (f"not a readable PDF ({type(exc).__name__}: {message}).")
-        )
-        raise PdfError(reason, source=label, stage="open") from exc
+    with verified_open(path, identity, label=label, error=PdfError) as opened:
+        document = _open_document(pymupdf, opened.name_for_libraries(), label)
     if not document.is_pdf:
         document.close()
         raise PdfError("the file is not a PDF.", source=label, stage="open")
@@ -114,10 +110,25 @@ def _open(path: str, password: str | None, label: str) -> Any:
     return document
 
 
+def _open_document(pymupdf: Any, name: str, label: str) -> Any:
+    try:
+        return pymupdf.open(name, filetype="pdf")
+    except Exception as exc:
+        message = str(exc) or type(exc).__name__
+        reason = (
+            "the file is empty."
+            if "empty" in message.lower()
+            else (f"not a readable PDF ({type(exc).__name__}: {message}).")
+        )
+        raise PdfError(reason, source=label, stage="open") from exc
+
+
 @_serialized
-def _describe_document(path: str, password: str | None, label: str) -> dict[str, Any]:
+def _describe_document(
+    path: str, identity: FileIdentity | None, password: str | None, label: str
+) -> dict[str, Any]:
     """Page count, repair flag and document metadata."""
-    document = _open(path, password, label)
+    document = _open(path, identity, password, label)
     try:
         count = document.page_count
     except Exception as exc:
@@ -151,10 +162,15 @@ def _render_size(width_pt: float, height_pt: float, budget: MediaBudget) -> tupl
 
 @_serialized
 def _describe_pages(
-    path: str, password: str | None, label: str, indices: Sequence[int], budget: MediaBudget
+    path: str,
+    identity: FileIdentity | None,
+    password: str | None,
+    label: str,
+    indices: Sequence[int],
+    budget: MediaBudget,
 ) -> list[dict[str, Any]]:
     """Label, size, render size and text of some pages."""
-    document = _open(path, password, label)
+    document = _open(path, identity, password, label)
     pages = []
     for index in indices:
         try:
@@ -184,11 +200,17 @@ def _describe_pages(
 
 @_serialized
 def _render_page(
-    path: str, password: str | None, label: str, index: int, width: int, height: int
+    path: str,
+    identity: FileIdentity | None,
+    password: str | None,
+    label: str,
+    index: int,
+    width: int,
+    height: int,
 ) -> bytes:
     """The page as raw RGB bytes of exactly ``width x height``."""
     pymupdf = _pymupdf()
-    document = _open(path, password, label)
+    document = _open(path, identity, password, label)
     try:
         page = document[index]
         rect = page.rect
@@ -240,6 +262,7 @@ class PdfDocument:
     runner: DecodeRunner
     password: str | None = field(default=None, repr=False)
     warnings: list[str] = field(default_factory=list)
+    identity: FileIdentity | None = None
 
     def __iter__(self) -> Iterator[MediaItem]:
         for start in range(0, len(self.pages), _PAGE_INFO_CHUNK):
@@ -247,6 +270,7 @@ class PdfDocument:
             for page in self.runner.run(
                 _describe_pages,
                 str(self.path),
+                self.identity,
                 self.password,
                 self.source,
                 chunk,
@@ -301,6 +325,7 @@ class _PageRenderer:
         samples = document.runner.run(
             _render_page,
             str(document.path),
+            document.identity,
             document.password,
             document.source,
             self.index,
@@ -320,6 +345,7 @@ def load_pdf(
     password: str | None = None,
     budget: MediaBudget | None = None,
     runner: DecodeRunner | None = None,
+    identity: FileIdentity | None = None,
 ) -> PdfDocument:
     """Open a PDF and describe its pages as items (rendered on demand).
 
@@ -330,6 +356,9 @@ def load_pdf(
         budget: Pixel, page, byte and time limits (default: :class:`MediaBudget`).
         runner: Where PyMuPDF runs; pass a :class:`~qwen3_vl_rag.media.isolation.WorkerPool`
             for untrusted files (default: this process).
+        identity: The file as a scan checked it (see
+            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here. Every
+            later read of the file (in a worker too) refuses anything but that file.
 
     Raises:
         PdfError: Not a PDF (whatever its name), empty, unreadable, or with no pages.
@@ -346,16 +375,20 @@ def load_pdf(
     runner = runner or IN_PROCESS
     path = Path(path)
     label = display_path(path)
-    size = checked_file(path, budget.max_bytes, label, PdfError)
-    if size == 0:
+    with open_checked(
+        path, max_bytes=budget.max_bytes, label=label, error=PdfError, expected=identity
+    ) as opened:
+        identity, head = opened.identity, opened.head(HEAD_BYTES)
+    if identity.size == 0:
         raise PdfError("the file is empty.", source=label, stage="open")
-    sniffed = sniff_file(path)
+    sniffed = sniff_bytes(head)
     if sniffed.kind != "pdf":
         found = f"it looks like {sniffed.format.upper()}" if sniffed.format else "unknown content"
         raise PdfError(f"the file is not a PDF ({found}).", source=label, stage="open")
     described = runner.run(
         _describe_document,
         str(path),
+        identity,
         password,
         label,
         label=label,
@@ -392,4 +425,5 @@ def load_pdf(
         runner=runner,
         password=password,
         warnings=warnings,
+        identity=identity,
     )

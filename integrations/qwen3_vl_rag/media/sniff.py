@@ -6,6 +6,9 @@ happily render it as HTML). Only the formats we decode are recognised.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -105,6 +108,15 @@ def sniff_bytes(head: bytes) -> Sniffed:
 
 
 def sniff_file(path: Path) -> Sniffed:
-    """Sniff the first :data:`HEAD_BYTES` of a regular file."""
-    with path.open("rb") as handle:
-        return sniff_bytes(handle.read(HEAD_BYTES))
+    """Sniff the first :data:`HEAD_BYTES` of a regular file.
+
+    The file is opened without blocking and checked on the handle: a FIFO or a device (even
+    one swapped in for a file just checked) raises :class:`OSError` instead of being waited on.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        return sniff_bytes(os.pread(fd, HEAD_BYTES, 0))
+    finally:
+        os.close(fd)

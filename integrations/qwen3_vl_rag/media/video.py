@@ -9,6 +9,7 @@ kept) and raise :class:`~qwen3_vl_rag.errors.VideoDecodeError`, never a raw PyAV
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,8 +20,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from qwen3_vl_rag.errors import VideoDecodeError
+from qwen3_vl_rag.media.files import FileIdentity, OpenedFile, open_checked
 
-__all__ = ["IN_PROCESS", "FrameReader", "InProcessReader", "VideoHeader", "probe", "read_frames"]
+__all__ = [
+    "IN_PROCESS",
+    "CheckedFileReader",
+    "FrameReader",
+    "InProcessReader",
+    "VideoHeader",
+    "probe",
+    "read_frames",
+]
 
 
 @dataclass(frozen=True)
@@ -50,22 +60,47 @@ class FrameReader(Protocol):
         ...
 
 
-def probe(path: Path, label: str | None = None) -> VideoHeader:
+def _opened(path: Path, identity: FileIdentity | None, label: str, stage: str) -> OpenedFile:
+    """The file, reopened only if it is still the regular file that was checked."""
+    if not os.path.lexists(path):
+        raise VideoDecodeError("no such video file.", source=label, stage=stage)
+    try:
+        return open_checked(
+            path,
+            max_bytes=identity.size if identity is not None else 2**63,
+            label=label,
+            error=VideoDecodeError,
+            expected=identity,
+        )
+    except VideoDecodeError as err:
+        err.stage = stage
+        raise
+
+
+def probe(
+    path: Path, label: str | None = None, identity: FileIdentity | None = None
+) -> VideoHeader:
     """Frame count, frame rate and size of a video file, from its container (no decoding).
 
+    Args:
+        path: The video file.
+        label: How errors name it.
+        identity: The file as it was checked: anything else found at ``path`` is refused.
+
     Raises:
-        VideoDecodeError: For a missing, unreadable, stream-less or frame-less file.
+        VideoDecodeError: For a missing, unreadable, stream-less or frame-less file (``stage``
+            ``"probe"``).
     """
     import av
 
     label = label or str(path)
-    if not path.is_file():
-        message = "no such video file." if not path.exists() else "not a regular file."
-        raise VideoDecodeError(message, source=label)
     try:
-        with av.open(str(path)) as container:
+        with (
+            _opened(path, identity, label, "probe") as opened,
+            av.open(opened.name_for_libraries()) as container,
+        ):
             if not container.streams.video:
-                raise VideoDecodeError("the file has no video stream.", source=label)
+                raise VideoDecodeError("the file has no video stream.", source=label, stage="probe")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             width, height = stream.codec_context.width, stream.codec_context.height
@@ -76,12 +111,14 @@ def probe(path: Path, label: str | None = None) -> VideoHeader:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoDecodeError(
-            f"the container could not be read ({type(exc).__name__}: {exc}).", source=label
+            f"the container could not be read ({type(exc).__name__}: {exc}).",
+            source=label,
+            stage="probe",
         ) from exc
     if frames <= 0 or not width or not height:
-        raise VideoDecodeError("the video has no frames.", source=label)
+        raise VideoDecodeError("the video has no frames.", source=label, stage="probe")
     if not rate or float(rate) <= 0:
-        raise VideoDecodeError("the video's frame rate is unknown.", source=label)
+        raise VideoDecodeError("the video's frame rate is unknown.", source=label, stage="probe")
     return VideoHeader(frames, float(rate), int(width), int(height))
 
 
@@ -97,7 +134,12 @@ def _count_packets(container: Any, stream: Any) -> int:
     return count
 
 
-def read_frames(path: Path, indices: Sequence[int], label: str | None = None) -> np.ndarray:
+def read_frames(
+    path: Path,
+    indices: Sequence[int],
+    label: str | None = None,
+    identity: FileIdentity | None = None,
+) -> np.ndarray:
     """Decode the frames at ``indices`` (0-based, in presentation order) as RGB.
 
     Only the wanted frames are kept, so memory holds ``len(indices)`` frames whatever the video's
@@ -107,8 +149,11 @@ def read_frames(path: Path, indices: Sequence[int], label: str | None = None) ->
     start, on variable frame rate files too. Files whose timestamps cannot vouch for that are
     decoded from the start.
 
+    With ``identity``, only the file that was checked is read (see :func:`probe`).
+
     Raises:
-        VideoDecodeError: When decoding fails or the file has fewer frames than its header said.
+        VideoDecodeError: When decoding fails or the file has fewer frames than its header said
+            (``stage`` ``"decode"``).
     """
     import av
 
@@ -116,15 +161,20 @@ def read_frames(path: Path, indices: Sequence[int], label: str | None = None) ->
     wanted = sorted(set(indices))
     decoded = None
     try:
-        if wanted[0] > 0:
-            with av.open(str(path)) as container:
-                decoded = _decode_from_keyframe(container, _video_stream(container), path, wanted)
-        if decoded is None:
-            with av.open(str(path)) as container:
-                decoded = _decode_from_start(container, _video_stream(container), wanted)
+        with _opened(path, identity, label, "decode") as opened:
+            name = opened.name_for_libraries()
+            if wanted[0] > 0:
+                with av.open(name) as container:
+                    stream = _video_stream(container)
+                    decoded = _decode_from_keyframe(container, stream, opened.identity, wanted)
+            if decoded is None:
+                with av.open(name) as container:
+                    decoded = _decode_from_start(container, _video_stream(container), wanted)
+    except VideoDecodeError:
+        raise
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise VideoDecodeError(
-            f"decoding failed ({type(exc).__name__}: {exc}).", source=label
+            f"decoding failed ({type(exc).__name__}: {exc}).", source=label, stage="decode"
         ) from exc
     missing = [i for i in wanted if i not in decoded]
     if missing:
@@ -132,6 +182,7 @@ def read_frames(path: Path, indices: Sequence[int], label: str | None = None) ->
             f"only {len(decoded)} of the {len(wanted)} sampled frames could be decoded "
             f"(frame {missing[0]} is missing; the file may be truncated).",
             source=label,
+            stage="decode",
         )
     return np.stack([decoded[i] for i in indices])
 
@@ -164,18 +215,16 @@ class _Timeline:
 
 # A video cut into clips is read once per clip: its timeline is demuxed once per file (and
 # process), kept for the last few files.
-_TIMELINES: OrderedDict[tuple[str, int, int], _Timeline | None] = OrderedDict()
+_TIMELINES: OrderedDict[FileIdentity, _Timeline | None] = OrderedDict()
 _TIMELINES_LOCK = threading.Lock()
 _TIMELINE_CACHE_SIZE = 8
 
 
-def _timeline(container: Any, stream: Any, path: Path) -> _Timeline | None:
+def _timeline(container: Any, stream: Any, key: FileIdentity) -> _Timeline | None:
     """The stream's timeline, read from its packets without decoding.
 
     ``None`` when timestamps are missing or repeated, and so cannot name frames.
     """
-    info = path.stat()
-    key = (str(path), info.st_size, info.st_mtime_ns)
     with _TIMELINES_LOCK:
         if key in _TIMELINES:
             _TIMELINES.move_to_end(key)
@@ -213,7 +262,7 @@ def _timeline(container: Any, stream: Any, path: Path) -> _Timeline | None:
 
 
 def _decode_from_keyframe(
-    container: Any, stream: Any, path: Path, wanted: list[int]
+    container: Any, stream: Any, key: FileIdentity, wanted: list[int]
 ) -> dict[int, np.ndarray] | None:
     """Seek to the last keyframe at or before the first wanted frame and decode from there.
 
@@ -221,7 +270,7 @@ def _decode_from_keyframe(
     pictures) or cannot be trusted (no usable timeline, a frame whose timestamp is unknown):
     the caller then decodes from the start.
     """
-    timeline = _timeline(container, stream, path)
+    timeline = _timeline(container, stream, key)
     if timeline is None or wanted[-1] >= len(timeline.pts):
         return None
     before = timeline.keyframes[timeline.keyframes <= wanted[0]]
@@ -290,14 +339,43 @@ class IsolatedReader:
         return frames
 
 
-class _KnownHeader:
-    """A reader that answers ``probe`` for one file from a header already read."""
+class CheckedFileReader:
+    """Reads one checked video file through a runner; its header is already known.
 
-    def __init__(self, reader: FrameReader, path: Path, header: VideoHeader) -> None:
-        self._reader, self._path, self._header = reader, path, header
+    Every read reopens the file only if it is still the file that was checked (its
+    :class:`~qwen3_vl_rag.media.files.FileIdentity`); other paths are read unchecked.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        timeout: float | None,
+        path: Path,
+        identity: FileIdentity,
+        header: VideoHeader,
+    ) -> None:
+        self.runner, self.timeout = runner, timeout
+        self.path, self.identity, self.header = path, identity, header
 
     def probe(self, path: Path, label: str) -> VideoHeader:
-        return self._header if path == self._path else self._reader.probe(path, label)
+        """The known header for the checked file; see :func:`probe` for others."""
+        if path == self.path:
+            return self.header
+        header: VideoHeader = self.runner.run(
+            probe, path, label, label=label, stage="probe", timeout=self.timeout
+        )
+        return header
 
     def read(self, path: Path, indices: Sequence[int], label: str) -> np.ndarray:
-        return self._reader.read(path, indices, label)
+        """See :func:`read_frames`; runs in the runner."""
+        frames: np.ndarray = self.runner.run(
+            read_frames,
+            path,
+            list(indices),
+            label,
+            self.identity if path == self.path else None,
+            label=label,
+            stage="decode",
+            timeout=self.timeout,
+        )
+        return frames

@@ -1,0 +1,56 @@
+"""The one pixel budget every image entry point applies, from the header, before decoding.
+
+A leaf module (it imports only :mod:`qwen3_vl_rag.errors`), so the engine's image decoding and
+the media loaders share the same numbers and the same refusal without importing each other.
+"""
+
+from __future__ import annotations
+
+from qwen3_vl_rag.errors import InputTooLargeError, UnsupportedInputError
+
+__all__ = ["MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "check_image_size"]
+
+#: Largest image decoded at all (width x height as decoded). A 64-megapixel RGB image already
+#: costs about 200 MB in memory; the model itself never sees more than about 1.8 megapixels.
+MAX_IMAGE_PIXELS = 64_000_000
+
+#: Longest side over shortest side the model accepts (the official ``smart_resize`` limit).
+MAX_ASPECT_RATIO = 200
+
+
+def check_image_size(
+    width: int,
+    height: int,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    source: str | None = None,
+    stage: str = "open",
+) -> None:
+    """Refuse, from the size a header announces, an image that must not be decoded.
+
+    Raises:
+        InputTooLargeError: More than ``max_pixels`` pixels.
+        UnsupportedInputError: No pixels, or an aspect ratio over :data:`MAX_ASPECT_RATIO`
+            (the model cannot take it, so decoding it would be wasted).
+    """
+    if width < 1 or height < 1:
+        raise UnsupportedInputError(
+            f"the image header announces {width}x{height} pixels.", source=source, stage=stage
+        )
+    pixels = width * height
+    if pixels > max_pixels:
+        raise InputTooLargeError(
+            f"{width}x{height} is {pixels / 1e6:.0f} megapixels once decoded, over the budget "
+            f"of {max_pixels / 1e6:.0f}.",
+            source=source,
+            stage=stage,
+            hint="Raise the budget's max_image_pixels if you trust the file.",
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise UnsupportedInputError(
+            f"aspect ratio {ratio:.0f}:1 of a {width}x{height} image exceeds {MAX_ASPECT_RATIO}:1.",
+            source=source,
+            stage=stage,
+            hint="Crop or split the image (e.g. a long screenshot into pages).",
+        )
