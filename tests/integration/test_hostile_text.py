@@ -33,7 +33,7 @@ WINDOW = 8 * (KEEP + RUN_MARGIN) + 1024
 
 def _mixed(rnd: random.Random, n: int) -> str:
     pieces = ["a", "Z", " ", "  ", "\n", "\r\n", "\t", "😀", "中", "1", ".", "é", "e\u0301"]
-    pieces += ["'s", "'ll", "<think>", "</tool_call>", "，", "\u3000", "\u00a0", "!?", "ß", "ǅ"]
+    pieces += ["'s", "'ll", "<think>", "</tool_call>", "\uff0c", "\u3000", "\u00a0", "!?", "ß", "ǅ"]
     out: list[str] = []
     size = 0
     while size < n:
@@ -58,7 +58,7 @@ def hostile_text(kind: str, n: int) -> str:
         "punctuation": lambda: "!" * n,
         "cjk": lambda: "".join(chr(0x4E00 + rnd.randrange(2000)) for _ in range(n)),
         "cjk_with_punctuation": lambda: "".join(
-            chr(0x4E00 + rnd.randrange(2000)) + ("，" if rnd.random() < 0.05 else "")
+            chr(0x4E00 + rnd.randrange(2000)) + ("\uff0c" if rnd.random() < 0.05 else "")
             for _ in range(n)
         ),
         "emoji": lambda: "😀" * n,
@@ -96,7 +96,15 @@ KINDS = [
     "mixed",
 ]
 # texts whose cut always falls on a word boundary, where every id of the prefix is exact
-BOUNDARY_KINDS = {"prose", "one_digit", "cjk_with_punctuation", "base64", "data_uri", "special_strings", "mixed"}
+BOUNDARY_KINDS = {
+    "prose",
+    "one_digit",
+    "cjk_with_punctuation",
+    "base64",
+    "data_uri",
+    "special_strings",
+    "mixed",
+}
 LENGTHS = [WINDOW - 1, WINDOW, WINDOW + 1, 3 * WINDOW, 40 * WINDOW]
 
 
@@ -121,9 +129,9 @@ def whole(encoder: SequenceEncoder) -> SequenceEncoder:
 
 
 def _ids(encoder: SequenceEncoder, text: str) -> list[int]:
-    return list(encoder.tokenizer(text, add_special_tokens=False, split_special_tokens=True)[
-        "input_ids"
-    ])
+    return list(
+        encoder.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    )
 
 
 @pytest.mark.parametrize("length", LENGTHS)

@@ -29,7 +29,7 @@ from qwen3_vl_rag.testing.checkpoints import QWEN_PRETOKENIZE_REGEX
 
 
 def test_data_uri_cap_is_the_media_byte_budget() -> None:
-    assert vision.MAX_DATA_URI_BYTES == MediaBudget().max_bytes
+    assert MediaBudget().max_bytes == vision.MAX_DATA_URI_BYTES
 
 
 def test_data_uri_over_the_byte_budget_is_refused_before_decoding(
@@ -98,10 +98,9 @@ def test_a_tokenizer_of_another_layout_is_not_cut() -> None:
             return json.dumps(self.state)
 
     class Tokenizer:
-        added_tokens_decoder: dict[int, Any] = {}
-
         def __init__(self, state: dict[str, Any]) -> None:
             self.backend_tokenizer = Backend(state)
+            self.added_tokens_decoder: dict[int, Any] = {}
 
     qwen = {
         "normalizer": {"type": "NFC"},
@@ -149,7 +148,7 @@ class Counting:
     [
         ("Revenue grew 12% in Q3. " * 500_000, 4),  # 12 MB of prose
         ("a" * 12_000_000, 4),  # one run: no word boundary at all
-        ("中文，" * 4_000_000, 1),
+        ("中文\uff0c" * 4_000_000, 1),
         ("\n" + " " * 12_000_000 + "\n", 16),
     ],
     ids=["prose", "one-run", "cjk", "spaces"],

@@ -170,18 +170,29 @@ class SequenceEncoder:
             return []
         return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
-    def _has_special_text(self, texts: Iterable[str | None]) -> bool:
-        """Whether any of these user-written texts contains a special-token string."""
-        return any(text and self._special_text.search(text) for text in texts)
+    def _has_special_text(self, texts: Iterable[str | None], cache: dict[int, bool]) -> bool:
+        """Whether any of these user-written (uncut) texts contains a special-token string."""
+        for text in texts:
+            if text:
+                if id(text) not in cache:  # a rerank call's query is in every pair
+                    cache[id(text)] = self._special_text.search(text) is not None
+                if cache[id(text)]:
+                    return True
+        return False
 
-    def _bounded(self, text: str | None, max_length: int, cache: dict[int, str]) -> str | None:
+    def _bounded(self, text: str, max_length: int, cache: dict[int, str]) -> str:
         """``text``, or a prefix of it with the same first tokens and more than can be kept."""
-        if text is None or self._text_budget is None:
+        if self._text_budget is None:
             return text
         key = id(text)  # the same query text is in every pair of a rerank call
         if key not in cache:
             cache[key] = self._text_budget.prefix(text, max_length)
         return cache[key]
+
+    def _bounded_plan(self, plan: ItemPlan, max_length: int, cache: dict[int, str]) -> ItemPlan:
+        if plan.text is None:
+            return plan
+        return replace(plan, text=self._bounded(plan.text, max_length, cache))
 
     def _tokenize_prompts(
         self, prompts_: Sequence[list[prompts.Segment]], literal: Sequence[bool]
@@ -224,13 +235,11 @@ class SequenceEncoder:
         """Token sequences for the embedder; ``instructions`` are already normalised."""
         sequences = []
         cache: dict[int, str] = {}
+        special: dict[int, bool] = {}
         for start, chunk in _chunked(list(zip(plans, instructions, strict=True))):
-            literal = [self._has_special_text((ins, p.text)) for p, ins in chunk]
+            literal = [self._has_special_text((ins, p.text), special) for p, ins in chunk]
             cut = [
-                (
-                    replace(p, text=self._bounded(p.text, max_length, cache)),
-                    self._bounded(ins, max_length, cache),
-                )
+                (self._bounded_plan(p, max_length, cache), self._bounded(ins, max_length, cache))
                 for p, ins in chunk
             ]
             segments = [prompts.embedding_prompt(ins, p.content(expanded=True)) for p, ins in cut]
@@ -295,18 +304,17 @@ class SequenceEncoder:
         """Token sequences for the reranker, one per (query, document) pair."""
         sequences = []
         cache: dict[int, str] = {}
-        bounded_instruction = self._bounded(instruction, max_length, cache) or ""
+        special: dict[int, bool] = {}
+        bounded_instruction = self._bounded(instruction, max_length, cache)
         for start, chunk in _chunked(list(pairs)):
-            literal = [self._has_special_text((instruction, q.text, d.text)) for q, d in chunk]
+            literal = [
+                self._has_special_text((instruction, q.text, d.text), special) for q, d in chunk
+            ]
             segments = [
                 prompts.reranker_prompt(
                     bounded_instruction,
-                    replace(q, text=self._bounded(q.text, max_length, cache)).content(
-                        expanded=True
-                    ),
-                    replace(d, text=self._bounded(d.text, max_length, cache)).content(
-                        expanded=True
-                    ),
+                    self._bounded_plan(q, max_length, cache).content(expanded=True),
+                    self._bounded_plan(d, max_length, cache).content(expanded=True),
                 )
                 for q, d in chunk
             ]

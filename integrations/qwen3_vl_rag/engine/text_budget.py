@@ -1,4 +1,4 @@
-"""Cut a long text before tokenizing it, so that only what truncation could keep is tokenized.
+r"""Cut a long text before tokenizing it, so that only what truncation could keep is tokenized.
 
 Truncation keeps at most ``max_length`` tokens of any text (an item's text, a query, a document,
 an instruction). Tokenizing a 10 MB text whole to keep 8,000 of its tokens costs gigabytes, so
@@ -11,12 +11,12 @@ on each piece; every check in :meth:`TextBudget.for_tokenizer`). The cut goes at
 between ``x = text[b-1]`` and ``y = text[b]`` where the split has a boundary whatever follows:
 
 * ``x`` is a letter or number and ``y`` is not a letter: an ASCII character, or punctuation, a
-  symbol or a space separator. The piece holding ``x`` is ``\\p{L}+`` (with one optional lead
-  character) or a single ``\\p{N}``: it ends at ``b`` and only looked at ``y`` to see that it is
+  symbol or a space separator. The piece holding ``x`` is ``\p{L}+`` (with one optional lead
+  character) or a single ``\p{N}``: it ends at ``b`` and only looked at ``y`` to see that it is
   not a letter, which end-of-text tells as well. A contraction (``'ll``) needs a letter at ``b``.
 * or ``y`` is a space and ``x`` a letter, number, punctuation or symbol: an
-  ``[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` piece stops at a space too, and a lead character (``x``
-  before ``\\p{L}+``) needs a letter at ``b``.
+  ``[^\s\p{L}\p{N}]+[\r\n]*`` piece stops at a space too, and a lead character (``x``
+  before ``\p{L}+``) needs a letter at ``b``.
 
 Matching is left to right, so every piece before ``b`` is the same in the prefix as in the whole
 text, and BPE runs on each piece alone: the prefix's ids are the whole text's first ids. NFC
@@ -196,9 +196,9 @@ class TextBudget:
     # -- inside one long run -----------------------------------------------------------------------
 
     def _run_prefix(self, text: str, stop: int) -> str:
-        """A prefix ending inside a run, shaped so its last piece starts as the whole text's does.
+        r"""A prefix ending inside a run, shaped so its last piece starts as the whole text's does.
 
-        A whitespace run is one ``\\s*[\\r\\n]+`` piece up to its last newline: when that newline
+        A whitespace run is one ``\s*[\r\n]+`` piece up to its last newline: when that newline
         lies past the cut, a newline is put at the cut so the prefix's run is one piece too.
         """
         stop = self._before_added(text, stop)
