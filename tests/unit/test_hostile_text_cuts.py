@@ -1,7 +1,8 @@
 """Hostile text and data: URIs reach the engine: bounded work, typed errors (no checkpoint needed).
 
 The token-identity tests, which need the tiny checkpoint's tokenizer, are in
-``tests/integration/test_hostile_text.py``.
+``tests/integration/test_hostile_text.py`` (a module of another name: pytest
+imports test files by basename).
 """
 
 from __future__ import annotations
