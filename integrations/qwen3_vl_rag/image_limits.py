@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from qwen3_vl_rag.errors import InputTooLargeError, UnsupportedInputError
 
-__all__ = ["MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "check_image_size"]
+__all__ = ["MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "MAX_INLINE_IMAGE_BYTES", "check_image_size"]
 
 #: Largest image decoded at all (width x height as decoded). A 64-megapixel RGB image already
 #: costs about 200 MB in memory; the model itself never sees more than about 1.8 megapixels.
@@ -16,6 +16,11 @@ MAX_IMAGE_PIXELS = 64_000_000
 
 #: Longest side over shortest side the model accepts (the official ``smart_resize`` limit).
 MAX_ASPECT_RATIO = 200
+
+#: Largest decoded payload of an inline image (a ``data:`` URI or a base64 string), wherever it
+#: enters: the engine and both adapters check it from the string's length, before decoding.
+#: 32 MiB is far above any real screenshot or page and keeps a hostile string cheap to refuse.
+MAX_INLINE_IMAGE_BYTES = 32 * 1024 * 1024
 
 
 def check_image_size(

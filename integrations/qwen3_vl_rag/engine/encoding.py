@@ -18,18 +18,24 @@ Text is text: when a text or instruction contains a special-token string (``<|im
 so a document about tokenizers cannot rewrite the prompt or break the vision token count. (The
 official pipeline reads them as control tokens.) Every other prompt is tokenized in one piece,
 exactly as the official pipeline does.
+
+Only what truncation can keep is tokenized: a text or instruction longer than ``max_length``
+tokens is first cut to a prefix with exactly the same first tokens (see
+:mod:`~qwen3_vl_rag.engine.text_budget`), so a 100 MB text costs what an 8,000-token one does and
+keeps the same ids as tokenizing it whole would.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
 from qwen3_vl_rag.engine import prompts
+from qwen3_vl_rag.engine.text_budget import TextBudget
 from qwen3_vl_rag.engine.vision import ImagePlan, VideoPlan, VisionSettings, plan_image, plan_video
 from qwen3_vl_rag.errors import InputError, InputTooLongError, UnsupportedInputError
 from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input, is_single_image
@@ -153,6 +159,7 @@ class SequenceEncoder:
         )
         self._special_text = re.compile("|".join(re.escape(t) for t in sorted(special)))
         self.suffix_length = len(self.suffix_ids())
+        self._text_budget = TextBudget.for_tokenizer(tokenizer)
 
     def suffix_ids(self) -> list[int]:
         """Token ids of the chat suffix that ends every prompt."""
@@ -163,18 +170,43 @@ class SequenceEncoder:
             return []
         return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
 
+    def _has_special_text(self, texts: Iterable[str | None], cache: dict[int, bool]) -> bool:
+        """Whether any of these user-written (uncut) texts contains a special-token string."""
+        for text in texts:
+            if text:
+                if id(text) not in cache:  # a rerank call's query is in every pair
+                    cache[id(text)] = self._special_text.search(text) is not None
+                if cache[id(text)]:
+                    return True
+        return False
+
+    def _bounded(self, text: str, max_length: int, cache: dict[int, str]) -> str:
+        """``text``, or a prefix of it with the same first tokens and more than can be kept."""
+        if self._text_budget is None:
+            return text
+        key = id(text)  # the same query text is in every pair of a rerank call
+        if key not in cache:
+            cache[key] = self._text_budget.prefix(text, max_length)
+        return cache[key]
+
+    def _bounded_plan(self, plan: ItemPlan, max_length: int, cache: dict[int, str]) -> ItemPlan:
+        if plan.text is None:
+            return plan
+        return replace(plan, text=self._bounded(plan.text, max_length, cache))
+
     def _tokenize_prompts(
-        self, prompts_: Sequence[list[prompts.Segment]]
+        self, prompts_: Sequence[list[prompts.Segment]], literal: Sequence[bool]
     ) -> list[tuple[list[int], list[tuple[int, int]] | None]]:
-        """Token ids of each prompt, with per-segment spans where it was tokenized in pieces."""
+        """Token ids of each prompt, with per-segment spans where it was tokenized in pieces.
+
+        ``literal`` says, per prompt, whether its user-written texts (uncut) contain a
+        special-token string, so that the prompt is tokenized piece by piece.
+        """
         results: list[tuple[list[int], list[tuple[int, int]] | None]] = []
-        for segments, ids in zip(
-            prompts_, self._tokenize([prompts.render(p) for p in prompts_]), strict=True
-        ):
-            if any(user and self._special_text.search(text) for text, user in segments):
-                results.append(self._tokenize_literally(segments))
-            else:
-                results.append((ids, None))
+        whole = [p for p, split in zip(prompts_, literal, strict=True) if not split]
+        tokenized = iter(self._tokenize([prompts.render(p) for p in whole]))
+        for segments, split in zip(prompts_, literal, strict=True):
+            results.append(self._tokenize_literally(segments) if split else (next(tokenized), None))
         return results
 
     def _tokenize_literally(
@@ -202,10 +234,17 @@ class SequenceEncoder:
     ) -> list[EncodedSequence]:
         """Token sequences for the embedder; ``instructions`` are already normalised."""
         sequences = []
+        cache: dict[int, str] = {}
+        special: dict[int, bool] = {}
         for start, chunk in _chunked(list(zip(plans, instructions, strict=True))):
-            segments = [prompts.embedding_prompt(ins, p.content(expanded=True)) for p, ins in chunk]
+            literal = [self._has_special_text((ins, p.text), special) for p, ins in chunk]
+            cut = [
+                (self._bounded_plan(p, max_length, cache), self._bounded(ins, max_length, cache))
+                for p, ins in chunk
+            ]
+            segments = [prompts.embedding_prompt(ins, p.content(expanded=True)) for p, ins in cut]
             for offset, ((plan, _), parts, (ids, spans)) in enumerate(
-                zip(chunk, segments, self._tokenize_prompts(segments), strict=True)
+                zip(chunk, segments, self._tokenize_prompts(segments, literal), strict=True)
             ):
                 if len(ids) > max_length:
                     positions = self._text_positions(parts, spans)
@@ -264,15 +303,23 @@ class SequenceEncoder:
     ) -> list[EncodedSequence]:
         """Token sequences for the reranker, one per (query, document) pair."""
         sequences = []
+        cache: dict[int, str] = {}
+        special: dict[int, bool] = {}
+        bounded_instruction = self._bounded(instruction, max_length, cache)
         for start, chunk in _chunked(list(pairs)):
+            literal = [
+                self._has_special_text((instruction, q.text, d.text), special) for q, d in chunk
+            ]
             segments = [
                 prompts.reranker_prompt(
-                    instruction, q.content(expanded=True), d.content(expanded=True)
+                    bounded_instruction,
+                    self._bounded_plan(q, max_length, cache).content(expanded=True),
+                    self._bounded_plan(d, max_length, cache).content(expanded=True),
                 )
                 for q, d in chunk
             ]
             for offset, ((query, document), (ids, _)) in enumerate(
-                zip(chunk, self._tokenize_prompts(segments), strict=True)
+                zip(chunk, self._tokenize_prompts(segments, literal), strict=True)
             ):
                 ids = self._truncate_pair(ids, max_length, start + offset, query, document)
                 sequences.append(

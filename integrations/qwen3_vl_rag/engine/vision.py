@@ -38,10 +38,16 @@ from qwen3_vl_rag.errors import (
     ConfigurationError,
     ImageDecodeError,
     InputError,
+    InputTooLargeError,
     UnsupportedInputError,
     VideoDecodeError,
 )
-from qwen3_vl_rag.image_limits import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, check_image_size
+from qwen3_vl_rag.image_limits import (
+    MAX_ASPECT_RATIO,
+    MAX_IMAGE_PIXELS,
+    MAX_INLINE_IMAGE_BYTES,
+    check_image_size,
+)
 from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.media.files import open_checked
 from qwen3_vl_rag.media.video import IN_PROCESS, FrameReader, VideoHeader
@@ -70,6 +76,8 @@ FRAME_FACTOR = 2
 FPS_MIN_FRAMES = 4
 FPS_MAX_FRAMES = 768
 FRAME_LIST_SAMPLE_FPS = 2.0
+#: Largest decoded payload of a ``data:`` URI image, checked from the URI's length before decoding.
+MAX_DATA_URI_BYTES = MAX_INLINE_IMAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -198,8 +206,9 @@ def describe_source(source: object) -> str:
 
 
 def _decode_data_uri(uri: str) -> bytes:
-    header, sep, payload = uri.partition(",")
-    if not sep or ";base64" not in header:
+    comma = uri.find(",")
+    header = uri[:comma] if comma != -1 else uri[:200]
+    if comma == -1 or ";base64" not in header:
         raise UnsupportedInputError(
             "only base64 data: URIs are supported (data:image/...;base64,...)."
         )
@@ -207,6 +216,16 @@ def _decode_data_uri(uri: str) -> bytes:
         raise UnsupportedInputError(
             f"a data: URI for an image must be image/*, got {header[5:]!r}."
         )
+    # checked from the length, before the payload is copied or decoded: an upper bound
+    decoded_size = (len(uri) - comma - 1 + 3) // 4 * 3
+    if decoded_size > MAX_DATA_URI_BYTES:
+        raise InputTooLargeError(
+            f"the data: URI's payload decodes to up to {decoded_size} bytes, over the budget of "
+            f"{MAX_DATA_URI_BYTES}.",
+            source=describe_source(uri),
+            hint="Pass a large image as a file or as bytes.",
+        )
+    payload = uri[comma + 1 :]
     try:
         return base64.b64decode(payload, validate=False)
     except (binascii.Error, ValueError) as exc:
@@ -223,6 +242,7 @@ def open_image(source: object) -> PILImage.Image:
 
     Raises:
         ImageDecodeError: When the file is missing or not a recognisable image.
+        InputTooLargeError: For a ``data:`` URI whose payload is over ``MAX_DATA_URI_BYTES``.
         UnsupportedInputError: For a type that is not an image.
     """
     from PIL import Image

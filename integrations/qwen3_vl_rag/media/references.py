@@ -44,6 +44,7 @@ from qwen3_vl_rag.errors import (
     RemoteInputError,
     UnsupportedInputError,
 )
+from qwen3_vl_rag.image_limits import MAX_INLINE_IMAGE_BYTES
 from qwen3_vl_rag.inputs import MultimodalInput, Video
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
@@ -70,10 +71,6 @@ __all__ = [
     "visual_with_text",
     "warn_unusable",
 ]
-
-#: Largest image accepted inline (a ``data:`` URI or base64 text), in decoded bytes. Checked
-#: from the string's length before anything is decoded; a bigger image belongs in a file.
-MAX_INLINE_IMAGE_BYTES = 32 * 1024 * 1024
 
 #: The one reason given for a local file a document names but that cannot be used, whatever
 #: the cause: telling "missing" from "not an image" would reveal what exists on this machine.
