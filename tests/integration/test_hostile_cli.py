@@ -75,6 +75,7 @@ def test_result_text_is_printed_terminal_safe(capsys: pytest.CaptureFixture[str]
         source="report\x1b[8m.pdf",
         locator="page 3\u202e",
         text="Revenue\x1b]52;c;Y3VybCBldmlsLnNo\x07 grew \x9b2J by 4%",  # clipboard write, C1 CSI
+        stale="file changed\x1b[2J",
     )
     cli._print_results("revenue\x1b[5m", None, [page])
     out = capsys.readouterr().out
@@ -82,6 +83,7 @@ def test_result_text_is_printed_terminal_safe(capsys: pytest.CaptureFixture[str]
     assert "report\\x1b[8m.pdf  (page 3\\u202e)" in out
     assert "Revenue\\x1b]52;c;Y3VybCBldmlsLnNo\\x07 grew \\x9b2J by 4%" in out
     assert out.startswith('1 result(s) for "revenue\\x1b[5m"')
+    assert "stale: file changed\\x1b[2J (not read)" in out
 
 
 def test_hostile_names_never_reach_the_terminal_raw(
