@@ -240,7 +240,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _require_index(directory: Path) -> None:
     from qwen3_vl_rag.errors import ConfigurationError
-    from qwen3_vl_rag.index.multimodal import MANIFEST_NAME
+    from qwen3_vl_rag.index.manifest import MANIFEST_NAME
 
     if not (directory / MANIFEST_NAME).is_file():
         raise ConfigurationError(f"{directory} is not an index (no {MANIFEST_NAME}).")

@@ -22,6 +22,7 @@ import numpy as np
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.index.ids import content_hash, item_id, item_locator
 from qwen3_vl_rag.index.manifest import ItemRow
+from qwen3_vl_rag.index.paths import path_key
 from qwen3_vl_rag.index.store import check_vectors
 from qwen3_vl_rag.media.files import display_path
 from qwen3_vl_rag.media.folders import FolderScan
@@ -129,7 +130,8 @@ class _Run:
 
     def file(self, scan: FolderScan, path: Path) -> None:
         manifest = self.index.manifest
-        label = display_path(path)
+        label = path_key(path)  # exact and injective: two names never share a record
+        shown = display_path(path)
         try:
             info = path.stat()
             row = manifest.source(label)
@@ -142,13 +144,13 @@ class _Run:
                     info.st_mtime_ns,
                 )
             ):
-                self._unchanged(label, row.items)
+                self._unchanged(shown, row.items)
                 return
             checked_at = time.time_ns()
             digest = content_hash(path)
         except OSError as exc:
             self.report.files.append(
-                FileOutcome(label, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
+                FileOutcome(shown, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
             )
             return
         # a write after the hash, within the same timestamp tick, would keep this mtime: an mtime
@@ -156,14 +158,14 @@ class _Run:
         mtime_ns = info.st_mtime_ns if checked_at - info.st_mtime_ns > _RACY_NS else None
         if row and row.status == "indexed" and row.content_hash == digest:
             manifest.touch_source(label, info.st_size, mtime_ns)
-            self._unchanged(label, row.items)
+            self._unchanged(shown, row.items)
             return
         items = list(scan.load_file(path))
         scanned = scan.report.files[-1] if scan.report.files else None
-        if scanned is None or scanned.path != label or scanned.status != "indexed":
-            self._not_loaded(label, scanned)
+        if scanned is None or scanned.path != shown or scanned.status != "indexed":
+            self._not_loaded(label, shown, scanned)
             return
-        outcome = FileOutcome(label, "indexed", warnings=list(scanned.warnings))
+        outcome = FileOutcome(shown, "indexed", warnings=list(scanned.warnings))
         self.report.files.append(outcome)
         current = _File(label, digest, info.st_size, mtime_ns, outcome)
         signature = self.index.signature_hash
@@ -182,9 +184,9 @@ class _Run:
     def _unchanged(self, label: str, items: int) -> None:
         self.report.files.append(FileOutcome(label, "unchanged", items=items))
 
-    def _not_loaded(self, label: str, scanned: Any) -> None:
-        if scanned is None or scanned.path != label:
-            self.report.files.append(FileOutcome(label, "skipped", reason="not loaded"))
+    def _not_loaded(self, label: str, shown: str, scanned: Any) -> None:
+        if scanned is None or scanned.path != shown:
+            self.report.files.append(FileOutcome(shown, "skipped", reason="not loaded"))
             return
         self.report.files.append(_from_scan(scanned))
         if scanned.status == "failed":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qwen3_vl_rag.errors import ConfigurationError, InputError
+from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.store import Hit
 from qwen3_vl_rag.inputs import MultimodalInput, Video
@@ -122,7 +123,7 @@ def _rebuild(index: MultimodalIndex, hit: Hit) -> MediaItem:
     from qwen3_vl_rag.media.pdf import load_pdf
 
     meta = hit.metadata
-    path = Path(str(meta["source"]))
+    path = key_path(str(meta["source"]))
     options = index.load_options
     kind = meta.get("kind")
     if kind == "page":
@@ -179,5 +180,5 @@ def _preview(index: MultimodalIndex, hit: Hit) -> PILImage.Image:
     fps = float(meta.get("native_fps", 0) or 0)
     start = float(meta.get("start_seconds", 0.0) or 0.0)
     frame = int(start * fps) if fps else 0
-    array = read_frames(Path(str(meta["source"])), [frame])
+    array = read_frames(key_path(str(meta["source"])), [frame])
     return Image.fromarray(array[0])
