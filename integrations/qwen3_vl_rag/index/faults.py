@@ -19,6 +19,7 @@ from qwen3_vl_rag.errors import IndexStorageError
 __all__ = ["disk_fault", "read_only_fault", "storage_fault"]
 
 _PROBE_BYTES = 1 << 20  # a store commit needs at least this much room
+_LOW_SPACE = 64 << 20  # more free than this: a quota or file size limit, not the disk
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -35,7 +36,7 @@ def disk_fault(directory: Path, exc: BaseException) -> IndexStorageError | None:
     code = _probe(directory)
     if code in _FULL:
         free = _free_bytes(directory)
-        room = f" ({free // 1024} KiB free)" if free is not None else ""
+        room = f" ({free // 1024} KiB free)" if free is not None and free < _LOW_SPACE else ""
         return IndexStorageError(
             f"the disk holding {directory} is full or over a size limit{room}; a write failed "
             f"({_short(exc)}). Nothing written before was lost: free some space, then run the "

@@ -322,15 +322,16 @@ class MultimodalIndex:
     def prune(self) -> PruneReport:
         """Remove the sources whose files no longer exist, and vectors no source uses."""
         self._need_writer()
+        store = self.store  # a damaged store is reported before the manifest forgets anything
         removed: list[str] = []
         stale: list[str] = []
         for source in self.manifest.sources():
             if not os.path.lexists(key_path(source.path)):
                 removed.append(source.path)
                 stale.extend(self.manifest.remove_source(source.path))
-        orphans = self.store.all_ids() - self.manifest.current_ids()
+        orphans = store.all_ids() - self.manifest.current_ids()
         doomed = sorted(set(stale) | orphans)
-        self.store.delete(doomed)
+        store.delete(doomed)
         return PruneReport(removed, len(doomed))
 
     def rebuild(self) -> int:

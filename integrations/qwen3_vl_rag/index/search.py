@@ -162,10 +162,15 @@ def _thumbnail(index: MultimodalIndex, hit: Hit) -> Path | None:
         logger.info("no thumbnail for %s: %s", hit.id, exc)
         return None
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.tmp")
-    image.convert("RGB").save(partial, "JPEG", quality=85)
-    os.replace(partial, target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        image.convert("RGB").save(partial, "JPEG", quality=85)
+        os.replace(partial, target)
+    except OSError as exc:  # a read-only index, a full disk: the result stands without it
+        logger.info("no thumbnail for %s: %s", hit.id, exc)
+        partial.unlink(missing_ok=True)
+        return None
     return target
 
 

@@ -118,6 +118,7 @@ class VectorStore:
             self._open(self.path, create=not read_only)
         except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
             self.close()
+            _forget_shared_system(self.path)  # else the next open here reuses the failed one
             if not (read_only and _is_read_only(exc)):
                 failure = self._failure(exc)
                 assert failure is not None
