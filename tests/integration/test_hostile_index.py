@@ -373,6 +373,27 @@ def test_a_latin1_name_and_its_escaped_lookalike_stay_two_files(
         assert os.fsencode(key_path(left.source)) == lookalike
 
 
+def test_a_recovered_manifest_lets_the_next_run_embed_nothing(
+    tmp_path: Path, embedder: Qwen3VLEmbedder
+) -> None:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    png(Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.png")), (200, 30, 30))
+    png(folder / "plain.png", (30, 200, 30))
+    directory = tmp_path / "index"
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        index.index([folder])
+        before = {row.id: row.source for row in index.manifest.current_items()}
+    (directory / MANIFEST).write_bytes(b"")
+    assert MultimodalIndex.recover(directory) == 2
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        assert {row.id: row.source for row in index.manifest.current_items()} == before
+        again = index.index([folder])
+        assert again.counts()["unchanged"] == 2
+        assert (again.embedded, again.reused, again.deleted) == (0, 0, 0)
+        assert index.store.all_ids() == set(before)
+
+
 def test_a_schema_1_manifest_forgets_only_names_it_may_have_confused(tmp_path: Path) -> None:
     directory = tmp_path / "index"
     vectors = build_index(directory, schema_version=1)

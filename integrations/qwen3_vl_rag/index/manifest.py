@@ -421,8 +421,8 @@ class Manifest:
         return unused
 
     @_guarded
-    def restore(self, rows: Sequence[ItemRow]) -> None:
-        """Record recovered items as their sources' current items, in one transaction.
+    def restore(self, rows: Sequence[ItemRow], meta: dict[str, Any]) -> None:
+        """Record settings and recovered items as their sources' current items, at once.
 
         Sizes and times are not known, so the next run hashes each file once and finds it
         unchanged if its bytes are the recorded ones.
@@ -431,6 +431,10 @@ class Manifest:
         for row in rows:
             by_source.setdefault(row.source, []).append(row)
         with self._transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(key, json.dumps(value, sort_keys=True)) for key, value in meta.items()],
+            )
             self.db.executemany(
                 "INSERT OR REPLACE INTO items (id, source, content_hash, current, kind, locator, "
                 "metadata, text, vector) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",

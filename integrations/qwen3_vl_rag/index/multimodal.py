@@ -159,7 +159,7 @@ class MultimodalIndex:
         except IndexCorruptedError as err:
             self._damage = err  # rebuild() can still run; everything else raises it
             return
-        if self.manifest.is_empty() and self._store.count() > 0:
+        if self.manifest.item_count() == 0 and self._store.count() > 0:
             # an emptied or replaced manifest: rebuild would wipe the store, index re-embed all
             raise IndexCorruptedError(
                 f"the manifest {self.directory / MANIFEST_NAME} records nothing, while the "

@@ -50,8 +50,7 @@ def recover_manifest(
         _set_aside(manifest_path)
         manifest = Manifest(manifest_path)
         try:
-            manifest.set_meta({"signature": signature, "schema_version": SCHEMA_VERSION})
-            manifest.restore(rows)
+            manifest.restore(rows, {"signature": signature, "schema_version": SCHEMA_VERSION})
         finally:
             manifest.close()
         return len(rows)
