@@ -514,7 +514,6 @@ def test_a_read_only_index_can_be_searched(
     directory = tmp_path / "index"
     with MultimodalIndex(directory, embedder, workers=1) as index:
         index.index([folder])
-    (directory / ".lock").unlink()  # a copied index may come without it
     runner = read_only_runner(directory)
     if runner is None:
         pytest.skip("no way to make a directory read-only here (root without user namespaces)")
@@ -530,6 +529,16 @@ def test_a_read_only_index_can_be_searched(
             check=False,
         )
 
+    # the lock file is there: a reader locks it opened read-only
+    done = command("status", "--index", str(directory), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["vectors"] == 2
+    # a copied index may come without one: there is no writer to share with
+    mode = directory.stat().st_mode
+    directory.chmod(mode | 0o200)  # (writable for a moment where it is read-only by its mode)
+    (directory / ".lock").unlink()
+    directory.chmod(mode)
+    listing.remove(".lock")
     flags = ["--index", str(directory), "--model", str(tiny_embedding_path), "--device", "cpu"]
     done = command("search", "a red square", *flags, "--no-rerank", "--json")
     assert done.returncode == 0, done.stderr

@@ -122,12 +122,13 @@ class MultimodalIndex:
             self.reranker = reranker
             self.workers = workers
             self.batch_items = batch_items
-            self._open_store()
+            items = self.manifest.counts()["items"]
+            self._open_store(items)
             self.signature = self._settle_signature(embedder, dim, segment_seconds)
             self.signature_hash = signature_hash(self.signature) if self.signature else ""
             self.dimension = int(self.signature["dimension"]) if self.signature else 0
             self.load_options = self._load_options()
-            self._check_store()
+            self._check_store(items)
             if mode == "write":
                 self._upgrade()
         except BaseException:
@@ -142,9 +143,8 @@ class MultimodalIndex:
                 f"schema {version}, this version reads up to {SCHEMA_VERSION}): upgrade it."
             )
 
-    def _open_store(self) -> None:
+    def _open_store(self, items: int) -> None:
         """Open the vector store, or note why it cannot be used (``rebuild`` still runs)."""
-        items = self.manifest.counts()["items"]
         if items and not (self.directory / STORE_DIR).is_dir():
             # an empty new store would quietly find nothing
             self._damage = IndexCorruptedError(
@@ -168,11 +168,10 @@ class MultimodalIndex:
                 "write the manifest again from the store; the old file is kept beside it."
             )
 
-    def _check_store(self) -> None:
+    def _check_store(self, items: int) -> None:
         """Notice a store that lost vectors the manifest records (an interrupted rebuild)."""
         if self._store is None or self._damage is not None:
             return
-        items = self.manifest.counts()["items"]
         vectors = self._store.count()
         if self.manifest.get_meta(REBUILDING):
             what = "a rebuild of the vector store was interrupted"

@@ -318,14 +318,17 @@ class VectorStore:
         Any failure to open the store means it cannot be used; a later failure is damage only
         when its words say so.
         """
-        if not (self.path / "chroma.sqlite3").is_file():
+        if isinstance(exc, ValueError | TypeError) and not opening:
+            return None  # an argument Chroma refused (a bad filter): not the files' fault
+        live = self.path if self._copy is None else self._copy / STORE_DIR
+        if not (live / "chroma.sqlite3").is_file():
             return IndexCorruptedError(
                 f"the vector store {self.path} was deleted while the index was open "
                 f"({type(exc).__name__}: {str(exc)[:200]}). The manifest beside it holds every "
                 "vector: run `qwen3-vl-rag rebuild` (or MultimodalIndex.rebuild()) to write "
                 "the store again from it."
             )
-        fault = disk_fault(self.path.parent, exc)
+        fault = disk_fault(live.parent, exc)
         if fault is not None:
             return fault
         return _corrupted(self.path, exc) if opening or _looks_damaged(exc) else None
