@@ -70,7 +70,9 @@ def run_bounded(
     full_env = {**os.environ, **(env or {})}
     # The tests' own helpers (tests.media_files...) must import from the child too.
     root = str(Path(__file__).resolve().parent.parent)
-    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, full_env.get("PYTHONPATH", "")) if p)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, full_env.get("PYTHONPATH", "")) if p
+    )
     start = time.monotonic()
     child = subprocess.Popen(
         [sys.executable, "-c", _PRELUDE + code],
