@@ -181,8 +181,8 @@ class _Run:
         if current.waiting == 0:
             self._finish_ready()
 
-    def _unchanged(self, label: str, items: int) -> None:
-        self.report.files.append(FileOutcome(label, "unchanged", items=items))
+    def _unchanged(self, shown: str, items: int) -> None:
+        self.report.files.append(FileOutcome(shown, "unchanged", items=items))
 
     def _not_loaded(self, label: str, shown: str, scanned: Any) -> None:
         if scanned is None or scanned.path != shown:

@@ -7,6 +7,7 @@ unreadable keeps its vector score, goes after the reranked ones, and says why in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -169,7 +170,8 @@ def _thumbnail(index: MultimodalIndex, hit: Hit) -> Path | None:
         os.replace(partial, target)
     except OSError as exc:  # a read-only index, a full disk: the result stands without it
         logger.info("no thumbnail for %s: %s", hit.id, exc)
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink()
         return None
     return target
 
