@@ -43,3 +43,26 @@ def test_a_readable_name_is_its_own_key() -> None:
         assert path_key(os.fsdecode(raw)) == raw.decode()
     assert path_key(os.fsdecode(NAMES[2])) == "/data/caf\\xe9.png"
     assert path_key(os.fsdecode(NAMES[3])) == "/data/caf\\\\xe9.png"
+
+
+def test_the_gallery_links_to_the_exact_file() -> None:
+    from qwen3_vl_rag.cli.gallery import _link
+    from qwen3_vl_rag.index.results import SearchResult
+
+    def link(raw: bytes) -> str | None:
+        result = SearchResult(
+            rank=1,
+            id="0" * 32,
+            kind="image",
+            source=path_key(os.fsdecode(raw)),
+            locator="",
+            vector_score=0.5,
+            rerank_score=None,
+            text=None,
+            thumbnail=None,
+            metadata={},
+        )
+        return _link(result)
+
+    assert link(b"/data/caf\xe9.png") == "file:///data/caf%E9.png"
+    assert link(b"/data/caf\\xe9.png") == "file:///data/caf%5Cxe9.png"
