@@ -7,6 +7,12 @@ Layout of an index directory::
       manifest.sqlite3      sources, items, vectors, settings (the source of truth)
       chroma/               the vector store (rebuilt from the manifest when damaged)
       thumbnails/           small JPEGs of search results, named by item id
+      manifest.sqlite3.damaged-<time>   a damaged manifest, kept aside by ``recover``
+
+Each side can restore the other: ``rebuild`` writes the store from the manifest, ``recover``
+the manifest from the store (its vectors, metadata and recorded settings). An index notices
+when its store lost vectors the manifest records (an interrupted rebuild) and refuses to work
+until it is rebuilt; it never lets a rebuild wipe a store under an empty manifest.
 """
 
 from __future__ import annotations
