@@ -137,7 +137,8 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def one_line_error(err: str, kind: str, *words: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
+    """One ``error: Kind: ...`` line (a model's loading bars may come before), no traceback."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     assert lines[0].startswith(f"error: {kind}: "), err
     assert "Traceback" not in err
@@ -463,6 +464,43 @@ def test_a_full_disk_is_reported_as_full_not_as_damage(
         assert index.rebuild() == ITEMS
         probe = sorted(vectors)[5]
         assert nearest(index, vectors, probe)[0] == probe
+
+
+@pytest.mark.timeout(300)
+def test_indexing_onto_a_full_disk_says_so_and_loses_nothing(
+    tmp_path: Path, embedder: Qwen3VLEmbedder, tiny_embedding_path: Path
+) -> None:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for number in range(2):
+        png(folder / f"first{number}.png", (40 * number, 90, 200))
+    flags = ["--model", str(tiny_embedding_path), "--device", "cpu", "--quiet"]
+
+    def index_under_limit(directory: Path, limit: int) -> subprocess.CompletedProcess[str]:
+        command = ["index", str(folder), "--index", str(directory), *flags]
+        return run_python(UNDER_FILE_SIZE_LIMIT, str(limit), *command, timeout=240)
+
+    # a new index whose store cannot even be created: full, not "corrupted, run rebuild"
+    done = index_under_limit(tmp_path / "new", 64 * 1024)
+    assert done.returncode == 2, done.stderr
+    one_line_error(done.stderr, "IndexStorageError", "full", "free some space")
+
+    # an index that grows past what the disk takes: the run stops, saying so
+    directory = tmp_path / "index"
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        index.index([folder])
+    for number in range(3):
+        png(folder / f"second{number}.png", (200, 40 * number, 90))
+    done = index_under_limit(directory, 40 * 1024)
+    assert done.returncode == 2, done.stderr
+    one_line_error(done.stderr, "IndexStorageError", "full")
+    # with room again, the next run finishes it; store and manifest agree
+    with MultimodalIndex(directory, embedder, workers=1) as index:
+        report = index.index([folder])
+        assert report.counts()["unchanged"] + report.counts()["indexed"] == 5
+        status = index.status()
+        assert (status.sources, status.items, status.vectors) == (5, 5, 5)
+        assert index.store.all_ids() == index.manifest.current_ids()
 
 
 def test_a_store_deleted_while_in_use_is_named_and_rebuilt(
