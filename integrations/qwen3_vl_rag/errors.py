@@ -21,7 +21,7 @@ The hierarchy::
     ├── IndexLockedError (RuntimeError)  another process is writing the index
     ├── IndexCorruptedError (RuntimeError)
     │                                    the store or manifest is damaged; names `rebuild`/`recover`
-    ├── IndexStorageError (OSError)      the index's disk is full, read-only, or its files vanished
+    ├── IndexStorageError (RuntimeError) the index's disk is full, read-only, or its files vanished
     ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
     ├── MissingDependencyError (ImportError)
     │                                    an optional extra is missing; names the pip command
@@ -197,11 +197,13 @@ class IndexCorruptedError(Qwen3VLRagError, RuntimeError):
     """
 
 
-class IndexStorageError(Qwen3VLRagError, OSError):
+class IndexStorageError(Qwen3VLRagError, RuntimeError):
     """The index's files cannot be written or read for a reason outside them.
 
     The disk is full, the directory is read-only, or files were deleted while the index was
-    open. Nothing is damaged by it; the message says what to free, fix or run.
+    open. Nothing is damaged by it; the message says what to free, fix or run. (Not an
+    ``OSError``: the per-file ``except OSError`` of indexing must not take it for one
+    unreadable file and carry on.)
     """
 
 
