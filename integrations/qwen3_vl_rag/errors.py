@@ -20,7 +20,8 @@ The hierarchy::
     │   └── IndexMismatchError           an index built with another model or settings
     ├── IndexLockedError (RuntimeError)  another process is writing the index
     ├── IndexCorruptedError (RuntimeError)
-    │                                    the vector store cannot be used; `rebuild` restores it
+    │                                    the store or manifest is damaged; names `rebuild`/`recover`
+    ├── IndexStorageError (RuntimeError) the index's disk is full, read-only, or its files vanished
     ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
     ├── MissingDependencyError (ImportError)
     │                                    an optional extra is missing; names the pip command
@@ -43,6 +44,7 @@ __all__ = [
     "IndexCorruptedError",
     "IndexLockedError",
     "IndexMismatchError",
+    "IndexStorageError",
     "InputError",
     "InputTooLargeError",
     "InputTooLongError",
@@ -189,7 +191,20 @@ class IndexLockedError(Qwen3VLRagError, RuntimeError):
 
 
 class IndexCorruptedError(Qwen3VLRagError, RuntimeError):
-    """The index's vector store cannot be read or written; ``rebuild`` restores it."""
+    """The index's vector store or manifest is damaged; the message names the fix.
+
+    ``rebuild`` writes the store again from the manifest, ``recover`` the manifest from the store.
+    """
+
+
+class IndexStorageError(Qwen3VLRagError, RuntimeError):
+    """The index's files cannot be written or read for a reason outside them.
+
+    The disk is full, the directory is read-only, or files were deleted while the index was
+    open. Nothing is damaged by it; the message says what to free, fix or run. (Not an
+    ``OSError``: the per-file ``except OSError`` of indexing must not take it for one
+    unreadable file and carry on.)
+    """
 
 
 class ModelLoadError(Qwen3VLRagError, OSError):

@@ -21,6 +21,7 @@ EXPECTED_ALL = [
     "IndexCorruptedError",
     "IndexLockedError",
     "IndexMismatchError",
+    "IndexStorageError",
     "InputError",
     "InputItem",
     "InputTooLargeError",

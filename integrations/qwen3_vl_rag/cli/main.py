@@ -9,9 +9,11 @@ Commands::
     qwen3-vl-rag status [--json]
     qwen3-vl-rag prune
     qwen3-vl-rag rebuild
+    qwen3-vl-rag recover [--model ID] [--dim N] [--segment-seconds S]
 
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
-listed), 2 nothing done (a usage error, a locked or damaged index, a model that cannot load).
+listed), 2 nothing done (a usage error, a locked or damaged index, a full disk or read-only
+index directory, a model that cannot load); the one-line message says what to do.
 Output closed early (``| head``) changes none of this: the work and ``--report`` are complete.
 Human output shows control characters in names and text as escapes (see :mod:`.terminal`).
 """
@@ -89,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     command("prune", "remove files that no longer exist from the index")
     command("rebuild", "write the vector store again from the manifest (after damage)")
+    recover = command(
+        "recover", "write the manifest again from the vector store (after it was damaged or lost)"
+    )
+    recover.add_argument(
+        "--model",
+        help="only for stores that do not record their settings: the model the index was "
+        "built with (a Hub id or a local directory)",
+    )
+    recover.add_argument("--dim", type=int, help="with --model: the index's dimension")
+    recover.add_argument(
+        "--segment-seconds", type=float, help="with --model: the index's clip length"
+    )
+    recover.add_argument("--device", default="auto", help="with --model: cuda, cpu or auto")
     return parser
 
 
@@ -102,12 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": _status,
             "prune": _prune,
             "rebuild": _rebuild,
+            "recover": _recover,
         }[args.command]
         code = handler(args)
         finish_output()
         return code
     except Qwen3VLRagError as err:
-        print(printable(f"error: {type(err).__name__}: {err}"), file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever a library below wrote
+        print(printable(f"error: {type(err).__name__}: {message}"), file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
         print(
@@ -229,12 +246,30 @@ def _rebuild(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _recover(args: argparse.Namespace) -> int:
+    from qwen3_vl_rag.index import MultimodalIndex
+
+    embedder = None
+    if args.model:
+        from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+
+        embedder = Qwen3VLEmbedder.from_pretrained(args.model, device=args.device)
+    recovered = MultimodalIndex.recover(
+        args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
+    )
+    print(
+        f"recovered the manifest from the vector store: {recovered} item(s); the next `index` "
+        "run checks every file once"
+    )
+    return EXIT_OK
+
+
 # -- output --------------------------------------------------------------------------------------
 
 
 def _require_index(directory: Path) -> None:
     from qwen3_vl_rag.errors import ConfigurationError
-    from qwen3_vl_rag.index.multimodal import MANIFEST_NAME
+    from qwen3_vl_rag.index.manifest import MANIFEST_NAME
 
     if not (directory / MANIFEST_NAME).is_file():
         raise ConfigurationError(f"{directory} is not an index (no {MANIFEST_NAME}).")

@@ -16,7 +16,7 @@ from typing import Any
 
 from qwen3_vl_rag.media.items import MediaItem
 
-__all__ = ["content_hash", "item_id", "item_locator", "signature_hash"]
+__all__ = ["content_hash", "item_id", "item_locator", "locator_of", "signature_hash"]
 
 _CHUNK = 1 << 20
 
@@ -38,12 +38,20 @@ def signature_hash(signature: Mapping[str, Any]) -> str:
 
 def item_locator(item: MediaItem) -> str:
     """Where the item is in its file, in a form that never changes between runs."""
-    meta = item.metadata
-    if item.kind == "page":
-        return f"page:{int(meta['page'])}"
-    if item.kind == "clip":
-        return f"clip:{float(meta['start_seconds']):.3f}-{float(meta['end_seconds']):.3f}"
-    return item.kind  # a whole image or video
+    return locator_of(item.kind, item.metadata)
+
+
+def locator_of(kind: str, metadata: Mapping[str, Any]) -> str:
+    """:func:`item_locator` from an item's kind and metadata (as the vector store keeps them).
+
+    Raises:
+        KeyError: A page without ``page``, a clip without its span.
+    """
+    if kind == "page":
+        return f"page:{int(metadata['page'])}"
+    if kind == "clip":
+        return f"clip:{float(metadata['start_seconds']):.3f}-{float(metadata['end_seconds']):.3f}"
+    return kind  # a whole image or video
 
 
 def item_id(signature: str, file_hash: str, locator: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.index.ids import item_id, item_locator
 from qwen3_vl_rag.index.manifest import ItemRow
+from qwen3_vl_rag.index.paths import path_key
 from qwen3_vl_rag.index.reopen import record_roots
 from qwen3_vl_rag.index.store import check_vectors
 from qwen3_vl_rag.media.files import display_path
@@ -130,12 +131,13 @@ class _Run:
 
     def file(self, scan: FolderScan, path: Path) -> None:
         manifest = self.index.manifest
-        label = display_path(path)
+        label = path_key(path)  # exact and injective: two names never share a record
+        shown = display_path(path)
         # opened once, checked on the handle (regular, the file the walk saw, inside the folder,
         # within the byte budget) before anything is hashed; hashed and read from that handle
         opened = scan.open_file(path)
         if opened is None:
-            self._not_loaded(label, scan.report.files[-1] if scan.report.files else None)
+            self._not_loaded(label, shown, scan.report.files[-1] if scan.report.files else None)
             return
         with opened:
             identity = opened.identity
@@ -145,14 +147,14 @@ class _Run:
                 and row.status == "indexed"
                 and (row.size, row.mtime_ns) == (identity.size, identity.mtime_ns)
             ):
-                self._unchanged(label, row.items)
+                self._unchanged(shown, row.items)
                 return
             checked_at = time.time_ns()
             try:
                 digest = opened.sha256()
             except OSError as exc:
                 self.report.files.append(
-                    FileOutcome(label, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
+                    FileOutcome(shown, "skipped", reason=f"cannot be read ({exc.strerror or exc})")
                 )
                 return
             # a write after the hash, within the same timestamp tick, would keep this mtime: an
@@ -160,14 +162,14 @@ class _Run:
             mtime_ns = identity.mtime_ns if checked_at - identity.mtime_ns > _RACY_NS else None
             if row and row.status == "indexed" and row.content_hash == digest:
                 manifest.touch_source(label, identity.size, mtime_ns)
-                self._unchanged(label, row.items)
+                self._unchanged(shown, row.items)
                 return
             items = list(scan.load_file(path, opened))
         scanned = scan.report.files[-1] if scan.report.files else None
-        if scanned is None or scanned.path != label or scanned.status != "indexed":
-            self._not_loaded(label, scanned)
+        if scanned is None or scanned.path != shown or scanned.status != "indexed":
+            self._not_loaded(label, shown, scanned)
             return
-        outcome = FileOutcome(label, "indexed", warnings=list(scanned.warnings))
+        outcome = FileOutcome(shown, "indexed", warnings=list(scanned.warnings))
         self.report.files.append(outcome)
         current = _File(label, digest, identity.size, mtime_ns, outcome)
         signature = self.index.signature_hash
@@ -183,12 +185,12 @@ class _Run:
         if current.waiting == 0:
             self._finish_ready()
 
-    def _unchanged(self, label: str, items: int) -> None:
-        self.report.files.append(FileOutcome(label, "unchanged", items=items))
+    def _unchanged(self, shown: str, items: int) -> None:
+        self.report.files.append(FileOutcome(shown, "unchanged", items=items))
 
-    def _not_loaded(self, label: str, scanned: Any) -> None:
-        if scanned is None or scanned.path != label:
-            self.report.files.append(FileOutcome(label, "skipped", reason="not loaded"))
+    def _not_loaded(self, label: str, shown: str, scanned: Any) -> None:
+        if scanned is None or scanned.path != shown:
+            self.report.files.append(FileOutcome(shown, "skipped", reason="not loaded"))
             return
         self.report.files.append(_from_scan(scanned))
         if scanned.status == "failed":

@@ -4,17 +4,24 @@ Two processes writing one embedded Chroma store corrupt it silently (measured: 6
 vectors unreachable, and a segfault on a later scan), so writers take the lock exclusively and
 readers share it. The kernel releases a ``flock`` when its holder dies, so a killed indexer never
 leaves a stale lock behind.
+
+A reader opens the lock file read-only (``flock`` needs no write access), so an index on a
+read-only file system or in a directory the reader may not write can still be searched. If
+there is no lock file and none can be made there, no writer can be working in that directory
+either, and the reader goes on without one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
 from typing import Literal
 
-from qwen3_vl_rag.errors import IndexLockedError
+from qwen3_vl_rag.errors import IndexLockedError, IndexStorageError
+from qwen3_vl_rag.index.faults import disk_fault
 
 __all__ = ["IndexLock"]
 
@@ -30,8 +37,15 @@ class IndexLock:
         self._fd: int | None = None
 
     def acquire(self) -> IndexLock:
-        """Take the lock now, or raise :class:`IndexLockedError` naming the holder."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock now, or raise :class:`IndexLockedError` naming the holder.
+
+        Raises:
+            IndexLockedError: Another process holds it.
+            IndexStorageError: A writer cannot create or open the lock file (read-only).
+        """
+        fd = self._open()
+        if fd is None:
+            return self  # a reader of a directory where no lock file exists or can be made
         flags = (fcntl.LOCK_EX if self.mode == "write" else fcntl.LOCK_SH) | fcntl.LOCK_NB
         try:
             fcntl.flock(fd, flags)
@@ -49,6 +63,22 @@ class IndexLock:
             os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    def _open(self) -> int | None:
+        if self.mode == "read":
+            try:
+                return os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                pass
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if self.mode == "read" and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return None
+            fault = disk_fault(self.path.parent, exc) or IndexStorageError(
+                f"the lock file {self.path} cannot be opened ({exc.strerror or exc})."
+            )
+            raise fault from exc
 
     def _writer_holds(self, fd: int) -> bool:
         """Whether a writer holds the lock (a pid left by a killed writer must not be named)."""

@@ -7,6 +7,12 @@ Layout of an index directory::
       manifest.sqlite3      sources, items, vectors, settings (the source of truth)
       chroma/               the vector store (rebuilt from the manifest when damaged)
       thumbnails/           small JPEGs of search results, named by item id
+      manifest.sqlite3.damaged-<time>   a damaged manifest, kept aside by ``recover``
+
+Each side can restore the other: ``rebuild`` writes the store from the manifest, ``recover``
+the manifest from the store (its vectors, metadata and recorded settings). An index notices
+when its store lost vectors the manifest records (an interrupted rebuild) and refuses to work
+until it is rebuilt; it never lets a rebuild wipe a store under an empty manifest.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMismatchError
+from qwen3_vl_rag.index.faults import storage_fault
 from qwen3_vl_rag.index.ids import signature_hash
 from qwen3_vl_rag.index.ingest import IndexReport, ingest
 from qwen3_vl_rag.index.lock import IndexLock
-from qwen3_vl_rag.index.manifest import SCHEMA_VERSION, Manifest
+from qwen3_vl_rag.index.manifest import MANIFEST_NAME, REBUILDING, SCHEMA_VERSION, Manifest
+from qwen3_vl_rag.index.paths import key_path
+from qwen3_vl_rag.index.recovery import recover_manifest
 from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.search import search
 from qwen3_vl_rag.index.store import STORE_DIR, VectorStore, check_vectors
@@ -37,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["IndexStatus", "MultimodalIndex", "PruneReport", "embedding_signature"]
 
 DEFAULT_INDEX_DIR = ".qwen3vl-index"
-MANIFEST_NAME = "manifest.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -105,43 +113,104 @@ class MultimodalIndex:
                 f"{self.directory} is not an index (no {MANIFEST_NAME}); build one with "
                 "`qwen3-vl-rag index PATH --index DIR`."
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if mode == "write":
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_fault(self.directory, exc) from exc
         self._lock = IndexLock(self.directory, mode).acquire()
+        self._store: VectorStore | None = None
+        self._damage: IndexCorruptedError | None = None
         try:
-            self.manifest = Manifest(self.directory / MANIFEST_NAME)
+            self.manifest = Manifest(self.directory / MANIFEST_NAME, read_only=mode == "read")
+            self._check_schema()
             self.embedder = embedder
             self.reranker = reranker
             self.workers = workers
             self.batch_items = batch_items
+            items = self.manifest.counts()["items"]
+            self._open_store(items)
             self.signature = self._settle_signature(embedder, dim, segment_seconds)
             self.signature_hash = signature_hash(self.signature) if self.signature else ""
             self.dimension = int(self.signature["dimension"]) if self.signature else 0
             self.load_options = self._load_options()
-            self._store: VectorStore | None = None
-            self._damage: IndexCorruptedError | None = None
-            items = self.manifest.counts()["items"]
-            if items and not (self.directory / STORE_DIR).is_dir():
-                # an empty new store would quietly find nothing
-                self._damage = IndexCorruptedError(
-                    f"the vector store {self.directory / STORE_DIR} is missing, while the "
-                    f"manifest records {items} item(s) with their vectors: run `qwen3-vl-rag "
-                    "rebuild` (or MultimodalIndex.rebuild()) to write it again."
-                )
-            else:
-                try:
-                    self._store = VectorStore(self.directory)
-                except IndexCorruptedError as err:
-                    self._damage = err  # rebuild() can still run; everything else raises it
+            self._check_store(items)
+            if mode == "write":
+                self._upgrade()
         except BaseException:
-            self._lock.release()
+            self.close()
             raise
+
+    def _check_schema(self) -> None:
+        version = self.manifest.get_meta("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the index {self.directory} was written by a newer qwen3-vl-rag (manifest "
+                f"schema {version}, this version reads up to {SCHEMA_VERSION}): upgrade it."
+            )
+
+    def _open_store(self, items: int) -> None:
+        """Open the vector store, or note why it cannot be used (``rebuild`` still runs)."""
+        if items and not (self.directory / STORE_DIR).is_dir():
+            # an empty new store would quietly find nothing
+            self._damage = IndexCorruptedError(
+                f"the vector store {self.directory / STORE_DIR} is missing, while the "
+                f"manifest records {items} item(s) with their vectors: run `qwen3-vl-rag "
+                "rebuild` (or MultimodalIndex.rebuild()) to write it again."
+            )
+            return
+        read_only = self.mode == "read" and (self.directory / STORE_DIR).is_dir()
+        try:
+            self._store = VectorStore(self.directory, read_only=read_only)
+        except IndexCorruptedError as err:
+            self._damage = err  # rebuild() can still run; everything else raises it
+            return
+        if self.manifest.item_count() == 0 and self._store.count() > 0:
+            # an emptied or replaced manifest: rebuild would wipe the store, index re-embed all
+            raise IndexCorruptedError(
+                f"the manifest {self.directory / MANIFEST_NAME} records nothing, while the "
+                f"vector store holds {self._store.count()} vector(s) (the manifest was emptied "
+                "or replaced). Run `qwen3-vl-rag recover` (or MultimodalIndex.recover()) to "
+                "write the manifest again from the store; the old file is kept beside it."
+            )
+
+    def _check_store(self, items: int) -> None:
+        """Notice a store that lost vectors the manifest records (an interrupted rebuild)."""
+        if self._store is None or self._damage is not None:
+            return
+        vectors = self._store.count()
+        if self.manifest.get_meta(REBUILDING):
+            what = "a rebuild of the vector store was interrupted"
+        elif vectors < items:
+            what = "vectors are missing from the vector store"
+        else:
+            return
+        self._damage = IndexCorruptedError(
+            f"{what}: it holds {vectors} vector(s) of the {items} item(s) the manifest "
+            f"records, so searches would miss the others. Run `qwen3-vl-rag rebuild` (or "
+            "MultimodalIndex.rebuild()) to write the store again from the manifest."
+        )
+
+    def _upgrade(self) -> None:
+        """Bring an older manifest up to :data:`SCHEMA_VERSION`; record settings in the store.
+
+        Left for later while the store is damaged (``rebuild`` first).
+        """
+        if self._store is None or self._damage is not None:
+            return
+        version = self.manifest.get_meta("schema_version")
+        if not self.manifest.is_empty() and version != SCHEMA_VERSION:
+            unused = self.manifest.forget_ambiguous_sources()
+            if unused:
+                self._store.delete(unused)
+        self._store.record_signature(self.signature)
 
     @property
     def store(self) -> VectorStore:
-        """The vector store (raises :class:`IndexCorruptedError` if it cannot be opened)."""
-        if self._store is None:
-            assert self._damage is not None
+        """The vector store (raises :class:`IndexCorruptedError` if it cannot be used)."""
+        if self._damage is not None:
             raise self._damage
+        assert self._store is not None
         return self._store
 
     # -- settings --------------------------------------------------------------------------------
@@ -211,6 +280,7 @@ class MultimodalIndex:
         """
         self._need_writer()
         self.require_embedder()
+        self.store  # noqa: B018 - a damaged store is reported now, not after hashing every file
         return ingest(self, paths, show_progress=show_progress)
 
     def search(
@@ -257,15 +327,16 @@ class MultimodalIndex:
     def prune(self) -> PruneReport:
         """Remove the sources whose files no longer exist, and vectors no source uses."""
         self._need_writer()
+        store = self.store  # a damaged store is reported before the manifest forgets anything
         removed: list[str] = []
         stale: list[str] = []
         for source in self.manifest.sources():
-            if not os.path.lexists(source.path):
+            if not os.path.lexists(key_path(source.path)):
                 removed.append(source.path)
                 stale.extend(self.manifest.remove_source(source.path))
-        orphans = self.store.all_ids() - self.manifest.current_ids()
+        orphans = store.all_ids() - self.manifest.current_ids()
         doomed = sorted(set(stale) | orphans)
-        self.store.delete(doomed)
+        store.delete(doomed)
         return PruneReport(removed, len(doomed))
 
     def rebuild(self) -> int:
@@ -275,8 +346,17 @@ class MultimodalIndex:
             The number of vectors written.
         """
         self._need_writer()
+        if self.manifest.item_count() == 0 and self._store_holds_vectors():
+            raise IndexCorruptedError(
+                f"the manifest {self.directory / MANIFEST_NAME} records no item while the "
+                "vector store holds vectors: a rebuild would delete them all. Run "
+                "`qwen3-vl-rag recover` to write the manifest again from the store."
+            )
+        # noted first: a kill before the last vector is written is seen on the next open
+        self.manifest.set_meta({REBUILDING: True})
         self._store = VectorStore.recreate(self.directory, self._store)
         self._damage = None
+        self._store.record_signature(self.signature)
         written = 0
         batch: list[Any] = []
         for row in self.manifest.current_items():
@@ -286,7 +366,47 @@ class MultimodalIndex:
                 batch = []
         if batch:
             written += self._restore(batch)
+        self.manifest.delete_meta(REBUILDING)
         return written
+
+    def _store_holds_vectors(self) -> bool:
+        try:
+            return self._store is not None and self._store.count() > 0
+        except IndexCorruptedError:
+            return True  # unreadable: the manifest must not be trusted to replace it
+
+    @classmethod
+    def recover(
+        cls,
+        directory: str | os.PathLike[str] = DEFAULT_INDEX_DIR,
+        embedder: Qwen3VLEmbedder | None = None,
+        *,
+        dim: int | None = None,
+        segment_seconds: float | None = None,
+    ) -> int:
+        """Write a new manifest from the vector store, after the manifest was damaged or lost.
+
+        The store keeps every vector with its metadata (source, kind, place in the file,
+        content hash) and the embedding settings; each item's id is checked against them.
+        The damaged manifest is kept beside the new one as ``manifest.sqlite3.damaged-<time>``.
+        Sizes and times are not in the store, so the next ``index`` hashes each file once;
+        files that failed before are tried again.
+
+        Args:
+            directory: The index directory.
+            embedder: Only for stores written before the settings were recorded with them:
+                the embedder the index was built with.
+            dim: With ``embedder``: the index's Matryoshka dimension.
+            segment_seconds: With ``embedder``: the index's clip length.
+
+        Returns:
+            The number of items recovered.
+
+        Raises:
+            ConfigurationError: The manifest is intact, or there is no store to recover from.
+            IndexMismatchError: The vectors were not made with the given settings.
+        """
+        return recover_manifest(Path(directory), embedder, dim=dim, segment_seconds=segment_seconds)
 
     def _restore(self, rows: list[Any]) -> int:
         import numpy as np
@@ -308,7 +428,8 @@ class MultimodalIndex:
         """Close the vector store and the manifest, and release the lock."""
         if self._store is not None:
             self._store.close()
-        self.manifest.close()
+        if getattr(self, "manifest", None) is not None:
+            self.manifest.close()
         self._lock.release()
 
     def __enter__(self) -> MultimodalIndex:

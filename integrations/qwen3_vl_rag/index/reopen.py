@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.inputs import LazyImage, MultimodalInput, Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.isolation import WorkerPool
@@ -70,8 +71,8 @@ def record_roots(manifest: Manifest, paths: Iterable[str | os.PathLike[str]]) ->
 
 
 def source_path(label: str) -> str:
-    """The file system path of a source as the index stores it (its ``source`` label)."""
-    return label
+    """The file system path of a source, with its exact bytes, from its stored ``source`` key."""
+    return os.fspath(key_path(label))
 
 
 def _inside(path: str, root: str) -> bool:

@@ -13,6 +13,7 @@ and says why in its metadata (``rerank_skipped``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -150,18 +151,20 @@ def _thumbnail(index: MultimodalIndex, reopener: Reopener, hit: Hit) -> Path | N
     except (InputError, OSError, KeyError, ValueError) as exc:
         logger.info("no thumbnail for %s: %s", hit.id, exc)
         return None
+    partial = folder / f"{hit.id}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not _is_plain(folder, stat.S_ISDIR):
             return None
-        partial = folder / f"{hit.id}.{os.getpid()}.tmp"
         partial.unlink(missing_ok=True)
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with open(descriptor, "wb") as handle:
             handle.write(jpeg)
         os.replace(partial, target)  # replaces a link itself, never what it points at
-    except OSError as exc:  # a read-only index: the result goes without a thumbnail
+    except OSError as exc:  # a read-only index, a full disk: the result stands without it
         logger.info("no thumbnail for %s: %s", hit.id, exc)
+        with contextlib.suppress(OSError):
+            partial.unlink()
         return None
     return target
 

@@ -5,15 +5,25 @@ download a model), a cosine space, batches within its maximum batch size, vector
 (dimension, finite, non-zero: Chroma silently accepts a zero vector and answers NaN queries)
 and metadata it can store (str, int, float, bool; finite; valid UTF-8). Errors that mean the
 store's files are damaged (a torn checkpoint after a kill, a file that is not a database) become
-:class:`~qwen3_vl_rag.errors.IndexCorruptedError`, whose fix is ``rebuild``.
+:class:`~qwen3_vl_rag.errors.IndexCorruptedError`, whose fix is ``rebuild``; a full disk (which
+Chroma reports in the same words) and a read-only directory are
+:class:`~qwen3_vl_rag.errors.IndexStorageError`, and a store deleted while in use says so.
+
+Chroma cannot open a store it may not write (it fails with "attempt to write a readonly
+database"), so a reader of a read-only index opens a private copy of the store instead.
+
+The collection's metadata records the embedding settings, so that the manifest can be written
+again from the store alone (``recover``) if it is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +34,26 @@ from qwen3_vl_rag.errors import (
     ConfigurationError,
     IndexCorruptedError,
     IndexMismatchError,
+    IndexStorageError,
     MissingDependencyError,
 )
+from qwen3_vl_rag.index.faults import disk_fault
 
-__all__ = ["Hit", "VectorStore", "check_vectors", "clean_metadata"]
+__all__ = ["Hit", "StoredItem", "VectorStore", "check_vectors", "clean_metadata"]
 
 COLLECTION = "items"
 STORE_DIR = "chroma"
+SIGNATURE_KEY = "qwen3_vl_rag_signature"
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """One item as the store holds it: enough to write its manifest row again."""
+
+    id: str
+    vector: np.ndarray
+    metadata: dict[str, Any]
+    document: str | None
 
 
 @dataclass(frozen=True)
@@ -79,29 +102,61 @@ def _utf8(text: str) -> str:
 
 
 class VectorStore:
-    """The Chroma collection of one index directory."""
+    """The Chroma collection of one index directory.
 
-    def __init__(self, directory: Path) -> None:
+    Args:
+        directory: The index directory (the store is its ``chroma/``).
+        read_only: Create nothing; if Chroma cannot open the store because it may not write
+            there, search a private temporary copy of it.
+    """
+
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
+        self.path = directory / STORE_DIR
+        self._client: Any = None
+        self._copy: Path | None = None
+        try:
+            self._open(self.path, create=not read_only)
+        except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
+            self.close()
+            _forget_shared_system(self.path)  # else the next open here reuses the failed one
+            if not (read_only and _is_read_only(exc)):
+                failure = self._failure(exc)
+                assert failure is not None
+                raise failure from exc
+            self._open_copy(exc)
+
+    def _open(self, path: Path, *, create: bool) -> None:
         try:
             import chromadb
             from chromadb.config import Settings
         except ImportError as exc:
             raise MissingDependencyError("chromadb", "chroma", "The on-disk index") from exc
-        self.path = directory / STORE_DIR
-        self._client: Any = None
-        try:
-            self._client = chromadb.PersistentClient(
-                path=str(self.path),
-                settings=Settings(anonymized_telemetry=False, allow_reset=True),
-            )
+        self._client = chromadb.PersistentClient(
+            path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=True)
+        )
+        if create:
             self._collection = self._client.get_or_create_collection(
                 COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
             )
-            self.max_batch = int(self._client.get_max_batch_size())
-            self._collection.count()  # a wedged store fails here
-        except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
+        else:
+            self._collection = self._client.get_collection(COLLECTION)
+        self.max_batch = int(self._client.get_max_batch_size())
+        self._collection.count()  # a wedged store fails here
+
+    def _open_copy(self, cause: BaseException) -> None:
+        """Open a private copy of a store that cannot be written (a read-only index)."""
+        self._copy = Path(tempfile.mkdtemp(prefix="qwen3-vl-rag-readonly-"))
+        target = self._copy / STORE_DIR
+        try:
+            shutil.copytree(self.path, target)
+            self._open(target, create=False)
+        except Exception as exc:
             self.close()
-            raise _corrupted(self.path, exc) from exc
+            raise IndexStorageError(
+                f"the vector store {self.path} cannot be written, and a copy of it to read "
+                f"could not be opened ({type(exc).__name__}: {exc}); make room in the "
+                "temporary directory, or make the index writable."
+            ) from cause
 
     def close(self) -> None:
         """Release the Chroma client (chromadb shares one per path within a process)."""
@@ -109,6 +164,47 @@ class VectorStore:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
+        if self._copy is not None:
+            _forget_shared_system(self._copy / STORE_DIR)
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
+
+    def recorded_signature(self) -> dict[str, Any] | None:
+        """The embedding settings recorded with the collection, or ``None``."""
+        metadata = self._guard(lambda: self._collection.metadata) or {}
+        text = metadata.get(SIGNATURE_KEY)
+        return dict(json.loads(text)) if isinstance(text, str) else None
+
+    def record_signature(self, signature: dict[str, Any]) -> None:
+        """Record the embedding settings with the collection (for ``recover``)."""
+        if signature and self.recorded_signature() != signature:
+            text = json.dumps(signature, sort_keys=True)
+            self._guard(lambda: self._collection.modify(metadata={SIGNATURE_KEY: text}))
+
+    def items(self) -> Iterator[StoredItem]:
+        """Every stored item with its vector, metadata and document, in batches."""
+        offset = 0
+        while True:
+            result = self._guard(
+                lambda o=offset: self._collection.get(
+                    include=["embeddings", "metadatas", "documents"],
+                    limit=self.max_batch,
+                    offset=o,
+                )
+            )
+            for item, vector, meta, document in zip(
+                result["ids"],
+                result["embeddings"],
+                result["metadatas"],
+                result["documents"],
+                strict=True,
+            ):
+                yield StoredItem(
+                    item, np.asarray(vector, dtype=np.float32), dict(meta or {}), document or None
+                )
+            if len(result["ids"]) < self.max_batch:
+                return
+            offset += self.max_batch
 
     def count(self) -> int:
         """Vectors stored."""
@@ -190,13 +286,15 @@ class VectorStore:
 
         The collection is dropped if the store still opens, its files deleted if not.
         """
-        if current is not None:
+        if current is not None and current.path.is_dir():
             try:
                 current._client.delete_collection(COLLECTION)
                 current.close()
                 return cls(directory)
             except Exception:  # a damaged store may not even drop cleanly
                 current.close()
+        elif current is not None:
+            current.close()
         _forget_shared_system(directory / STORE_DIR)
         shutil.rmtree(directory / STORE_DIR, ignore_errors=True)
         return cls(directory)
@@ -204,12 +302,36 @@ class VectorStore:
     def _guard(self, call: Any) -> Any:
         try:
             return call()
-        except (ConfigurationError, IndexCorruptedError):
+        except (ConfigurationError, IndexCorruptedError, IndexStorageError):
             raise
         except Exception as exc:
-            if _looks_damaged(exc):
-                raise _corrupted(self.path, exc) from exc
-            raise
+            failure = self._failure(exc, opening=False)
+            if failure is None:
+                raise  # not a fault of the files: a bug to see as it is
+            raise failure from exc
+
+    def _failure(
+        self, exc: BaseException, *, opening: bool = True
+    ) -> IndexCorruptedError | IndexStorageError | None:
+        """What a failure of Chroma means: files deleted, a disk fault, damage, or none of them.
+
+        Any failure to open the store means it cannot be used; a later failure is damage only
+        when its words say so.
+        """
+        if isinstance(exc, ValueError | TypeError) and not opening:
+            return None  # an argument Chroma refused (a bad filter): not the files' fault
+        live = self.path if self._copy is None else self._copy / STORE_DIR
+        if not (live / "chroma.sqlite3").is_file():
+            return IndexCorruptedError(
+                f"the vector store {self.path} was deleted while the index was open "
+                f"({type(exc).__name__}: {str(exc)[:200]}). The manifest beside it holds every "
+                "vector: run `qwen3-vl-rag rebuild` (or MultimodalIndex.rebuild()) to write "
+                "the store again from it."
+            )
+        fault = disk_fault(live.parent, exc)
+        if fault is not None:
+            return fault
+        return _corrupted(self.path, exc) if opening or _looks_damaged(exc) else None
 
 
 def _forget_shared_system(path: Path) -> None:
@@ -241,6 +363,11 @@ _DAMAGE_SIGNS = (
     "error finding id",
     "error loading hnsw",
 )
+
+
+def _is_read_only(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "read only" in text
 
 
 def _looks_damaged(exc: BaseException) -> bool:
