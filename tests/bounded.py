@@ -21,9 +21,16 @@ __all__ = ["Bounded", "run_bounded"]
 
 _MARK = "__BOUNDED_PEAK_RSS_KIB__="
 
+# Peak memory is the child's own VmHWM (its address space's high-water mark, which starts afresh
+# at exec). getrusage's ru_maxrss would not do: it survives exec, so a child forked from a large
+# pytest process would report the parent's size.
 _PRELUDE = f"""
-import atexit as _a, resource as _r, sys as _s
-_a.register(lambda: _s.stderr.write("\\n{_MARK}%d\\n" % _r.getrusage(_r.RUSAGE_SELF).ru_maxrss))
+import atexit as _a, sys as _s
+def _peak():
+    for _line in open("/proc/self/status"):
+        if _line.startswith("VmHWM:"):
+            _s.stderr.write("\\n{_MARK}%d\\n" % int(_line.split()[1]))
+_a.register(_peak)
 """
 
 
