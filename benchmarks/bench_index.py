@@ -258,6 +258,7 @@ def child_query(args: argparse.Namespace) -> dict[str, Any]:
     import importlib
 
     from qwen3_vl_rag.index import MultimodalIndex
+    from qwen3_vl_rag.index.reopen import Reopener
 
     search_module = importlib.import_module("qwen3_vl_rag.index.search")
 
@@ -272,7 +273,8 @@ def child_query(args: argparse.Namespace) -> dict[str, Any]:
         stages = Stages()
         stages.wrap(embedder, "embed_queries", "embed the query")
         stages.wrap(index.store, "query", "recall 20 (Chroma)")
-        stages.wrap(search_module, "_rebuild", "open the 20 items' files again")
+        # reopening = checking each file (roots, regular file, hash), copying it, decoding in workers
+        stages.wrap(Reopener, "rerank_input", "open the 20 items' files again (verified)")
         stages.wrap(reranker, "score", "rerank 20 (model; pixels made in its threads)")
         time_pixels(stages)
         stages.wrap(search_module, "_thumbnail", "thumbnails")
