@@ -273,7 +273,7 @@ def child_query(args: argparse.Namespace) -> dict[str, Any]:
         stages = Stages()
         stages.wrap(embedder, "embed_queries", "embed the query")
         stages.wrap(index.store, "query", "recall 20 (Chroma)")
-        # reopening = checking each file (roots, regular file, hash), copying it, decoding in workers
+        # reopening: each file checked (roots, regular file, hash), copied, decoded in workers
         stages.wrap(Reopener, "rerank_input", "open the 20 items' files again (verified)")
         stages.wrap(reranker, "score", "rerank 20 (model; pixels made in its threads)")
         time_pixels(stages)

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from qwen3_vl_rag.errors import InputTooLargeError, UnsupportedInputError
 
-__all__ = ["MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "MAX_INLINE_IMAGE_BYTES", "check_image_size"]
+__all__ = [
+    "ALLOWED_FORMATS",
+    "MAX_ASPECT_RATIO",
+    "MAX_IMAGE_PIXELS",
+    "MAX_INLINE_IMAGE_BYTES",
+    "check_image_size",
+]
+
+#: The image formats read at all, by Pillow's names: everything else Pillow can open (TGA, EPS
+#: through Ghostscript, FITS, ...) is refused, wherever an image enters.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 #: Largest image decoded at all (width x height as decoded). A 64-megapixel RGB image already
 #: costs about 200 MB in memory; the model itself never sees more than about 1.8 megapixels.

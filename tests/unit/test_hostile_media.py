@@ -21,6 +21,7 @@ from qwen3_vl_rag.errors import (
     ImageDecodeError,
     InputError,
     InputTooLargeError,
+    UnsupportedInputError,
     VideoDecodeError,
 )
 from qwen3_vl_rag.media import LoadOptions, MediaBudget, WorkerPool, load_video, scan_folder
@@ -407,6 +408,28 @@ def test_the_engine_takes_a_normal_image_file_and_refuses_a_fifo(tmp_path: Path)
     os.mkfifo(fifo)
     with pytest.raises(ImageDecodeError, match="not a regular file"):
         plan_image(fifo, VisionSettings())
+
+
+@pytest.mark.parametrize("form", ["path", "bytes", "data URI"])
+def test_the_engine_reads_only_the_formats_media_load_reads(tmp_path: Path, form: str) -> None:
+    import base64
+    import io
+
+    from qwen3_vl_rag.engine.vision import VisionSettings, plan_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(buffer, format="TGA")  # Pillow reads TGA
+    path = tmp_path / "picture.tga"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(UnsupportedInputError):
+        load_image(path)  # media.load refuses it...
+    source: object = {
+        "path": path,
+        "bytes": buffer.getvalue(),
+        "data URI": "data:image/x-tga;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }[form]
+    with pytest.raises(ImageDecodeError, match="readable image in a supported format"):
+        plan_image(source, VisionSettings())  # ...and the engine does not decode it either
 
 
 # -- item 15: size before hashing (see the integration tests), and a stage for every video failure -

@@ -43,6 +43,7 @@ from qwen3_vl_rag.errors import (
     VideoDecodeError,
 )
 from qwen3_vl_rag.image_limits import (
+    ALLOWED_FORMATS,
     MAX_ASPECT_RATIO,
     MAX_IMAGE_PIXELS,
     MAX_INLINE_IMAGE_BYTES,
@@ -253,9 +254,9 @@ def open_image(source: object) -> PILImage.Image:
         return _array_to_image(source)
     try:
         if isinstance(source, (bytes, bytearray)):
-            return Image.open(io.BytesIO(bytes(source)))
+            return _open_allowed(io.BytesIO(bytes(source)), source)
         if isinstance(source, str) and source.startswith("data:"):
-            return Image.open(io.BytesIO(_decode_data_uri(source)))
+            return _open_allowed(io.BytesIO(_decode_data_uri(source)), source)
         if isinstance(source, (str, os.PathLike)):
             return _open_image_file(_local_path(source), describe_source(source))
     except InputError:
@@ -280,12 +281,30 @@ def _open_image_file(path: Path, label: str) -> PILImage.Image:
     On Linux, Pillow reads the very file that was checked (through ``/proc/self/fd``), so
     nothing can be swapped in between the check and the reading.
     """
-    from PIL import Image
-
     if not os.path.lexists(path):
         raise ImageDecodeError("no such image file.", source=label)
     with open_checked(path, max_bytes=2**63, label=label, error=ImageDecodeError) as opened:
-        return Image.open(opened.name_for_libraries())
+        return _open_allowed(opened.name_for_libraries(), path)
+
+
+def _open_allowed(file: str | io.BytesIO, source: object) -> PILImage.Image:
+    """``Image.open`` restricted to the formats ``media.load`` reads (no TGA, EPS, FITS...).
+
+    Raises:
+        ImageDecodeError: Not an image of one of
+            :data:`~qwen3_vl_rag.image_limits.ALLOWED_FORMATS` that Pillow can parse.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    Image.init()  # every plugin registered, so the allowlist can name them
+    try:
+        return Image.open(file, formats=[name for name in ALLOWED_FORMATS if name in Image.OPEN])
+    except UnidentifiedImageError as exc:
+        # as before the allowlist: unreadable bytes and other formats alike are not decodable
+        raise ImageDecodeError(
+            f"not a readable image in a supported format ({', '.join(ALLOWED_FORMATS)}).",
+            source=describe_source(source),
+        ) from exc
 
 
 def _refuse_oversized(image: PILImage.Image, source: object) -> None:

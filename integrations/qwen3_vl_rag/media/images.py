@@ -33,7 +33,7 @@ from qwen3_vl_rag.errors import (
     InputTooLargeError,
     UnsupportedInputError,
 )
-from qwen3_vl_rag.image_limits import check_image_size
+from qwen3_vl_rag.image_limits import ALLOWED_FORMATS, check_image_size
 from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked, verified_open
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["ALLOWED_FORMATS", "ImageHeader", "load_image", "normalize_to_rgb", "read_header"]
 
 #: Pillow formats we decode (JPEG includes multi-picture MPO files from phones).
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 ImageSourceData = Path | bytes
