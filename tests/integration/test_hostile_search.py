@@ -27,6 +27,7 @@ from qwen3_vl_rag.errors import ImageDecodeError
 from qwen3_vl_rag.index import MultimodalIndex, SearchResult
 from tests.bounded import Bounded, run_bounded
 from tests.conftest import write_mp4
+from tests.integration.test_cli import models
 from tests.integration.test_index import png
 
 RED = (220, 20, 20)
@@ -239,8 +240,7 @@ def test_the_command_shows_stale_results(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     index = tmp_path / "index"
-    models = ["--model", str(tiny_embedding_path), "--reranker", str(tiny_reranker_path)]
-    flags = ["--index", str(index), *models, "--device", "cpu"]
+    flags = ["--index", str(index), *models(tiny_embedding_path, tiny_reranker_path)]
     assert main(["index", str(corpus), *flags, "--quiet"]) == 0
     png(corpus / "red.png", GREEN, size=(50, 50))
     capsys.readouterr()

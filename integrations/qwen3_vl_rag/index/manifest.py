@@ -322,23 +322,7 @@ class Manifest:
     def add_items(self, rows: Iterable[ItemRow]) -> None:
         """Record items written to the vector store (not yet the source's current items)."""
         with self._transaction():
-            self.db.executemany(
-                "INSERT OR REPLACE INTO items (id, source, content_hash, current, kind, locator, "
-                "metadata, text, vector) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        row.id,
-                        row.source,
-                        row.content_hash,
-                        row.kind,
-                        row.locator,
-                        json.dumps(row.metadata, sort_keys=True),
-                        row.text,
-                        np.asarray(row.vector, dtype=np.float32).tobytes(),
-                    )
-                    for row in rows
-                ],
-            )
+            self._insert_items(rows, current=False)
 
     @_guarded
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -435,23 +419,7 @@ class Manifest:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [(key, json.dumps(value, sort_keys=True)) for key, value in meta.items()],
             )
-            self.db.executemany(
-                "INSERT OR REPLACE INTO items (id, source, content_hash, current, kind, locator, "
-                "metadata, text, vector) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        row.id,
-                        row.source,
-                        row.content_hash,
-                        row.kind,
-                        row.locator,
-                        json.dumps(row.metadata, sort_keys=True),
-                        row.text,
-                        np.asarray(row.vector, dtype=np.float32).tobytes(),
-                    )
-                    for row in rows
-                ],
-            )
+            self._insert_items(rows, current=True)
             self.db.executemany(
                 "INSERT OR REPLACE INTO sources (path, content_hash, size, mtime_ns, status, "
                 "items, error, updated_at) VALUES (?, ?, NULL, NULL, 'indexed', ?, NULL, ?)",
@@ -476,6 +444,27 @@ class Manifest:
             if row is None:
                 unused.append(item)
         return unused
+
+    def _insert_items(self, rows: Iterable[ItemRow], *, current: bool) -> None:
+        """Write item rows (inside the caller's transaction)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO items (id, source, content_hash, current, kind, locator, "
+            "metadata, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    row.id,
+                    row.source,
+                    row.content_hash,
+                    int(current),
+                    row.kind,
+                    row.locator,
+                    json.dumps(row.metadata, sort_keys=True),
+                    row.text,
+                    np.asarray(row.vector, dtype=np.float32).tobytes(),
+                )
+                for row in rows
+            ],
+        )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
     from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.media.isolation import WorkerPool
 
 __all__ = ["IndexStatus", "MultimodalIndex", "PruneReport", "embedding_signature"]
 
@@ -121,6 +122,7 @@ class MultimodalIndex:
         self._lock = IndexLock(self.directory, mode).acquire()
         self._store: VectorStore | None = None
         self._damage: IndexCorruptedError | None = None
+        self._search_pool: WorkerPool | None = None
         try:
             self.manifest = Manifest(self.directory / MANIFEST_NAME, read_only=mode == "read")
             self._check_schema()
@@ -424,8 +426,25 @@ class MultimodalIndex:
         if self.mode != "write":
             raise ConfigurationError("this index was opened read-only (mode='read').")
 
+    def search_pool(self) -> WorkerPool:
+        """The worker processes searches decode reopened files in (started on first use).
+
+        Kept for the index's lifetime, so a session of searches starts them once.
+        """
+        if self._search_pool is None:
+            from qwen3_vl_rag.media.isolation import WorkerPool
+
+            budget = self.load_options.budget
+            self._search_pool = WorkerPool(
+                max(1, self.workers), timeout=budget.timeout, memory_limit=budget.worker_memory
+            )
+        return self._search_pool
+
     def close(self) -> None:
-        """Close the vector store and the manifest, and release the lock."""
+        """Stop the search workers, close the vector store and the manifest, release the lock."""
+        if self._search_pool is not None:
+            self._search_pool.close()
+            self._search_pool = None
         if self._store is not None:
             self._store.close()
         if getattr(self, "manifest", None) is not None:

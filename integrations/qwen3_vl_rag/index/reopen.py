@@ -94,13 +94,12 @@ class Reopener:
         self.budget: MediaBudget = index.load_options.budget
         self._password = index.load_options.password
         self._fps = index.load_options.fps or 1.0
-        self._workers = max(1, index.workers)
+        self._index = index
         roots = self._manifest.get_meta(ROOTS_KEY)
         self._roots = [str(root) for root in roots] if isinstance(roots, list) else None
         self._verdicts: dict[tuple[str, str], str | None] = {}
         self._copies: dict[tuple[str, str], Path] = {}
         self._folder: Path | None = None
-        self._pool: WorkerPool | None = None
 
     # -- verification ----------------------------------------------------------------------------
 
@@ -202,12 +201,8 @@ class Reopener:
 
     @property
     def pool(self) -> WorkerPool:
-        """The worker processes that decode the copies (started on first use)."""
-        if self._pool is None:
-            self._pool = WorkerPool(
-                self._workers, timeout=self.budget.timeout, memory_limit=self.budget.worker_memory
-            )
-        return self._pool
+        """The worker processes that decode the copies: the index's, kept across searches."""
+        return self._index.search_pool()
 
     def rerank_input(self, meta: Mapping[str, Any]) -> MultimodalInput:
         """The item as the reranker reads it: its page, image or clip, from the verified copy.
@@ -289,10 +284,7 @@ class Reopener:
         return jpeg
 
     def close(self) -> None:
-        """Stop the workers and delete the copies."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Delete the copies (the workers are the index's, and stay)."""
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
