@@ -13,6 +13,12 @@ transformers 4.57.3 load it.
   stable), not from transformers' initialisers, so the bytes do not change with library versions.
 
 Same arguments, same bytes: tests rely on it for the parity golden files.
+
+The weights file says what it is: its safetensors metadata carries :data:`RANDOM_WEIGHTS_MARKER`,
+which :func:`is_random_test_checkpoint` reads, so the CLI and the gallery can warn that rankings
+made with these models mean nothing. The marker lives in the weights (not ``config.json``): it goes
+wherever the weights go, leaves :func:`checkpoint_fingerprint` (and so the parity goldens) as they
+are, and disappears when a model is trained and saved again, its weights no longer random.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import random
 import zlib
 from collections import Counter
@@ -30,9 +37,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["PRESETS", "CheckpointPreset", "build_tiny_checkpoint", "checkpoint_fingerprint"]
+__all__ = [
+    "PRESETS",
+    "RANDOM_WEIGHTS_MARKER",
+    "CheckpointPreset",
+    "build_tiny_checkpoint",
+    "checkpoint_fingerprint",
+    "is_random_test_checkpoint",
+]
 
 Kind = Literal["embedding", "reranker"]
+
+RANDOM_WEIGHTS_MARKER = "qwen3_vl_rag_random_test_checkpoint"
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the format's own limit
 
 QWEN_PRETOKENIZE_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -274,6 +291,41 @@ def checkpoint_fingerprint(path: str | Path) -> str:
                 digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
                 digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def is_random_test_checkpoint(model: str | os.PathLike[str]) -> bool:
+    """Whether ``model`` is a local checkpoint written by :func:`build_tiny_checkpoint`.
+
+    Reads only the safetensors headers in the directory; a Hub id, a missing path or an
+    unreadable file answers ``False``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     print(is_random_test_checkpoint(build_tiny_checkpoint(folder)))
+        True
+        >>> is_random_test_checkpoint("Qwen/Qwen3-VL-Embedding-2B")
+        False
+    """
+    try:
+        weights = sorted(Path(model).glob("*.safetensors"))
+    except (OSError, ValueError):
+        return False
+    return any(_safetensors_metadata(file).get(RANDOM_WEIGHTS_MARKER) == "true" for file in weights)
+
+
+def _safetensors_metadata(file: Path) -> dict[str, Any]:
+    """The ``__metadata__`` of a safetensors file's JSON header; empty when it cannot be read."""
+    try:
+        with file.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= _MAX_SAFETENSORS_HEADER:
+                return {}
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError):
+        return {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,7 +623,8 @@ def _write_weights(
         name: _init_tensor(name, shape, seed).to(dtype) for name, shape in sorted(shapes.items())
     }
     (out / "model.safetensors").unlink(missing_ok=True)
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    metadata = {"format": "pt", RANDOM_WEIGHTS_MARKER: "true"}
+    save_file(tensors, str(out / "model.safetensors"), metadata=metadata)
 
 
 def _init_tensor(name: str, shape: tuple[int, ...], seed: int) -> Any:
