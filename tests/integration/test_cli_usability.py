@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from transformers.utils import logging as transformers_logging
 
 from qwen3_vl_rag.cli.gallery import write_gallery
 from qwen3_vl_rag.cli.main import main
@@ -156,11 +157,13 @@ def test_search_quiet_prints_only_the_results(index: Path, tmp_path: Path) -> No
     assert "random-weight test checkpoints" in err  # the note, on stderr
     assert out.splitlines()[-1] == f"gallery: {gallery}"
 
+    bars = transformers_logging.is_progress_bar_enabled()
     code, out, err = run(
         ["search", "red", "--index", str(index), "--html", str(gallery), "--quiet"]
     )
     assert code == 0
     assert err == ""
+    assert transformers_logging.is_progress_bar_enabled() == bars  # as it was, after the command
     lines = out.splitlines()
     assert lines[0] == '2 result(s) for "red"'
     assert len(lines) == 4  # the heading, the columns, two results

@@ -24,10 +24,11 @@ log file). ``search`` loads the reranker only once the first stage has found som
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -143,8 +144,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
-    if getattr(args, "quiet", False):
-        _silence_loading_bars()
     try:
         handler = {
             "index": _index,
@@ -154,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rebuild": _rebuild,
             "recover": _recover,
         }[args.command]
-        code = handler(args)
+        with _loading_bars(shown=not getattr(args, "quiet", False)):
+            code = handler(args)
         finish_output()
         return code
     except Qwen3VLRagError as err:
@@ -320,11 +320,24 @@ def _progress_shown(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
-def _silence_loading_bars() -> None:
-    """No download or weight-loading bars from the libraries below (``--quiet``)."""
+@contextlib.contextmanager
+def _loading_bars(*, shown: bool) -> Iterator[None]:
+    """Without ``shown`` (``--quiet``), no download or weight-loading bars from the libraries below.
+
+    They are restored afterwards: ``main`` may run inside a bigger program.
+    """
+    if shown:
+        yield
+        return
     from transformers.utils import logging as transformers_logging
 
+    enabled = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # and the Hub's
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

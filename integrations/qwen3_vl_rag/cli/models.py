@@ -44,6 +44,12 @@ class RerankerOnDemand:
             self._loaded = Qwen3VLReranker.from_pretrained(self.model, device=self.device)
         return self._loaded
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else a reranker has: the model is loaded for it."""
+        if name.startswith("_"):  # never load for copy/pickle probes, nor recurse in them
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
     def score(
         self, query: InputItem, documents: Sequence[InputItem], **options: Any
     ) -> list[float]:
