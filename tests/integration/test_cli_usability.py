@@ -267,6 +267,23 @@ def _retrained(checkpoint: Path, folder: Path) -> Path:
     return folder
 
 
+def test_a_hub_id_in_the_local_cache_is_recognised(
+    tmp_path: Path, tiny_embedding_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someone--tiny-embedding"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    weights = (tiny_embedding_path / "model.safetensors").read_bytes()
+    (repo / "snapshots" / commit / "model.safetensors").write_bytes(weights)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert is_random_test_checkpoint("someone/tiny-embedding")
+    assert not is_random_test_checkpoint("someone/not-cached")
+
+
 def test_the_gallery_warns_about_random_weight_models(
     tmp_path: Path, tiny_embedding_path: Path, tiny_reranker_path: Path
 ) -> None:

@@ -294,10 +294,11 @@ def checkpoint_fingerprint(path: str | Path) -> str:
 
 
 def is_random_test_checkpoint(model: str | os.PathLike[str]) -> bool:
-    """Whether ``model`` is a local checkpoint written by :func:`build_tiny_checkpoint`.
+    """Whether ``model`` is a checkpoint written by :func:`build_tiny_checkpoint`.
 
-    Reads only the safetensors headers in the directory; a Hub id, a missing path or an
-    unreadable file answers ``False``.
+    Reads only safetensors headers: those in a local directory, or for a Hub id the
+    ``model.safetensors`` already in the local Hub cache (nothing is downloaded). A model that is
+    not there, or an unreadable file, answers ``False``.
 
     Example:
         >>> import tempfile
@@ -311,7 +312,20 @@ def is_random_test_checkpoint(model: str | os.PathLike[str]) -> bool:
         weights = sorted(Path(model).glob("*.safetensors"))
     except (OSError, ValueError):
         return False
+    if not weights:
+        weights = _cached_hub_weights(str(model))
     return any(_safetensors_metadata(file).get(RANDOM_WEIGHTS_MARKER) == "true" for file in weights)
+
+
+def _cached_hub_weights(repo_id: str) -> list[Path]:
+    """The Hub model's ``model.safetensors`` if the local cache holds it (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "model.safetensors")
+    except (OSError, ValueError):  # not a Hub id (HFValidationError is a ValueError)
+        return []
+    return [Path(cached)] if isinstance(cached, str) else []
 
 
 def _safetensors_metadata(file: Path) -> dict[str, Any]:
