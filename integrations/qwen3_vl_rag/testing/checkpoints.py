@@ -305,7 +305,7 @@ def is_random_test_checkpoint(model: str | os.PathLike[str]) -> bool:
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     print(is_random_test_checkpoint(build_tiny_checkpoint(folder)))
         True
-        >>> is_random_test_checkpoint("Qwen/Qwen3-VL-Embedding-2B")
+        >>> is_random_test_checkpoint("nobody/no-such-model")  # neither a folder nor cached
         False
     """
     try:
