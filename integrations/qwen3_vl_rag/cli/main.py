@@ -119,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--kind", choices=["page", "image", "video", "clip"], help="only these")
     search.add_argument("--json", action="store_true", help="print JSON")
     search.add_argument("--html", type=Path, help="write an HTML result gallery here")
-    search.add_argument("--quiet", action="store_true", help="only the results: no notes")
+    search.add_argument(
+        "--quiet", action="store_true", help="only the results: no notes, no progress bars"
+    )
 
     status = command("status", "what the index holds")
     status.add_argument("--json", action="store_true", help="print JSON")
