@@ -290,7 +290,7 @@ def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def _alone_error(position: int, sequence: EncodedSequence) -> ResourceExhaustedError:
     return ResourceExhaustedError(
-        f"item {position} ({len(sequence)} tokens) does not fit in memory even alone; lower "
+        f"a sequence of {len(sequence)} tokens does not fit in memory even alone; lower "
         "max_pixels or max_frames for it, or use a device with more memory.",
         item_index=position,
     )

@@ -170,7 +170,8 @@ class Qwen3VLReranker:
         try:
             (query_plan,) = plan_items([query], self.backbone.loaded.vision)
         except InputError as err:
-            raise type(err)(f"the query: {err.reason}", source=err.source, hint=err.hint) from err
+            # not an item of the documents' list: no position, every other field kept
+            raise err.replace(reason=f"the query: {err.reason}", item_index=None) from err
         document_plans = plan_items(documents, self.backbone.loaded.vision)
         return self._score_pairs(
             [(query_plan, d) for d in document_plans],
