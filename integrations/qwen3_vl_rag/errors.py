@@ -139,7 +139,7 @@ class InputError(Qwen3VLRagError, ValueError):
             >>> err.replace(item_index=5).stage
             'open'
         """
-        fields = {
+        fields: dict[str, Any] = {
             "reason": self.reason,
             "item_index": self.item_index,
             "source": self.source,

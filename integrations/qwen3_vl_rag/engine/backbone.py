@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from qwen3_vl_rag.engine.batching import is_out_of_memory, plan_batches
 from qwen3_vl_rag.engine.collate import ModelBatch, PixelLoader, collate
 from qwen3_vl_rag.engine.encoding import EncodedSequence, SequenceEncoder
-from qwen3_vl_rag.engine.loading import LoadedModel
+from qwen3_vl_rag.engine.loading import LoadedModel, PretrainedOptions, load_model
 from qwen3_vl_rag.engine.prefix import shared_prefix_length, vision_blocks
 from qwen3_vl_rag.errors import ConfigurationError, ResourceExhaustedError
 
@@ -101,6 +101,22 @@ class Backbone:
         vocab = loaded.tokenizer.get_vocab()
         self._vision_start_id = vocab["<|vision_start|>"]
         self._vision_end_id = vocab["<|vision_end|>"]
+
+    @classmethod
+    def from_pretrained(
+        cls, model_id_or_path: str | os.PathLike[str], options: PretrainedOptions
+    ) -> Backbone:
+        """Load a checkpoint with ``from_pretrained`` options; the one loading path of the engine.
+
+        Raises:
+            ModelLoadError: When the checkpoint cannot be found or is not a Qwen3-VL one.
+        """
+        loaded = load_model(model_id_or_path, options)
+        return cls(
+            loaded,
+            batch_tokens=options.get("batch_tokens"),
+            decode_workers=options.get("decode_workers"),
+        )
 
     @property
     def hidden_size(self) -> int:
