@@ -7,6 +7,7 @@ environment at import) against nothing but loopback: a closed port, or a server 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import textwrap
 import warnings
@@ -206,3 +207,46 @@ def test_loading_shows_no_weight_bars(
     # the hook is put back: other code's bars are left as they were
     assert hf_logging.set_tqdm_hook(before) is before
     assert json.dumps(hf_logging.is_progress_bar_enabled()) == "true"
+
+
+def test_a_text_we_cut_raises_no_sequence_length_warning(tiny_embedding_path: Path) -> None:
+    # a fresh tokenizer: transformers says it once per tokenizer, so no earlier test hides it
+    embedder = Qwen3VLEmbedder.from_pretrained(tiny_embedding_path, device="cpu")
+    emoji = "\U0001f9ec" * 70_000  # 4 tokens each: over the tokenizer's 262144 before the cut
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    transformers_logger = logging.getLogger("transformers")  # transformers' own root logger
+    transformers_logger.addHandler(handler)
+    try:
+        whole, head = embedder.embed([emoji, emoji[:8000]])
+    finally:
+        transformers_logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == []
+    assert float(whole @ head) > 0.999  # the long text is embedded as its kept head
+
+
+def test_cached_passes_hide_only_the_past_key_values_future_warning(
+    reranker: Qwen3VLReranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = reranker.backbone.loaded.model
+    forward = model.forward
+    seen: list[str] = []
+
+    def warning_forward(*args: object, **kwargs: object) -> object:
+        # what transformers 5.24 does when given a cache; other FutureWarnings must still show
+        if kwargs.get("use_cache"):
+            seen.append("cached")
+            warnings.warn("`past_key_values` will change.", FutureWarning, stacklevel=2)
+        warnings.warn("something else is deprecated.", FutureWarning, stacklevel=2)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", warning_forward)
+    query = "a question about revenue " * 4  # a long shared prefix: the cached path runs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reranker.score(query, ["revenue grew", "cats sleep", "a table of numbers"])
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert "cached" in seen
+    assert not [m for m in messages if "past_key_values" in m]
+    assert "something else is deprecated." in messages

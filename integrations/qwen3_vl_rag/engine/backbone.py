@@ -12,9 +12,11 @@ see :mod:`qwen3_vl_rag.engine.prefix`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -237,14 +239,15 @@ class Backbone:
                     inputs.attention_mask,
                 )
                 start = prefix.length
-                hidden = model(
-                    input_ids=inputs.input_ids[:, start:],
-                    mm_token_type_ids=inputs.mm_token_type_ids[:, start:],
-                    position_ids=full_positions[:, :, start:],
-                    past_key_values=prefix.cache_for(len(batch)),
-                    use_cache=True,
-                    **inputs.pixels,
-                ).last_hidden_state
+                with _cache_deprecations_silenced():
+                    hidden = model(
+                        input_ids=inputs.input_ids[:, start:],
+                        mm_token_type_ids=inputs.mm_token_type_ids[:, start:],
+                        position_ids=full_positions[:, :, start:],
+                        past_key_values=prefix.cache_for(len(batch)),
+                        use_cache=True,
+                        **inputs.pixels,
+                    ).last_hidden_state
         last = inputs.attention_mask.sum(dim=1) - 1 - start
         pooled: torch.Tensor = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return pooled
@@ -270,7 +273,7 @@ class Backbone:
         head = EncodedSequence(sequences[0].input_ids[:length], sequences[0].parts[:parts])
         inputs = self._collate([head], [0], loader)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), _cache_deprecations_silenced():
                 output = self.loaded.model(
                     input_ids=inputs.input_ids,
                     mm_token_type_ids=inputs.mm_token_type_ids,
@@ -283,6 +286,19 @@ class Backbone:
             _release_memory(self.loaded.device)
             return None  # the plain path still works, and halves its batches if it must
         return _Prefix(length, parts, _cache_tensors(output.past_key_values))
+
+
+@contextlib.contextmanager
+def _cache_deprecations_silenced() -> Iterator[None]:
+    """Hide transformers' FutureWarnings about ``past_key_values`` around our cached passes.
+
+    The cache is built and read here, not by the user, and the warning (transformers 5.24) names
+    nothing they can change. Only FutureWarnings naming ``past_key_values`` are hidden, and the
+    filters are restored on exit.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*past_key_values", category=FutureWarning)
+        yield
 
 
 def _parts_within(sequence: EncodedSequence, length: int, vision_start_id: int) -> int:

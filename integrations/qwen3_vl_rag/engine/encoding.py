@@ -168,7 +168,9 @@ class SequenceEncoder:
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
             return []
-        return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+        # verbose=False: texts over the tokenizer's model_max_length are cut right after, by us;
+        # transformers' "sequence length is longer than the specified maximum" would mislead
+        return [list(ids) for ids in self.tokenizer(list(texts), verbose=False)["input_ids"]]
 
     def _has_special_text(self, texts: Iterable[str | None], cache: dict[int, bool]) -> bool:
         """Whether any of these user-written (uncut) texts contains a special-token string."""
@@ -216,7 +218,11 @@ class SequenceEncoder:
         ids: list[int] = []
         spans = []
         for text, user in segments:
-            piece = self.tokenizer(text, split_special_tokens=user)["input_ids"] if text else []
+            piece = (
+                self.tokenizer(text, split_special_tokens=user, verbose=False)["input_ids"]
+                if text
+                else []
+            )
             spans.append((len(ids), len(ids) + len(piece)))
             ids.extend(piece)
         return ids, spans
@@ -264,7 +270,8 @@ class SequenceEncoder:
         prompt = prompts.render(segments)
         text_end = len(prompt) - len(segments[-1][0])
         text_start = text_end - len(text)
-        offsets = self.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+        encoded = self.tokenizer(prompt, return_offsets_mapping=True, verbose=False)
+        offsets = encoded["offset_mapping"]
         return [i for i, (lo, hi) in enumerate(offsets) if lo >= text_start and hi <= text_end]
 
     def _shorten_text(
