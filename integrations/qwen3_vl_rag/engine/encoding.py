@@ -102,16 +102,6 @@ class EncodedSequence:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    @property
-    def images(self) -> tuple[ImagePlan, ...]:
-        """The images, in token order."""
-        return tuple(p for p in self.parts if isinstance(p, ImagePlan))
-
-    @property
-    def videos(self) -> tuple[VideoPlan, ...]:
-        """The videos, in token order."""
-        return tuple(p for p in self.parts if isinstance(p, VideoPlan))
-
 
 def plan_items(
     items: Sequence[object], settings: VisionSettings, *, first_index: int = 0
