@@ -41,6 +41,7 @@ class Qwen3VLEmbedder:
     Use :meth:`from_pretrained` to load a checkpoint.
 
     Example:
+        >>> from pathlib import Path
         >>> from qwen3_vl_rag import Qwen3VLEmbedder, MultimodalInput
         >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
         >>> docs = embedder.embed_documents([
@@ -98,9 +99,11 @@ class Qwen3VLEmbedder:
             TypeError: For a keyword that is not an option.
 
         Example:
-            >>> embedder = Qwen3VLEmbedder.from_pretrained(  # doctest: +SKIP
-            ...     "Qwen/Qwen3-VL-Embedding-2B", device="cuda", max_pixels=602112
+            >>> embedder = Qwen3VLEmbedder.from_pretrained(
+            ...     "Qwen/Qwen3-VL-Embedding-2B", device="cpu", max_pixels=602112, batch_tokens=4096
             ... )
+            >>> embedder.vision.max_pixels, embedder.backbone.batch_tokens
+            (602112, 4096)
         """
         check_options(options, "from_pretrained")
         return cls(

@@ -37,12 +37,15 @@ class Qwen3VLReranker:
     token budget, not one forward pass per pair, and a query image is decoded once per call.
 
     Example:
+        >>> from pathlib import Path
         >>> from qwen3_vl_rag import Qwen3VLReranker
         >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
         >>> ranked = reranker.rerank("red bar chart of 2023 revenue",
         ...                          [Path("p1.png"), "Revenue table", Path("p7.png")], top_n=2)
-        >>> for index, score in ranked:  # best first
-        ...     print(index, round(score, 3))
+        >>> [type(index).__name__ for index, score in ranked]  # best first: (index, score) pairs
+        ['int', 'int']
+        >>> all(0.0 <= score <= 1.0 for _, score in ranked)
+        True
     """
 
     def __init__(
