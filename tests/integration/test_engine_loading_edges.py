@@ -157,6 +157,21 @@ def test_a_model_the_hub_does_not_have_is_named_as_such(
     assert float(missing["seconds"]) < FAST, found
 
 
+@pytest.mark.filterwarnings("ignore:A test tried to use socket")
+def test_blocked_sockets_fail_fast_as_an_unreachable_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from huggingface_hub import constants
+
+    # offline mode off in this process: the one request meets pytest-socket's refusal
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="cannot be reached") as info:
+        Qwen3VLEmbedder.from_pretrained("nobody/not-cached-anywhere", device="cpu")
+    assert time.monotonic() - start < FAST
+    assert "HF_HUB_OFFLINE=1" in str(info.value)
+
+
 def test_a_path_that_is_not_there_is_not_sent_to_the_hub(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no such directory") as info:
         Qwen3VLEmbedder.from_pretrained(tmp_path / "nowhere" / "model", device="cpu")

@@ -1,4 +1,7 @@
-"""The reranker on the tiny checkpoint: a long query leaves documents their share; query errors."""
+"""Inputs at the edges, on the tiny checkpoints.
+
+A long query leaves rerank documents their share; errors say the position and stage they have.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from qwen3_vl_rag import Qwen3VLReranker, Video, VideoDecodeError
+from qwen3_vl_rag import (
+    Qwen3VLEmbedder,
+    Qwen3VLReranker,
+    UnsupportedInputError,
+    Video,
+    VideoDecodeError,
+)
 from qwen3_vl_rag.engine.encoding import plan_items
+from qwen3_vl_rag.engine.shared import embed_in_chunks
 
 MAX_LENGTH = 128
 LONG_QUERY = "which quarter had the highest revenue growth " * 40  # ~280 tokens
@@ -94,3 +104,21 @@ def test_a_query_error_keeps_its_stage_and_says_query(
     assert (query_error.item_index, query_error.stage) == (None, "probe")
     assert query_error.source == document_error.source
     assert str(query_error) == f"{query_error.source}: the query: no such video file."
+
+
+def test_an_item_of_a_later_chunk_is_named_by_its_position_in_the_whole_list(
+    embedder: Qwen3VLEmbedder,
+) -> None:
+    items: list[object] = ["a", "b", "c", "d", "e", {1, 2}, "g"]
+    with pytest.raises(UnsupportedInputError) as info:
+        embed_in_chunks(
+            embedder,
+            items,
+            query=False,
+            instruction=None,
+            dim=None,
+            batch_tokens=None,
+            chunk_size=4,
+        )
+    assert info.value.item_index == 5
+    assert str(info.value).startswith("item 5: ")
