@@ -4,11 +4,8 @@
 * ``dtype="auto"`` is bfloat16 on CUDA (float16 on GPUs without bf16), float32 on the CPU.
 * Attention is FlashAttention-2 when the ``flash_attn`` package is installed and the model runs in
   half precision on CUDA, else PyTorch SDPA.
-* A Hub id is located before anything loads, without transformers' retries: from the local cache
-  when offline mode is on (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``), else with one
-  request to the Hub (``HF_HUB_ETAG_TIMEOUT`` seconds at most), falling back to the cache when
-  the Hub cannot be reached. Each failure says which of these it is: not in the cache, Hub
-  unreachable, or no such model.
+* A Hub id is located before anything loads, without transformers' retries (see
+  :mod:`~qwen3_vl_rag.engine.hub`).
 * Weights load with transformers' Qwen3-VL classes, ``use_safetensors=True`` and never
   ``trust_remote_code``. The reranker's score head is two rows of the LM head read directly from
   the safetensors files, so the 151k-row vocabulary projection is never materialised.
@@ -22,12 +19,12 @@ import importlib.util
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from qwen3_vl_rag.engine.hub import HubOptions, locate
 from qwen3_vl_rag.engine.vision import VisionSettings
 from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
 
@@ -148,8 +145,6 @@ class PretrainedOptions(TypedDict, total=False):
 
 
 _VISION_KEYS = ("min_pixels", "max_pixels", "total_pixels", "fps", "max_frames")
-# A Hub repository id: a name, or a namespace and a name (the Hub's own rules, as a shape).
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(?:/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 def check_options(options: PretrainedOptions, method: str) -> None:
@@ -163,35 +158,6 @@ def check_options(options: PretrainedOptions, method: str) -> None:
         raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(unknown)}")
 
 
-@dataclass(frozen=True)
-class HubOptions:
-    """Where to find a checkpoint's files: a Hub revision, the cache, the network, a token."""
-
-    revision: str | None = None
-    cache_dir: str | os.PathLike[str] | None = None
-    local_files_only: bool = False
-    token: str | bool | None = field(default=None, repr=False)  # a secret
-
-    @classmethod
-    def from_options(cls, options: PretrainedOptions) -> HubOptions:
-        """The Hub part of ``from_pretrained`` options."""
-        return cls(
-            revision=options.get("revision"),
-            cache_dir=options.get("cache_dir"),
-            local_files_only=options.get("local_files_only", False),
-            token=options.get("token"),
-        )
-
-    def hub_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments understood by every transformers ``from_pretrained``."""
-        return {
-            "revision": self.revision,
-            "cache_dir": self.cache_dir,
-            "local_files_only": self.local_files_only,
-            "token": self.token,
-        }
-
-
 @dataclass
 class LoadedModel:
     """A Qwen3-VL backbone with its tokenizer and the checkpoint's vision geometry."""
@@ -203,7 +169,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     source: str
-    hub: HubOptions = HubOptions()
+    hub: HubOptions = field(default_factory=HubOptions)
 
 
 def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOptions) -> LoadedModel:
@@ -222,7 +188,13 @@ def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOpti
     attention = resolve_attention(
         options.get("attn_implementation"), resolved_device, resolved_dtype
     )
-    located = locate(source, HubOptions.from_options(options))
+    hub_options = HubOptions(
+        revision=options.get("revision"),
+        cache_dir=options.get("cache_dir"),
+        local_files_only=options.get("local_files_only", False),
+        token=options.get("token"),
+    )
+    located = locate(source, hub_options)
     hub = located.hub_kwargs()
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False, **hub)
@@ -285,105 +257,6 @@ def _quiet_weight_loading() -> Iterator[None]:
         yield
     finally:
         set_hook(previous)
-
-
-def locate(source: str, hub: HubOptions) -> HubOptions:
-    """Decide how a checkpoint's files are found, failing fast with the reason when they are not.
-
-    A local path is used as it is. A Hub id is looked up in the cache when offline mode is on,
-    else with one request to the Hub; when the Hub cannot be reached the cached copy is used
-    (and the rest of the loading stays off the network), so no retries are ever waited for.
-
-    Returns:
-        The options to load with (``local_files_only`` set when only the cache is to be used).
-
-    Raises:
-        ModelLoadError: Saying which case it is and what to do.
-    """
-    if Path(source).exists():
-        return hub
-    import huggingface_hub
-
-    if not _HUB_ID.fullmatch(source) or "--" in source or ".." in source:
-        raise ModelLoadError(
-            f"could not load a Qwen3-VL checkpoint from {source!r}: no such directory (and not "
-            "a Hub id such as 'Qwen/Qwen3-VL-Embedding-2B')."
-        )
-    cached = _in_cache(source, hub)
-    if hub.local_files_only or huggingface_hub.is_offline_mode():
-        if not cached:
-            raise ModelLoadError(_not_cached(source, hub))
-        return replace(hub, local_files_only=True)
-    failure = _ask_hub(source, hub)
-    if failure is None:
-        return hub
-    unreachable, reason = failure
-    if unreachable and cached:
-        logger.warning("%s; using the cached copy of %r", reason, source)
-        return replace(hub, local_files_only=True)
-    if unreachable:
-        reason += (
-            f", and {source!r} is not in the local cache. Check the connection, or use a copy "
-            "that is here: pass a local directory, or set HF_HUB_OFFLINE=1 with a model already "
-            "in the cache"
-        )
-    raise ModelLoadError(f"could not load a Qwen3-VL checkpoint from {source!r}: {reason}.")
-
-
-def _in_cache(source: str, hub: HubOptions) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    cache_dir = None if hub.cache_dir is None else os.fspath(hub.cache_dir)
-    found = try_to_load_from_cache(
-        source, "config.json", cache_dir=cache_dir, revision=hub.revision
-    )
-    return isinstance(found, str)
-
-
-def _not_cached(source: str, hub: HubOptions) -> str:
-    why = "local_files_only=True" if hub.local_files_only else "HF_HUB_OFFLINE=1 is set"
-    revision = f" at revision {hub.revision!r}" if hub.revision else ""
-    return (
-        f"could not load a Qwen3-VL checkpoint from {source!r}: it is not in the local Hugging "
-        f"Face cache{revision}, and {why}, so the Hub is not asked. Download it where there is "
-        f"network access (`hf download {source}`, then copy the cache folder over), pass a local "
-        "directory, or allow network access"
-        + ("." if hub.local_files_only else " (unset HF_HUB_OFFLINE).")
-    )
-
-
-def _ask_hub(source: str, hub: HubOptions) -> tuple[bool, str] | None:
-    """One request for the model's info: ``None`` when it is there, else (unreachable, why)."""
-    from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    endpoint = constants.ENDPOINT
-    try:
-        HfApi(endpoint=endpoint).model_info(
-            source, revision=hub.revision, token=hub.token, timeout=constants.HF_HUB_ETAG_TIMEOUT
-        )
-    except GatedRepoError:
-        return False, "the model is gated: accept its terms on the Hub and pass token="
-    except RepositoryNotFoundError:
-        return False, (
-            f"no such local directory, and no model {source!r} on the Hub ({endpoint}); check "
-            "the id (e.g. 'Qwen/Qwen3-VL-Embedding-2B'), or pass token= for a private one"
-        )
-    except RevisionNotFoundError:
-        return False, f"the model has no revision {hub.revision!r} on the Hub"
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "no"
-        return True, f"the Hugging Face Hub ({endpoint}) answered with HTTP status {status}"
-    except Exception as exc:  # the HTTP client's connection errors and timeouts
-        return True, (
-            f"the Hugging Face Hub ({endpoint}) cannot be reached ({type(exc).__name__}: {exc})"
-        )
-    return None
 
 
 @functools.cache
