@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.index.results import SearchResult
 
 __all__ = ["write_gallery"]
@@ -208,7 +207,7 @@ def _link(result: SearchResult) -> str | None:
     source = result.source
     if "://" not in source:
         try:
-            url = key_path(source).resolve().as_uri()  # the file's exact bytes, %-encoded
+            url = result.path.resolve().as_uri()  # the file's exact bytes, %-encoded
         except (OSError, ValueError):
             return None
     elif source.lower().startswith(("http://", "https://")):

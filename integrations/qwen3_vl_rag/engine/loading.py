@@ -16,12 +16,13 @@ import importlib.util
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.engine.vision import VisionSettings
 from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
+from qwen3_vl_rag.model_identity import CheckpointLocation
 
 if TYPE_CHECKING:
     import torch
@@ -127,6 +128,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     source: str
+    location: CheckpointLocation | None = None  # None: not known (a model built in memory)
 
 
 def load_model(
@@ -179,7 +181,10 @@ def load_model(
     logger.info(
         "loaded %s on %s (%s, %s attention)", source, resolved_device, resolved_dtype, attention
     )
-    return LoadedModel(model, tokenizer, config, vision, resolved_device, resolved_dtype, source)
+    location = _location(source, options)
+    return LoadedModel(
+        model, tokenizer, config, vision, resolved_device, resolved_dtype, source, location
+    )
 
 
 @functools.cache
@@ -203,6 +208,17 @@ def _load_failure(source: str, exc: BaseException) -> str:
             "HF_HUB_OFFLINE=1 to use the cache)"
         )
     return message
+
+
+def _location(source: str, options: LoadOptions) -> CheckpointLocation | None:
+    """The folder the checkpoint was read from: the local one, or the Hub id's cached snapshot."""
+    local = Path(source)
+    if local.is_dir():
+        directory = local.resolve()
+        return CheckpointLocation(str(directory), directory, local=True)
+    # just loaded, so in the cache: looked up there, without another request
+    config = _resolve_file(source, "config.json", replace(options, local_files_only=True))
+    return None if config is None else CheckpointLocation(source, Path(config).parent, local=False)
 
 
 def _resolve_file(source: str, filename: str, options: LoadOptions) -> str | None:

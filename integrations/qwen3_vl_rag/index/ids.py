@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from qwen3_vl_rag.index.signature import FINGERPRINT
 from qwen3_vl_rag.media.items import MediaItem
 
 __all__ = ["content_hash", "item_id", "item_locator", "locator_of", "signature_hash"]
@@ -31,8 +32,13 @@ def content_hash(path: Path) -> str:
 
 
 def signature_hash(signature: Mapping[str, Any]) -> str:
-    """A short, order-independent hash of the embedding signature."""
-    text = json.dumps(dict(signature), sort_keys=True, separators=(",", ":"))
+    """A short, order-independent hash of the embedding signature.
+
+    The model's fingerprint is left out: an index recorded before fingerprints gains one
+    without changing its ids, and within an index the model's name already stands for it.
+    """
+    hashed = {key: value for key, value in signature.items() if key != FINGERPRINT}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
