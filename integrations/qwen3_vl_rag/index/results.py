@@ -54,8 +54,8 @@ class SearchResult:
 
     @property
     def path(self) -> Path:
-        """The source file's path, with its exact bytes.
+        r"""The source file's path, with its exact bytes.
 
-        ``source`` is text: a name that is not UTF-8 shows its bytes there as ``\\xNN``.
+        ``source`` is text: a name that is not UTF-8 shows its bytes there as ``\xNN``.
         """
         return key_path(self.source)
