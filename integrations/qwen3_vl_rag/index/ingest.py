@@ -148,8 +148,8 @@ class _Entry:
 
 
 class _Run:
-    def __init__(self, target: IngestTarget, report: IndexReport, progress: _Progress) -> None:
-        self.target = target
+    def __init__(self, index: IngestTarget, report: IndexReport, progress: _Progress) -> None:
+        self.index = index
         self.report = report
         self.progress = progress
         self.queue: list[_Entry] = []
@@ -158,7 +158,7 @@ class _Run:
     # -- per file --------------------------------------------------------------------------------
 
     def file(self, scan: FolderScan, path: Path) -> None:
-        manifest = self.target.manifest
+        manifest = self.index.manifest
         label = path_key(path)  # exact and injective: two names never share a record
         shown = display_path(path)
         # opened once, checked on the handle (regular, the file the walk saw, inside the folder,
@@ -200,7 +200,7 @@ class _Run:
         outcome = FileOutcome(shown, "indexed", warnings=list(scanned.warnings))
         self.report.files.append(outcome)
         current = _File(label, digest, identity.size, mtime_ns, outcome)
-        signature = self.target.signature_hash
+        signature = self.index.signature_hash
         entries = [
             _Entry(current, item_id(signature, digest, item_locator(item)), item) for item in items
         ]
@@ -222,19 +222,19 @@ class _Run:
             return
         self.report.files.append(_from_scan(scanned))
         if scanned.status == "failed":
-            self.target.manifest.mark_failed(label, f"{scanned.error}: {scanned.reason}")
+            self.index.manifest.mark_failed(label, f"{scanned.error}: {scanned.reason}")
 
     def _reuse(self, entries: list[_Entry]) -> None:
         """Reuse recorded vectors (an interrupted run, the same bytes elsewhere): no embedding."""
-        known = self.target.manifest.vectors([entry.id for entry in entries])
+        known = self.index.manifest.vectors([entry.id for entry in entries])
         reused = [entry for entry in entries if entry.id in known]
         if reused:
             vectors = np.stack([known[entry.id] for entry in reused])
             self._write(reused, vectors)
             self.report.reused += len(reused)
         self.queue.extend(entry for entry in entries if entry.id not in known)
-        while len(self.queue) >= self.target.batch_items:
-            self.flush(self.target.batch_items)
+        while len(self.queue) >= self.index.batch_items:
+            self.flush(self.index.batch_items)
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -243,7 +243,7 @@ class _Run:
         batch = self.queue[:limit] if limit else list(self.queue)
         del self.queue[: len(batch)]
         # the same bytes met again after an earlier batch recorded them: reuse, do not embed
-        known = self.target.manifest.vectors(sorted({entry.id for entry in batch}))
+        known = self.index.manifest.vectors(sorted({entry.id for entry in batch}))
         if known:
             recorded = [entry for entry in batch if entry.id in known]
             self._write(recorded, np.stack([known[entry.id] for entry in recorded]))
@@ -256,8 +256,8 @@ class _Run:
                 first.setdefault(entry.id, entry)
             unique = list(first.values())
             try:
-                vectors = self.target.embedder.embed_documents(
-                    [entry.item for entry in unique], dim=self.target.dimension
+                vectors = self.index.embedder.embed_documents(
+                    [entry.item for entry in unique], dim=self.index.dimension
                 )
             except InputError as err:
                 if err.item_index is None:
@@ -274,8 +274,8 @@ class _Run:
         self._finish_ready()
 
     def _write(self, entries: Sequence[_Entry], vectors: np.ndarray) -> None:
-        target = self.target
-        vectors = check_vectors(vectors, target.dimension)
+        index = self.index
+        vectors = check_vectors(vectors, index.dimension)
         metadatas = [_stored_metadata(entry) for entry in entries]
         texts = [entry.item.text for entry in entries]
         ids = [entry.id for entry in entries]
@@ -283,13 +283,13 @@ class _Run:
         first = sorted(
             {item: position for position, item in reversed(list(enumerate(ids)))}.values()
         )
-        target.store.upsert(
+        index.store.upsert(
             [ids[i] for i in first],
             vectors[first],
             [metadatas[i] for i in first],
             [texts[i] for i in first],
         )
-        target.manifest.add_items(
+        index.manifest.add_items(
             ItemRow(
                 entry.id,
                 entry.file.label,
@@ -314,17 +314,17 @@ class _Run:
         outcome.stage, outcome.error = err.stage or "embed", type(err).__name__
         self.queue = [entry for entry in self.queue if entry.file is not file]
         self.open_files.remove(file)
-        written = set(file.ids) - self.target.manifest.current_ids()
-        self.target.store.delete(sorted(written & self.target.store.existing(sorted(written))))
-        self.target.manifest.mark_failed(file.label, f"{outcome.error}: {err.reason}")
+        written = set(file.ids) - self.index.manifest.current_ids()
+        self.index.store.delete(sorted(written & self.index.store.existing(sorted(written))))
+        self.index.manifest.mark_failed(file.label, f"{outcome.error}: {err.reason}")
 
     def _finish_ready(self) -> None:
         for file in [f for f in self.open_files if f.waiting == 0 and not f.failed]:
-            stale = self.target.manifest.finish_source(
+            stale = self.index.manifest.finish_source(
                 file.label, file.digest, file.size, file.mtime_ns, file.ids
             )
             if stale:
-                self.target.store.delete(stale)
+                self.index.store.delete(stale)
                 self.report.deleted += len(stale)
             file.outcome.items = len(file.ids)
             self.open_files.remove(file)
@@ -380,22 +380,22 @@ class _Progress:
 
 
 def ingest(
-    target: IngestTarget, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool
+    index: IngestTarget, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool
 ) -> IndexReport:
-    """Index files and folders into ``target``; see :meth:`MultimodalIndex.index`."""
+    """Index files and folders into ``index``; see :meth:`MultimodalIndex.index`."""
     started = time.perf_counter()
     report = IndexReport()
     progress = _Progress(report, enabled=show_progress)
     paths = list(paths)
-    record_roots(target.manifest, paths)  # search reopens files only inside these
+    record_roots(index.manifest, paths)  # search reopens files only inside these
     try:
-        run = _Run(target, report, progress)
+        run = _Run(index, report, progress)
         for root in paths:
             with FolderScan(
                 Path(os.path.abspath(root)),
-                target.load_options,
-                workers=target.workers,
-                exclude=(target.directory,),  # never index the index's own files (thumbnails...)
+                index.load_options,
+                workers=index.workers,
+                exclude=(index.directory,),  # never index the index's own files (thumbnails...)
             ) as scan:
                 count = len(scan.report.files)
                 for path in scan.files():

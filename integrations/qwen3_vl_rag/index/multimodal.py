@@ -87,7 +87,9 @@ class MultimodalIndex:
     Args:
         directory: The index directory (created if missing).
         embedder: The embedder for documents and queries. The index records its model and
-            settings on first use and refuses another one afterwards.
+            settings on first use and refuses another one afterwards. A model is known by
+            what it is (a fingerprint of its configuration, tokenizer and weights), so the same
+            checkpoint is accepted from any folder and by any path.
         reranker: The reranker for ``search(rerank=True)``.
         dim: Matryoshka dimension to store (default: the embedder's full size).
         segment_seconds: Cut videos into clips this long (default: one item per video).
@@ -293,10 +295,10 @@ class MultimodalIndex:
             ModelLoadError: It was a local folder that no longer exists.
         """
         name = self.signature.get("model")
-        # a Hub id records the commit it was loaded at; a local folder has none
-        local = isinstance(name, str) and (
-            os.path.isabs(name) or self.signature.get("revision") is None
-        )
+        # local folders are recorded absolute; before that, as given, and without the Hub
+        # commit a Hub id records
+        legacy_local = FINGERPRINT not in self.signature and self.signature.get("revision") is None
+        local = isinstance(name, str) and (os.path.isabs(name) or legacy_local)
         return loadable_model(name, local=local, what="embedding model", index=str(self.directory))
 
     def reranker_model(self) -> str | None:
