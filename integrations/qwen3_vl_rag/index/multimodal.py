@@ -98,12 +98,17 @@ class MultimodalIndex:
         workers: Decoding worker processes for PDFs and videos.
 
     Example:
+        >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder, Qwen3VLReranker
         >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
         >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
         >>> with MultimodalIndex("my-index", embedder, reranker) as index:
-        ...     report = index.index(["reports/", "screenshots/"], show_progress=True)
-        ...     for hit in index.search("bar chart of quarterly revenue", top_n=3):
-        ...         print(hit.rank, f"{hit.score:.3f}", hit.source, hit.locator)
+        ...     report = index.index(["reports/", "screenshots/"])
+        ...     hits = index.search("bar chart of quarterly revenue", top_n=3)
+        >>> report.complete, [hit.rank for hit in hits]
+        (True, [1, 2, 3])
+        >>> with MultimodalIndex("my-index", mode="read") as index:  # the model it was built with
+        ...     index.embedding_model()
+        'Qwen/Qwen3-VL-Embedding-2B'
     """
 
     def __init__(
