@@ -17,6 +17,7 @@ from qwen3_vl_rag.cli.main import main
 from qwen3_vl_rag.errors import IndexMismatchError, ModelLoadError
 from qwen3_vl_rag.index import MultimodalIndex
 from qwen3_vl_rag.index.ids import signature_hash
+from qwen3_vl_rag.index.manifest import Manifest
 from qwen3_vl_rag.index.signature import FINGERPRINT
 from qwen3_vl_rag.testing import build_tiny_checkpoint
 
@@ -188,3 +189,40 @@ def test_an_index_recorded_before_fingerprints_is_compared_as_before_then_gains_
     )
     with MultimodalIndex(tmp_path / "index", copy, mode="read") as index:
         assert [hit.id for hit in index.search("red", rerank=False)] == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "local"),
+    [
+        ("Qwen/Qwen3-VL-Embedding-2B", False),  # a Hub id (recorded without a revision)
+        ("tiny-embedding", False),  # may be a Hub id too: loaded as before
+        ("./models/embedding", True),
+        ("demo-output/models/embedding", True),
+    ],
+)
+def test_a_model_name_recorded_before_fingerprints_is_read_as_it_was_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: str, local: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    signature = {
+        "model": recorded,
+        "revision": None,
+        "dimension": 64,
+        "max_pixels": 200704,
+        "min_pixels": 3136,
+        "factor": 32,
+        "fps": 1.0,
+        "max_frames": 8,
+        "total_pixels": None,
+        "segment_seconds": None,
+        "instruction": "Represent the user's input.",
+    }
+    manifest = Manifest(tmp_path / "manifest.sqlite3")
+    manifest.set_meta({"signature": signature, "schema_version": 2})
+    manifest.close()
+    with MultimodalIndex(tmp_path, mode="read") as index:
+        if local:
+            with pytest.raises(ModelLoadError, match="does not exist"):
+                index.embedding_model()
+        else:
+            assert index.embedding_model() == recorded

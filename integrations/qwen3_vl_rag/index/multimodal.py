@@ -35,6 +35,7 @@ from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.search import SearchSource, search
 from qwen3_vl_rag.index.signature import (
     FINGERPRINT,
+    could_be_hub_id,
     differences,
     embedding_signature,
     loadable_model,
@@ -300,10 +301,10 @@ class MultimodalIndex:
             ModelLoadError: It was a local folder that no longer exists.
         """
         name = self.signature.get("model")
-        # local folders are recorded absolute; before that, as given, and without the Hub
-        # commit a Hub id records
-        legacy_local = FINGERPRINT not in self.signature and self.signature.get("revision") is None
-        local = isinstance(name, str) and (os.path.isabs(name) or legacy_local)
+        # local folders are recorded absolute; before fingerprints, as they were given
+        local = isinstance(name, str) and (
+            os.path.isabs(name) or (FINGERPRINT not in self.signature and not could_be_hub_id(name))
+        )
         return loadable_model(name, local=local, what="embedding model", index=str(self.directory))
 
     def reranker_model(self) -> str | None:

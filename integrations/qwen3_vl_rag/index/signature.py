@@ -13,6 +13,7 @@ leaves the fingerprint out, since the name and revision already stand for the mo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINGERPRINT",
+    "could_be_hub_id",
     "differences",
     "embedding_signature",
     "loadable_model",
@@ -34,6 +36,7 @@ __all__ = [
 FINGERPRINT = "model_fingerprint"
 # Where the model came from, not what it is: not compared when both sides have a fingerprint.
 _PROVENANCE = frozenset({"model", "revision"})
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
 
 def embedding_signature(
@@ -96,6 +99,11 @@ def recorded_name(model: str | os.PathLike[str]) -> str:
     """How to record a model given by name: a local folder as its absolute path, a Hub id as is."""
     name = os.fspath(model)
     return os.path.realpath(name) if os.path.isdir(name) else name
+
+
+def could_be_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hub id (``org/name``), so is not surely a path."""
+    return bool(_HUB_ID.fullmatch(name)) and not name.startswith(".")
 
 
 def loadable_model(name: str | None, *, local: bool, what: str, index: str) -> str | None:
