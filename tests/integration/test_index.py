@@ -6,6 +6,7 @@ exact: items per file, vectors computed per run, vectors in the store, ids remov
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from qwen3_vl_rag.errors import (
     IndexMismatchError,
 )
 from qwen3_vl_rag.index import IndexReport, MultimodalIndex, PruneReport
-from qwen3_vl_rag.index.ids import content_hash, item_id
+from qwen3_vl_rag.index.ids import item_id
 from qwen3_vl_rag.index.store import check_vectors, clean_metadata
 from tests.conftest import write_mp4
 
@@ -93,6 +94,10 @@ def bump_mtime(path: Path, seconds: int = 5) -> int:
     mtime_ns = info.st_mtime_ns + seconds * 1_000_000_000
     os.utime(path, ns=(info.st_atime_ns, mtime_ns))
     return mtime_ns
+
+
+def content_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def image_id(index: MultimodalIndex, path: Path) -> str:

@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 
 from qwen3_vl_rag.cli.terminal import printable, readable
-from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
 
@@ -240,7 +239,7 @@ def _link(result: SearchResult) -> str | None:
     source = result.source
     if "://" not in source:
         try:
-            url = key_path(source).resolve().as_uri()  # the file's exact bytes, %-encoded
+            url = result.path.resolve().as_uri()  # the file's exact bytes, %-encoded
         except (OSError, ValueError):
             return None
     elif source.lower().startswith(("http://", "https://")):

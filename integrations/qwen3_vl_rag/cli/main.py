@@ -73,24 +73,24 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help="index directory")
         return sub
 
-    def model_options(sub: argparse.ArgumentParser, *, defaults: bool) -> None:
+    def model_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--model",
-            default=DEFAULT_MODEL if defaults else None,
-            help="embedding model: a Hub id or a local directory"
-            + ("" if defaults else " (default: the one the index was built with)"),
+            default=None,
+            help=f"embedding model: a Hub id or a local directory (default: the index's, else "
+            f"{DEFAULT_MODEL})",
         )
         sub.add_argument(
             "--reranker",
-            default=DEFAULT_RERANKER if defaults else None,
-            help="reranker: a Hub id or a local directory"
-            + ("" if defaults else " (default: the one recorded by `index`)"),
+            default=None,
+            help=f"reranker: a Hub id or a local directory (default: the index's, else "
+            f"{DEFAULT_RERANKER})",
         )
         sub.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
 
     index = command("index", "index files and folders (unchanged files are skipped)")
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    model_options(index, defaults=True)
+    model_options(index)
     index.add_argument(
         "--dim",
         type=int,
@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--max-pixels",
         type=int,
-        help="pixel budget per page or image (default: 1843200, about 1800 visual tokens)",
+        help="pixel budget per page or image "
+        "(default: the index's, else 1843200, about 1800 visual tokens)",
     )
     index.add_argument(
         "--segment-seconds",
@@ -112,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     search = command("search", "search the index by text, image or both")
     search.add_argument("query", nargs="?", default=None, help="what to look for")
     search.add_argument("--image", type=Path, help="an image to look for")
-    model_options(search, defaults=False)
+    model_options(search)
     search.add_argument("-k", type=int, default=20, help="items recalled (default 20)")
     search.add_argument("--top-n", type=int, default=5, help="results shown (default 5)")
     search.add_argument("--no-rerank", action="store_true", help="vector similarity only")
@@ -182,15 +183,22 @@ def _index(args: argparse.Namespace) -> int:
     if missing:
         print(printable(f"error: no such file or folder: {', '.join(missing)}"), file=sys.stderr)
         return EXIT_FATAL
+    model, reranker, max_pixels = args.model, args.reranker, args.max_pixels
+    if MultimodalIndex.exists(args.index):  # what is not given is the index's own
+        with MultimodalIndex(args.index, mode="read") as built:
+            model = model or built.embedding_model()
+            reranker = reranker or built.reranker_model()
+            max_pixels = max_pixels or built.signature.get("max_pixels")
+    model, reranker = model or DEFAULT_MODEL, reranker or DEFAULT_RERANKER
     options: dict[str, Any] = {"device": args.device}
-    if args.max_pixels:
-        options["max_pixels"] = args.max_pixels
-    _say(args, f"loading {args.model} ...")
-    embedder = Qwen3VLEmbedder.from_pretrained(args.model, **options)
+    if max_pixels:
+        options["max_pixels"] = max_pixels
+    _say(args, f"loading {model} ...")
+    embedder = Qwen3VLEmbedder.from_pretrained(model, **options)
     with MultimodalIndex(
         args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
     ) as index:
-        index.manifest.set_meta({"reranker": args.reranker})
+        index.record_reranker(reranker)
         report = index.index(args.paths, show_progress=_progress_shown(args))
     # The report first: whatever then happens to stdout (`| head`), it is written.
     unwritten = _write_report(args.report, report) if args.report else None
@@ -209,10 +217,9 @@ def _search(args: argparse.Namespace) -> int:
         print("error: give a QUERY, an --image, or both.", file=sys.stderr)
         return EXIT_FATAL
     with MultimodalIndex(args.index, mode="read") as probe:
-        recorded = probe.signature
-        recorded_reranker = probe.manifest.get_meta("reranker")
-    model = args.model or recorded.get("model") or DEFAULT_MODEL
-    max_pixels = recorded.get("max_pixels")
+        max_pixels = probe.signature.get("max_pixels")
+        model = args.model or probe.embedding_model() or DEFAULT_MODEL
+        recorded_reranker = None if args.reranker or args.no_rerank else probe.reranker_model()
     embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device, max_pixels=max_pixels)
     models = [model]
     reranker = None
@@ -311,10 +318,10 @@ def _recover(args: argparse.Namespace) -> int:
 
 def _require_index(directory: Path) -> None:
     from qwen3_vl_rag.errors import ConfigurationError
-    from qwen3_vl_rag.index.manifest import MANIFEST_NAME
+    from qwen3_vl_rag.index import MultimodalIndex
 
-    if not (directory / MANIFEST_NAME).is_file():
-        raise ConfigurationError(f"{directory} is not an index (no {MANIFEST_NAME}).")
+    if not MultimodalIndex.exists(directory):
+        raise ConfigurationError(f"{directory} is not an index (no manifest).")
 
 
 def _progress_shown(args: argparse.Namespace) -> bool:

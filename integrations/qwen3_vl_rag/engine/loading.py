@@ -20,13 +20,14 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from qwen3_vl_rag.engine.hub import HubOptions, locate
 from qwen3_vl_rag.engine.vision import VisionSettings
 from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
+from qwen3_vl_rag.model_identity import CheckpointLocation
 
 if TYPE_CHECKING:
     import torch
@@ -170,6 +171,7 @@ class LoadedModel:
     dtype: torch.dtype
     source: str
     hub: HubOptions = field(default_factory=HubOptions)
+    location: CheckpointLocation | None = None  # None: not known (a model built in memory)
 
 
 def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOptions) -> LoadedModel:
@@ -227,8 +229,9 @@ def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOpti
     logger.info(
         "loaded %s on %s (%s, %s attention)", source, resolved_device, resolved_dtype, attention
     )
+    location = _location(source, located)
     return LoadedModel(
-        model, tokenizer, config, vision, resolved_device, resolved_dtype, source, located
+        model, tokenizer, config, vision, resolved_device, resolved_dtype, source, located, location
     )
 
 
@@ -275,6 +278,17 @@ def _load_failure(source: str, exc: BaseException) -> str:
     if "safetensors" in text or ".bin" in text:
         message += " (only safetensors weights are loaded; pickle files are never used)"
     return message
+
+
+def _location(source: str, options: HubOptions) -> CheckpointLocation | None:
+    """The folder the checkpoint was read from: the local one, or the Hub id's cached snapshot."""
+    local = Path(source)
+    if local.is_dir():
+        directory = local.resolve()
+        return CheckpointLocation(str(directory), directory, local=True)
+    # just loaded, so in the cache: looked up there, without another request
+    config = _resolve_file(source, "config.json", replace(options, local_files_only=True))
+    return None if config is None else CheckpointLocation(source, Path(config).parent, local=False)
 
 
 def _resolve_file(source: str, filename: str, options: HubOptions) -> str | None:

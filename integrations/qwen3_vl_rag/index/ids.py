@@ -11,28 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from qwen3_vl_rag.index.signature import FINGERPRINT
 from qwen3_vl_rag.media.items import MediaItem
 
-__all__ = ["content_hash", "item_id", "item_locator", "locator_of", "signature_hash"]
-
-_CHUNK = 1 << 20
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["item_id", "item_locator", "locator_of", "signature_hash"]
 
 
 def signature_hash(signature: Mapping[str, Any]) -> str:
-    """A short, order-independent hash of the embedding signature."""
-    text = json.dumps(dict(signature), sort_keys=True, separators=(",", ":"))
+    """A short, order-independent hash of the embedding signature.
+
+    The model's fingerprint is left out: an index recorded before fingerprints gains one
+    without changing its ids, and within an index the model's name already stands for it.
+    """
+    hashed = {key: value for key, value in signature.items() if key != FINGERPRINT}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -21,18 +21,19 @@ import numpy as np
 
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.index.ids import item_id, item_locator
-from qwen3_vl_rag.index.manifest import ItemRow
+from qwen3_vl_rag.index.manifest import ItemRow, Manifest
 from qwen3_vl_rag.index.paths import path_key
 from qwen3_vl_rag.index.reopen import record_roots
-from qwen3_vl_rag.index.store import check_vectors
+from qwen3_vl_rag.index.store import VectorStore, check_vectors
 from qwen3_vl_rag.media.files import display_path
 from qwen3_vl_rag.media.folders import FolderScan
 from qwen3_vl_rag.media.items import MediaItem
+from qwen3_vl_rag.media.loaders import LoadOptions
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.index.multimodal import MultimodalIndex
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
 
-__all__ = ["FileOutcome", "IndexReport", "ingest"]
+__all__ = ["FileOutcome", "IndexReport", "IngestTarget", "ingest"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,33 @@ class IndexReport:
         }
 
 
+@dataclass(frozen=True)
+class IngestTarget:
+    """What indexing uses of an open index: where it writes, with which model and settings.
+
+    Attributes:
+        directory: The index directory (never indexed itself).
+        manifest: Sources and items are recorded here.
+        store: Vectors are written here.
+        embedder: Embeds the items.
+        dimension: Matryoshka dimension stored.
+        signature_hash: The settings' hash, part of every item id.
+        load_options: How files are decoded (budgets, clip length).
+        workers: Decoding worker processes.
+        batch_items: Items embedded per batch.
+    """
+
+    directory: Path
+    manifest: Manifest
+    store: VectorStore
+    embedder: Qwen3VLEmbedder
+    dimension: int
+    signature_hash: str
+    load_options: LoadOptions
+    workers: int
+    batch_items: int
+
+
 @dataclass
 class _File:
     """A file being indexed: its items are written over one or more batches."""
@@ -120,7 +148,7 @@ class _Entry:
 
 
 class _Run:
-    def __init__(self, index: MultimodalIndex, report: IndexReport, progress: _Progress) -> None:
+    def __init__(self, index: IngestTarget, report: IndexReport, progress: _Progress) -> None:
         self.index = index
         self.report = report
         self.progress = progress
@@ -228,7 +256,7 @@ class _Run:
                 first.setdefault(entry.id, entry)
             unique = list(first.values())
             try:
-                vectors = self.index.require_embedder().embed_documents(
+                vectors = self.index.embedder.embed_documents(
                     [entry.item for entry in unique], dim=self.index.dimension
                 )
             except InputError as err:
@@ -352,7 +380,7 @@ class _Progress:
 
 
 def ingest(
-    index: MultimodalIndex, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool
+    index: IngestTarget, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool
 ) -> IndexReport:
     """Index files and folders into ``index``; see :meth:`MultimodalIndex.index`."""
     started = time.perf_counter()

@@ -365,14 +365,6 @@ class Manifest:
         return {row[0] for row in self.db.execute("SELECT id FROM items WHERE current = 1")}
 
     @_guarded
-    def pending_ids(self, path: str) -> list[str]:
-        """Items of ``path`` written during an unfinished run (not current yet)."""
-        rows = self.db.execute(
-            "SELECT id FROM items WHERE source = ? AND current = 0", (path,)
-        ).fetchall()
-        return [row[0] for row in rows]
-
-    @_guarded
     def counts(self) -> dict[str, int]:
         """Sources per status, and current items."""
         counts = dict(self.db.execute("SELECT status, COUNT(*) FROM sources GROUP BY status"))

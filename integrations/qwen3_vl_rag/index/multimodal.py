@@ -26,13 +26,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMismatchError
 from qwen3_vl_rag.index.faults import storage_fault
 from qwen3_vl_rag.index.ids import signature_hash
-from qwen3_vl_rag.index.ingest import IndexReport, ingest
+from qwen3_vl_rag.index.ingest import IndexReport, IngestTarget, ingest
 from qwen3_vl_rag.index.lock import IndexLock
 from qwen3_vl_rag.index.manifest import MANIFEST_NAME, REBUILDING, SCHEMA_VERSION, Manifest
 from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.index.recovery import recover_manifest
 from qwen3_vl_rag.index.results import SearchResult
-from qwen3_vl_rag.index.search import search
+from qwen3_vl_rag.index.search import SearchSource, search
+from qwen3_vl_rag.index.signature import (
+    FINGERPRINT,
+    could_be_hub_id,
+    differences,
+    embedding_signature,
+    loadable_model,
+    mismatch_details,
+    recorded_name,
+)
 from qwen3_vl_rag.index.store import STORE_DIR, VectorStore, check_vectors
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.loaders import LoadOptions
@@ -47,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["IndexStatus", "MultimodalIndex", "PruneReport", "embedding_signature"]
 
 DEFAULT_INDEX_DIR = ".qwen3vl-index"
+_RERANKER = "reranker"  # manifest setting: the reranker `record_reranker` chose
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,9 @@ class MultimodalIndex:
     Args:
         directory: The index directory (created if missing).
         embedder: The embedder for documents and queries. The index records its model and
-            settings on first use and refuses another one afterwards.
+            settings on first use and refuses another one afterwards. A model is known by
+            what it is (a fingerprint of its configuration, tokenizer and weights), so the same
+            checkpoint is accepted from any folder and by any path.
         reranker: The reranker for ``search(rerank=True)``.
         dim: Matryoshka dimension to store (default: the embedder's full size).
         segment_seconds: Cut videos into clips this long (default: one item per video).
@@ -87,12 +99,17 @@ class MultimodalIndex:
         workers: Decoding worker processes for PDFs and videos.
 
     Example:
+        >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder, Qwen3VLReranker
         >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
         >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
         >>> with MultimodalIndex("my-index", embedder, reranker) as index:
-        ...     report = index.index(["reports/", "screenshots/"], show_progress=True)
-        ...     for hit in index.search("bar chart of quarterly revenue", top_n=3):
-        ...         print(hit.rank, f"{hit.score:.3f}", hit.source, hit.locator)
+        ...     report = index.index(["reports/", "screenshots/"])
+        ...     hits = index.search("bar chart of quarterly revenue", top_n=3)
+        >>> report.complete, [hit.rank for hit in hits]
+        (True, [1, 2, 3])
+        >>> with MultimodalIndex("my-index", mode="read") as index:  # the model it was built with
+        ...     index.embedding_model()
+        'Qwen/Qwen3-VL-Embedding-2B'
     """
 
     def __init__(
@@ -109,7 +126,7 @@ class MultimodalIndex:
     ) -> None:
         self.directory = Path(directory)
         self.mode = mode
-        if mode == "read" and not (self.directory / MANIFEST_NAME).is_file():
+        if mode == "read" and not self.exists(self.directory):
             raise ConfigurationError(
                 f"{self.directory} is not an index (no {MANIFEST_NAME}); build one with "
                 "`qwen3-vl-rag index PATH --index DIR`."
@@ -142,6 +159,11 @@ class MultimodalIndex:
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def exists(directory: str | os.PathLike[str]) -> bool:
+        """Whether ``directory`` holds an index (its manifest)."""
+        return (Path(directory) / MANIFEST_NAME).is_file()
 
     def _check_schema(self) -> None:
         version = self.manifest.get_meta("schema_version")
@@ -234,18 +256,18 @@ class MultimodalIndex:
             wanted["dimension"] = recorded.get("dimension")
         if segment_seconds is None:
             wanted["segment_seconds"] = recorded.get("segment_seconds")
-        if wanted != recorded:
-            changed = sorted(
-                k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k)
-            )
-            details = ", ".join(
-                f"{k}: index {recorded.get(k)!r}, given {wanted.get(k)!r}" for k in changed
-            )
+        changed = differences(recorded, wanted)
+        if changed:
             raise IndexMismatchError(
-                f"the index {self.directory} was built with other embedding settings ({details}). "
-                "Vectors of different models or settings cannot be compared: use the same "
-                "model and settings, or build a new index in another directory."
+                f"the index {self.directory} was built with other embedding settings "
+                f"({mismatch_details(recorded, wanted, changed)}). Vectors of different models "
+                "or settings cannot be compared: use the same model and settings, or build a "
+                "new index in another directory."
             )
+        if FINGERPRINT in wanted and FINGERPRINT not in recorded and self.mode == "write":
+            # recorded before fingerprints, by this model: now known by what it is (same ids)
+            recorded = {**recorded, FINGERPRINT: wanted[FINGERPRINT]}
+            self.manifest.set_meta({"signature": recorded})
         return dict(recorded)
 
     def _load_options(self) -> LoadOptions:
@@ -269,6 +291,39 @@ class MultimodalIndex:
             raise ConfigurationError("this needs an embedder: MultimodalIndex(dir, embedder).")
         return self.embedder
 
+    def embedding_model(self) -> str | None:
+        """The embedding model the index was built with, to load it again (``None``: not yet).
+
+        A Hub id, or a local folder's absolute path (indexes made before paths were recorded
+        absolute may hold a relative one).
+
+        Raises:
+            ModelLoadError: It was a local folder that no longer exists.
+        """
+        name = self.signature.get("model")
+        # local folders are recorded absolute; before fingerprints, as they were given
+        local = isinstance(name, str) and (
+            os.path.isabs(name) or (FINGERPRINT not in self.signature and not could_be_hub_id(name))
+        )
+        return loadable_model(name, local=local, what="embedding model", index=str(self.directory))
+
+    def reranker_model(self) -> str | None:
+        """The reranker recorded with :meth:`record_reranker` (``None``: none recorded).
+
+        Raises:
+            ModelLoadError: It was a local folder that no longer exists.
+        """
+        name = self.manifest.get_meta(_RERANKER)
+        local = isinstance(name, str) and os.path.isabs(name)
+        return loadable_model(name, local=local, what="reranker", index=str(self.directory))
+
+    def record_reranker(self, model: str | os.PathLike[str]) -> None:
+        """Record the reranker to search this index with (a local folder by its absolute path)."""
+        self._need_writer()
+        name = recorded_name(model)
+        if self.manifest.get_meta(_RERANKER) != name:
+            self.manifest.set_meta({_RERANKER: name})
+
     # -- operations ------------------------------------------------------------------------------
 
     def index(
@@ -281,9 +336,19 @@ class MultimodalIndex:
         by :meth:`prune`.
         """
         self._need_writer()
-        self.require_embedder()
-        self.store  # noqa: B018 - a damaged store is reported now, not after hashing every file
-        return ingest(self, paths, show_progress=show_progress)
+        embedder = self.require_embedder()
+        target = IngestTarget(
+            directory=self.directory,
+            manifest=self.manifest,
+            store=self.store,  # a damaged store is reported now, not after hashing every file
+            embedder=embedder,
+            dimension=self.dimension,
+            signature_hash=self.signature_hash,
+            load_options=self.load_options,
+            workers=self.workers,
+            batch_items=self.batch_items,
+        )
+        return ingest(target, paths, show_progress=show_progress)
 
     def search(
         self,
@@ -305,9 +370,19 @@ class MultimodalIndex:
             top_n: Results returned.
             filters: A Chroma ``where`` filter on item metadata, e.g. ``{"kind": "page"}``.
         """
-        self.require_embedder()
+        embedder = self.require_embedder()
+        source = SearchSource(
+            directory=self.directory,
+            manifest=self.manifest,
+            store=self.store,
+            embedder=embedder,
+            reranker=self.reranker,
+            dimension=self.dimension,
+            load_options=self.load_options,
+            pool=self.search_pool,
+        )
         return search(
-            self, query_text, query_image, k=k, rerank=rerank, top_n=top_n, filters=filters
+            source, query_text, query_image, k=k, rerank=rerank, top_n=top_n, filters=filters
         )
 
     def status(self) -> IndexStatus:
@@ -456,24 +531,3 @@ class MultimodalIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def embedding_signature(
-    embedder: Qwen3VLEmbedder, dim: int | None, segment_seconds: float | None
-) -> dict[str, Any]:
-    """Everything that changes a stored vector: model, revision, dimension, budgets."""
-    vision = embedder.vision
-    config = embedder.backbone.loaded.config
-    return {
-        "model": embedder.model_id,
-        "revision": getattr(config, "_commit_hash", None),
-        "dimension": int(dim or embedder.dimension),
-        "max_pixels": vision.max_pixels,
-        "min_pixels": vision.min_pixels,
-        "factor": vision.patch_size * vision.merge_size,
-        "fps": vision.fps,
-        "max_frames": vision.max_frames,
-        "total_pixels": vision.total_pixels,
-        "segment_seconds": segment_seconds,
-        "instruction": embedder.document_instruction,
-    }

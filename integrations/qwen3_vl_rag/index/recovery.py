@@ -18,6 +18,7 @@ from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMi
 from qwen3_vl_rag.index.ids import item_id, locator_of, signature_hash
 from qwen3_vl_rag.index.lock import IndexLock
 from qwen3_vl_rag.index.manifest import MANIFEST_NAME, SCHEMA_VERSION, ItemRow, Manifest
+from qwen3_vl_rag.index.signature import differences, embedding_signature, mismatch_details
 from qwen3_vl_rag.index.store import STORE_DIR, StoredItem, VectorStore
 
 if TYPE_CHECKING:
@@ -93,15 +94,17 @@ def _signature(
                 "MultimodalIndex.recover(dir, embedder, dim=..., segment_seconds=...))."
             )
         return recorded
-    from qwen3_vl_rag.index.multimodal import embedding_signature
-
     given = embedding_signature(embedder, dim, segment_seconds)
-    if recorded is not None and recorded != given:
+    if recorded is None:
+        return given
+    changed = differences(recorded, given)
+    if changed:
         raise IndexMismatchError(
-            "the vector store was built with other embedding settings than the ones given; "
-            "recover without a model to use the store's own."
+            "the vector store was built with other embedding settings than the ones given "
+            f"({mismatch_details(recorded, given, changed)}); recover without a model to use "
+            "the store's own."
         )
-    return given
+    return recorded  # its ids hash the model's name as recorded
 
 
 def _checked_rows(store: VectorStore, signature: dict[str, Any]) -> list[ItemRow]:

@@ -20,24 +20,24 @@ Anything else is *stale*: the search keeps the item's vector score, says why, an
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qwen3_vl_rag.errors import InputError, InputTooLargeError
 from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.inputs import LazyImage, MultimodalInput, Video
 from qwen3_vl_rag.media.budget import MediaBudget
+from qwen3_vl_rag.media.files import OpenedFile, open_checked
 from qwen3_vl_rag.media.isolation import WorkerPool
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.index.manifest import Manifest, SourceRow
-    from qwen3_vl_rag.index.multimodal import MultimodalIndex
+    from qwen3_vl_rag.media.loaders import LoadOptions
 
 __all__ = ["ROOTS_KEY", "Reopener", "StaleSourceError", "record_roots", "source_path"]
 
@@ -45,7 +45,6 @@ __all__ = ["ROOTS_KEY", "Reopener", "StaleSourceError", "record_roots", "source_
 ROOTS_KEY = "roots"
 
 CHANGED = "file changed since indexing"
-_CHUNK = 1 << 20
 _THUMBNAIL_SIDE = 320
 
 
@@ -86,15 +85,19 @@ class Reopener:
     """Verified reopening of indexed files for one search; :meth:`close` removes the copies.
 
     Args:
-        index: The open index (its manifest, budget and worker count are used).
+        manifest: The index's manifest (what each file was when indexed, and its folders).
+        options: How the index decodes files (budget, password, frame rate).
+        pool: The index's decoding worker processes (started on first call, kept after).
     """
 
-    def __init__(self, index: MultimodalIndex) -> None:
-        self._manifest = index.manifest
-        self.budget: MediaBudget = index.load_options.budget
-        self._password = index.load_options.password
-        self._fps = index.load_options.fps or 1.0
-        self._index = index
+    def __init__(
+        self, manifest: Manifest, options: LoadOptions, pool: Callable[[], WorkerPool]
+    ) -> None:
+        self._manifest = manifest
+        self.budget: MediaBudget = options.budget
+        self._password = options.password
+        self._fps = options.fps or 1.0
+        self._pool = pool
         roots = self._manifest.get_meta(ROOTS_KEY)
         self._roots = [str(root) for root in roots] if isinstance(roots, list) else None
         self._verdicts: dict[tuple[str, str], str | None] = {}
@@ -175,25 +178,22 @@ class Reopener:
         real = os.path.realpath(source_path(label))
         if not any(_inside(real, root) for root in self._roots):
             raise StaleSourceError("the file is outside the folders the index was built from")
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-        flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
         try:
-            descriptor = os.open(real, flags)  # a FIFO opens at once, non-blocking, and is refused
-        except FileNotFoundError as exc:
-            raise StaleSourceError("file missing") from exc
-        except OSError as exc:
-            raise StaleSourceError(f"file cannot be opened ({exc.strerror or exc})") from exc
-        with open(descriptor, "rb", buffering=0) as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise StaleSourceError("not a regular file any more (it is not read)")
+            # non-blocking: a FIFO put in the file's place opens at once, and is refused
+            opened = open_checked(
+                real, max_bytes=self.budget.max_bytes, label=label, follow_symlinks=False
+            )
+        except InputTooLargeError as exc:
+            raise StaleSourceError(CHANGED) from exc
+        except InputError as exc:
+            raise StaleSourceError(_refusal(exc)) from exc
+        with opened:
             size = row.size
-            if (size is not None and info.st_size != size) or info.st_size > self.budget.max_bytes:
+            if size is not None and opened.size != size:
                 raise StaleSourceError(CHANGED)
-            if copy_to is None and row.mtime_ns is not None and info.st_mtime_ns == row.mtime_ns:
+            if copy_to is None and opened.identity.mtime_ns == row.mtime_ns:
                 return
-            limit = info.st_size if size is None else size
-            hashed = _hash_and_copy(handle, limit, copy_to)
+            hashed = _hash_and_copy(opened, copy_to)
         if hashed != digest:
             raise StaleSourceError(CHANGED)
 
@@ -202,7 +202,7 @@ class Reopener:
     @property
     def pool(self) -> WorkerPool:
         """The worker processes that decode the copies: the index's, kept across searches."""
-        return self._index.search_pool()
+        return self._pool()
 
     def rerank_input(self, meta: Mapping[str, Any]) -> MultimodalInput:
         """The item as the reranker reads it: its page, image or clip, from the verified copy.
@@ -297,23 +297,26 @@ class Reopener:
         self.close()
 
 
-def _hash_and_copy(handle: Any, limit: int, copy_to: Path | None) -> str:
-    """SHA-256 of at most ``limit + 1`` bytes of ``handle``, written to ``copy_to`` as read."""
+def _refusal(err: InputError) -> str:
+    """Why a file :func:`open_checked` refused is stale, in the words search results use."""
+    cause = err.__cause__
+    if isinstance(cause, FileNotFoundError):
+        return "file missing"
+    if isinstance(cause, OSError):
+        return f"file cannot be opened ({cause.strerror or cause})"
+    return "not a regular file any more (it is not read)"
+
+
+def _hash_and_copy(opened: OpenedFile, copy_to: Path | None) -> str:
+    """SHA-256 of the file's bytes, written to ``copy_to`` (if given) as they are read."""
+    if copy_to is None:
+        return opened.sha256()
     digest = hashlib.sha256()
-    remaining = limit + 1  # one byte more than expected tells a file that grew
-    with contextlib.ExitStack() as stack:
-        out = None
-        if copy_to is not None:
-            fd = os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            out = stack.enter_context(open(fd, "wb"))
-        while remaining > 0:
-            chunk = handle.read(min(_CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
+    fd = os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as out:
+        for chunk in opened.chunks():
             digest.update(chunk)
-            if out is not None:
-                out.write(chunk)
+            out.write(chunk)
     return digest.hexdigest()
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.media.items import MetadataValue
 
 __all__ = ["SearchResult"]
@@ -50,3 +51,11 @@ class SearchResult:
     def score(self) -> float:
         """The final score: the reranker's when there is one, else the vector similarity."""
         return self.rerank_score if self.rerank_score is not None else self.vector_score
+
+    @property
+    def path(self) -> Path:
+        r"""The source file's path, with its exact bytes.
+
+        ``source`` is text: a name that is not UTF-8 shows its bytes there as ``\xNN``.
+        """
+        return key_path(self.source)

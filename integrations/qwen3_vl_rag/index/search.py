@@ -19,23 +19,28 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qwen3_vl_rag.errors import ConfigurationError, InputError
+from qwen3_vl_rag.index.manifest import Manifest
 from qwen3_vl_rag.index.reopen import Reopener, StaleSourceError
 from qwen3_vl_rag.index.results import SearchResult
-from qwen3_vl_rag.index.store import Hit
+from qwen3_vl_rag.index.store import Hit, VectorStore
 from qwen3_vl_rag.inputs import MultimodalInput
+from qwen3_vl_rag.media.loaders import LoadOptions
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from qwen3_vl_rag.index.multimodal import MultimodalIndex
+    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.media.isolation import WorkerPool
 
-__all__ = ["search"]
+__all__ = ["SearchSource", "search"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +48,33 @@ THUMBNAIL_DIR = "thumbnails"
 _ID = re.compile(r"[0-9a-f]{32}")
 
 
+@dataclass(frozen=True)
+class SearchSource:
+    """What searching uses of an open index: its vectors, its record of files, its models.
+
+    Attributes:
+        directory: The index directory (thumbnails are kept in it).
+        manifest: What each file was when indexed (to reopen only those).
+        store: The vectors recalled.
+        embedder: Embeds the query.
+        reranker: Reranks the recalled items (``None``: the index has none).
+        dimension: Matryoshka dimension stored.
+        load_options: How files are decoded again (the index's budgets).
+        pool: The worker processes files are decoded in (started on first call).
+    """
+
+    directory: Path
+    manifest: Manifest
+    store: VectorStore
+    embedder: Qwen3VLEmbedder
+    reranker: Qwen3VLReranker | None
+    dimension: int
+    load_options: LoadOptions
+    pool: Callable[[], WorkerPool]
+
+
 def search(
-    index: MultimodalIndex,
+    index: SearchSource,
     query_text: str | None,
     query_image: str | os.PathLike[str] | PILImage.Image | None,
     *,
@@ -60,11 +90,11 @@ def search(
         raise ConfigurationError(f"k and top_n must be at least 1, got k={k}, top_n={top_n}.")
     image = Path(query_image) if isinstance(query_image, str | os.PathLike) else query_image
     query = MultimodalInput(text=query_text or None, images=(image,) if image is not None else ())
-    vector = index.require_embedder().embed_queries([query], dim=index.dimension)[0]
+    vector = index.embedder.embed_queries([query], dim=index.dimension)[0]
     if not np.isfinite(vector).all() or not np.any(vector):
         raise ConfigurationError("the query embedded to a vector that is not finite or is zero.")
     hits = index.store.query(vector, k, filters)
-    with Reopener(index) as reopener:
+    with Reopener(index.manifest, index.load_options, index.pool) as reopener:
         scores: list[float | None] = [None] * len(hits)
         if rerank and hits:
             if index.reranker is None:
@@ -102,7 +132,7 @@ def search(
 
 
 def _rerank(
-    index: MultimodalIndex, reopener: Reopener, query: MultimodalInput, hits: Sequence[Hit]
+    index: SearchSource, reopener: Reopener, query: MultimodalInput, hits: Sequence[Hit]
 ) -> list[float | None]:
     """Reranker scores of the hits whose items can be reopened; ``None`` for the others."""
     documents: dict[int, MultimodalInput] = {}
@@ -132,7 +162,7 @@ def _rerank(
     return scores
 
 
-def _thumbnail(index: MultimodalIndex, reopener: Reopener, hit: Hit) -> Path | None:
+def _thumbnail(index: SearchSource, reopener: Reopener, hit: Hit) -> Path | None:
     """A small JPEG of the item, made once and kept under ``<index>/thumbnails``.
 
     Only a regular file directly inside a real (not linked) ``thumbnails`` folder is used or
