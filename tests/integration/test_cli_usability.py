@@ -97,18 +97,22 @@ def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
     return " ".join(capsys.readouterr().out.split())
 
 
-def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_shows_every_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # no line breaks inside the names asserted below
     index = _help("index", capsys)
     assert "--index INDEX index directory (default: .qwen3vl-index)" in index
-    assert "(default: Qwen/Qwen3-VL-Embedding-2B)" in index
-    assert "(default: Qwen/Qwen3-VL-Reranker-2B)" in index
-    assert "--max-pixels MAX_PIXELS pixel budget per page or image (default: 1843200" in index
+    assert "(default: the index's, else Qwen/Qwen3-VL-Embedding-2B)" in index
+    assert "(default: the index's, else Qwen/Qwen3-VL-Reranker-2B)" in index
+    assert "--max-pixels MAX_PIXELS pixel budget per page or image (default: the index's, " in index
     assert "--dim DIM store the first N dimensions (Matryoshka; default: all" in index
     assert "(default: one item per video)" in index
     search = _help("search", capsys)
     assert "--index INDEX index directory (default: .qwen3vl-index)" in search
     assert (
-        "--model MODEL embedding model: a Hub id or a local directory (default: the one" in search
+        "--model MODEL embedding model: a Hub id or a local directory (default: the index's"
+        in search
     )
     assert "-k K items recalled (default 20)" in search
     assert "--quiet" in search
