@@ -1,10 +1,13 @@
-"""The one pixel budget every image entry point applies, from the header, before decoding.
+"""Image limits: the pixel budget every image entry point applies, and the size the model sees.
 
 A leaf module (it imports only :mod:`qwen3_vl_rag.errors`), so the engine's image decoding and
-the media loaders share the same numbers and the same refusal without importing each other.
+the media loaders share the same numbers, the same refusals and the same resize rule
+(:func:`smart_resize`) without importing each other.
 """
 
 from __future__ import annotations
+
+import math
 
 from qwen3_vl_rag.errors import InputTooLargeError, UnsupportedInputError
 
@@ -14,6 +17,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_INLINE_IMAGE_BYTES",
     "check_image_size",
+    "smart_resize",
 ]
 
 #: The image formats read at all, by Pillow's names: everything else Pillow can open (TGA, EPS
@@ -69,3 +73,49 @@ def check_image_size(
             stage=stage,
             hint="Crop or split the image (e.g. a long screenshot into pages).",
         )
+
+
+def smart_resize(
+    height: int, width: int, factor: int, min_pixels: float, max_pixels: float
+) -> tuple[int, int]:
+    """The size Qwen3-VL sees: both sides multiples of ``factor``, area within the pixel bounds.
+
+    Returns:
+        ``(height, width)`` after resizing, keeping the aspect ratio as closely as possible.
+
+    Raises:
+        UnsupportedInputError: When the aspect ratio exceeds :data:`MAX_ASPECT_RATIO`.
+
+    Example:
+        >>> smart_resize(240, 320, 32, 4 * 32 * 32, 1800 * 32 * 32)  # 7.5 rounds half to even
+        (256, 320)
+    """
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise UnsupportedInputError(
+            f"aspect ratio {max(height, width) / min(height, width):.0f}:1 of a {width}x{height} "
+            f"image exceeds {MAX_ASPECT_RATIO}:1.",
+            hint="Crop or split the image (e.g. a long screenshot into pages).",
+        )
+    h_bar = max(factor, _round_by(height, factor))
+    w_bar = max(factor, _round_by(width, factor))
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = _floor_by(height / beta, factor)
+        w_bar = _floor_by(width / beta, factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = _ceil_by(height * beta, factor)
+        w_bar = _ceil_by(width * beta, factor)
+    return h_bar, w_bar
+
+
+def _round_by(value: float, factor: int) -> int:
+    return round(value / factor) * factor  # Python's round (half to even), as the reference
+
+
+def _ceil_by(value: float, factor: int) -> int:
+    return math.ceil(value / factor) * factor
+
+
+def _floor_by(value: float, factor: int) -> int:
+    return math.floor(value / factor) * factor

@@ -1,14 +1,17 @@
-"""Video files through PyAV: read the container's header, decode chosen frames, cut clips.
+"""Video frames through PyAV: read a container's header, choose frames, decode them.
 
-The two primitives, :func:`probe` and :func:`read_frames`, are what the engine uses to sample a
-video's frames exactly as the official pipeline does; they stream (only the chosen frames are
-kept) and raise :class:`~qwen3_vl_rag.errors.VideoDecodeError`, never a raw PyAV error. A
-:class:`FrameReader` decides where they run: :data:`IN_PROCESS`, or a worker process (see
-:mod:`qwen3_vl_rag.media.isolation`) that contains a hang or crash in FFmpeg.
+A leaf module (it imports only the errors and :mod:`qwen3_vl_rag.checked_files`), shared by the
+engine and the media loaders without either importing the other. The two primitives,
+:func:`probe` and :func:`read_frames`, are what the engine uses to sample a video's frames
+exactly as the official pipeline does (:func:`sample_frames` decides which); they stream (only
+the chosen frames are kept) and raise :class:`~qwen3_vl_rag.errors.VideoDecodeError`, never a
+raw PyAV error. A :class:`FrameReader` decides where they run: :data:`IN_PROCESS_READER`, or a
+worker process (see :mod:`qwen3_vl_rag.media.video`) that contains a hang or crash in FFmpeg.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -19,18 +22,25 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from qwen3_vl_rag.checked_files import FileIdentity, OpenedFile, open_checked
 from qwen3_vl_rag.errors import VideoDecodeError
-from qwen3_vl_rag.media.files import FileIdentity, OpenedFile, open_checked
 
 __all__ = [
-    "IN_PROCESS",
-    "CheckedFileReader",
+    "FPS_MIN_FRAMES",
+    "FRAME_FACTOR",
+    "IN_PROCESS_READER",
     "FrameReader",
     "InProcessReader",
     "VideoHeader",
     "probe",
     "read_frames",
+    "sample_frames",
 ]
+
+#: Frames are sampled in pairs (the model's temporal patch).
+FRAME_FACTOR = 2
+#: Fewest frames sampled from a video file (the official sampler's lower bound).
+FPS_MIN_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -304,78 +314,74 @@ class InProcessReader:
         return read_frames(path, indices, label)
 
 
-#: The default reader.
-IN_PROCESS = InProcessReader()
+#: The default frame reader: decodes in the calling process, without a worker.
+IN_PROCESS_READER = InProcessReader()
 
 
-# -- readers that run elsewhere, and videos as items -----------------------------------------------
+# -- which frames ----------------------------------------------------------------------------------
 
 
-class IsolatedReader:
-    """Reads video headers and frames through a runner (a worker pool contains FFmpeg)."""
+def sample_frames(
+    header: VideoHeader,
+    *,
+    fps: float,
+    max_frames: int,
+    start: float | None = None,
+    end: float | None = None,
+    label: str,
+) -> list[int]:
+    """The frames the model sees of a video file (or of its ``start``-``end`` seconds).
 
-    def __init__(self, runner: Any, timeout: float | None = None) -> None:
-        self.runner = runner
-        self.timeout = timeout
+    ``fps`` frames per second, at least :data:`FPS_MIN_FRAMES`, at most ``max_frames``, an even
+    count, spread evenly as the official sampler does (float32 ``linspace``, then rounded).
 
-    def probe(self, path: Path, label: str) -> VideoHeader:
-        """See :func:`probe`; runs in the runner."""
-        header: VideoHeader = self.runner.run(
-            probe, path, label, label=label, stage="probe", timeout=self.timeout
-        )
-        return header
+    Raises:
+        VideoDecodeError: The video (or the clip) has fewer than two frames to sample.
 
-    def read(self, path: Path, indices: Sequence[int], label: str) -> np.ndarray:
-        """See :func:`read_frames`; runs in the runner."""
-        frames: np.ndarray = self.runner.run(
-            read_frames,
-            path,
-            list(indices),
-            label,
-            label=label,
-            stage="decode",
-            timeout=self.timeout,
-        )
-        return frames
-
-
-class CheckedFileReader:
-    """Reads one checked video file through a runner; its header is already known.
-
-    Every read reopens the file only if it is still the file that was checked (its
-    :class:`~qwen3_vl_rag.media.files.FileIdentity`); other paths are read unchecked.
+    Example:
+        >>> header = VideoHeader(frames=120, fps=30.0, width=64, height=64)  # 4 seconds
+        >>> sample_frames(header, fps=1.0, max_frames=64, label="clip.mp4")
+        [0, 40, 79, 119]
     """
+    import torch
 
-    def __init__(
-        self,
-        runner: Any,
-        timeout: float | None,
-        path: Path,
-        identity: FileIdentity,
-        header: VideoHeader,
-    ) -> None:
-        self.runner, self.timeout = runner, timeout
-        self.path, self.identity, self.header = path, identity, header
-
-    def probe(self, path: Path, label: str) -> VideoHeader:
-        """The known header for the checked file; see :func:`probe` for others."""
-        if path == self.path:
-            return self.header
-        header: VideoHeader = self.runner.run(
-            probe, path, label, label=label, stage="probe", timeout=self.timeout
+    first, last, total = _frame_range(header, start, end, label)
+    limit = _floor_by(max_frames, FRAME_FACTOR)
+    wanted = total / header.fps * fps
+    count = min(min(max(wanted, _ceil_by(FPS_MIN_FRAMES, FRAME_FACTOR)), limit), total)
+    count = _floor_by(count, FRAME_FACTOR)
+    if not FRAME_FACTOR <= count <= total:
+        raise VideoDecodeError(
+            f"the video has {total} frame(s); at least {FRAME_FACTOR} are needed.", source=label
         )
-        return header
+    # float32 linspace then round, exactly as the official frame sampler
+    indices: list[int] = torch.linspace(first, last, count).round().long().tolist()
+    return indices
 
-    def read(self, path: Path, indices: Sequence[int], label: str) -> np.ndarray:
-        """See :func:`read_frames`; runs in the runner."""
-        frames: np.ndarray = self.runner.run(
-            read_frames,
-            path,
-            list(indices),
-            label,
-            self.identity if path == self.path else None,
-            label=label,
-            stage="decode",
-            timeout=self.timeout,
+
+def _frame_range(
+    header: VideoHeader, start: float | None, end: float | None, label: str
+) -> tuple[int, int, int]:
+    if start is None and end is None:
+        return 0, header.frames - 1, header.frames
+    duration = header.frames / header.fps
+    first = 0
+    if start is not None:
+        first = math.ceil(max(0.0, min(start, duration)) * header.fps)
+    last = header.frames - 1
+    if end is not None:
+        last = min(math.floor(max(0.0, min(end, duration)) * header.fps), header.frames - 1)
+    if first >= last:
+        raise VideoDecodeError(
+            f"the clip {start}s-{end}s selects no frames of a {duration:.2f}s video.",
+            source=label,
         )
-        return frames
+    return first, last, last - first + 1
+
+
+def _ceil_by(value: float, factor: int) -> int:
+    return math.ceil(value / factor) * factor
+
+
+def _floor_by(value: float, factor: int) -> int:
+    return math.floor(value / factor) * factor

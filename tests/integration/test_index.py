@@ -175,7 +175,7 @@ def embed_calls(embedder: Qwen3VLEmbedder) -> Iterator[list[int]]:
 @pytest.fixture
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files whose bytes the indexer hashed (from the handle it opened them with, once)."""
-    from qwen3_vl_rag.media.files import OpenedFile
+    from qwen3_vl_rag.checked_files import OpenedFile
 
     calls: list[str] = []
     original = OpenedFile.sha256

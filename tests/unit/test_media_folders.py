@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from qwen3_vl_rag.media import LoadOptions, MediaBudget, WorkerPool, scan_folder
+from qwen3_vl_rag.media import MediaBudget, MediaOptions, WorkerPool, scan_folder
 from qwen3_vl_rag.testing import faults
 from tests import media_files
 from tests.conftest import write_mp4
@@ -97,7 +97,7 @@ def test_items_stream_one_file_at_a_time(tree: Path) -> None:
 
 
 def test_options_reach_the_loaders(tree: Path) -> None:
-    options = LoadOptions(budget=MediaBudget(max_pages=1), segment_seconds=1.0)
+    options = MediaOptions(budget=MediaBudget(max_pages=1), segment_seconds=1.0)
     with scan_folder(tree, options) as scan:
         items = list(scan)
     pdf = next(f for f in scan.report.files if f.path.endswith("a.pdf"))
@@ -161,7 +161,7 @@ def test_a_crashing_or_hanging_decoder_fails_one_file_only(
     media_files.report_pdf(root / "3-good.pdf", pages=2)
     with WorkerPool(workers=1, timeout=30) as pool:
         started = time.monotonic()
-        with scan_folder(root, LoadOptions(runner=FaultyRunner(pool, fault))) as scan:
+        with scan_folder(root, MediaOptions(runner=FaultyRunner(pool, fault))) as scan:
             items = list(scan)
         assert time.monotonic() - started < 20
     assert [(Path(f.path).name, f.status, f.items) for f in scan.report.files] == [

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from qwen3_vl_rag.checked_files import display_path
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.index.ids import item_id, item_locator
 from qwen3_vl_rag.index.manifest import ItemRow
 from qwen3_vl_rag.index.paths import path_key
 from qwen3_vl_rag.index.reopen import record_roots
 from qwen3_vl_rag.index.store import check_vectors
-from qwen3_vl_rag.media.files import display_path
 from qwen3_vl_rag.media.folders import FolderScan
 from qwen3_vl_rag.media.items import MediaItem
 

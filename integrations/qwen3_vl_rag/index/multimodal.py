@@ -35,7 +35,7 @@ from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.search import search
 from qwen3_vl_rag.index.store import STORE_DIR, VectorStore, check_vectors
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.loaders import LoadOptions
+from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -248,16 +248,16 @@ class MultimodalIndex:
             )
         return dict(recorded)
 
-    def _load_options(self) -> LoadOptions:
+    def _load_options(self) -> MediaOptions:
         if not self.signature:
-            return LoadOptions()
+            return MediaOptions()
         budget = MediaBudget(
             max_pixels=int(self.signature["max_pixels"]),
             min_pixels=int(self.signature["min_pixels"]),
             factor=int(self.signature["factor"]),
             max_frames=int(self.signature["max_frames"]),
         )
-        return LoadOptions(
+        return MediaOptions(
             budget=budget,
             fps=float(self.signature["fps"]),
             segment_seconds=self.signature.get("segment_seconds"),

@@ -350,7 +350,7 @@ def _thumbnail_jpeg(
     elif kind == "image":
         image = _decode_image(path, budget, label)
     elif kind in ("video", "clip"):
-        from qwen3_vl_rag.media.video import read_frames
+        from qwen3_vl_rag.video_frames import read_frames
 
         image = Image.fromarray(read_frames(Path(path), [int(where)], label)[0])
     else:

@@ -260,9 +260,9 @@ def _scan(
 ) -> Iterator[MediaItem]:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import LoadOptions
+    from qwen3_vl_rag.media.loaders import MediaOptions
 
-    options = LoadOptions(
+    options = MediaOptions(
         budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
     )
     register_image_root(root)  # the user pointed us here: its files may be read back

@@ -9,7 +9,7 @@ What the walk checked is what is read: each file is opened once, without blockin
 handle must be the regular file the walk saw (same device and inode) and really lie inside the
 folder, so a file swapped for a FIFO or a link to somewhere else between the walk and the
 reading is reported as skipped, never read. Later reads (a worker rendering a page) reopen it
-only if it is still that file (:func:`~qwen3_vl_rag.media.files.verified_open`).
+only if it is still that file (:func:`~qwen3_vl_rag.checked_files.verified_open`).
 
 Items stream lazily: one file is open at a time, and pages are rendered only when used, so
 memory does not grow with the size of the folder. PDFs and videos are read in worker processes
@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from qwen3_vl_rag.checked_files import OpenedFile, display_path, open_checked
 from qwen3_vl_rag.errors import InputError, InputTooLargeError
-from qwen3_vl_rag.media.files import OpenedFile, display_path, open_checked
 from qwen3_vl_rag.media.isolation import WorkerPool
 from qwen3_vl_rag.media.items import MediaItem
-from qwen3_vl_rag.media.loaders import LoadOptions, load_path
+from qwen3_vl_rag.media.loaders import MediaOptions, load_path
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, MediaKind, sniff_bytes
 
 __all__ = ["FileReport", "FolderScan", "ScanReport", "scan_folder"]
@@ -120,7 +120,7 @@ class FolderScan:
     def __init__(
         self,
         root: str | os.PathLike[str],
-        options: LoadOptions | None = None,
+        options: MediaOptions | None = None,
         *,
         recursive: bool = True,
         follow_symlinks: bool = True,
@@ -136,7 +136,7 @@ class FolderScan:
         self.recursive = recursive
         self.follow_symlinks = follow_symlinks
         self.include_hidden = include_hidden
-        options = options or LoadOptions()
+        options = options or MediaOptions()
         self._pool: WorkerPool | None = None
         if isolate and options.runner is None:
             budget = options.budget
@@ -427,7 +427,7 @@ class _Excluded:
 
 def scan_folder(
     root: str | os.PathLike[str],
-    options: LoadOptions | None = None,
+    options: MediaOptions | None = None,
     **scan_options: Any,
 ) -> FolderScan:
     """Scan a folder (or one file) for PDFs, images and videos; see :class:`FolderScan`.
@@ -445,7 +445,7 @@ def scan_folder(
 
 def stream_items(
     root: str | os.PathLike[str],
-    options: LoadOptions,
+    options: MediaOptions,
     *,
     kinds: Collection[MediaKind],
     recursive: bool = True,
@@ -457,7 +457,7 @@ def stream_items(
     or failed are also logged as warnings at the end. This is what the framework loaders use.
 
     Example:
-        >>> report, items = stream_items("screenshots/", LoadOptions(), kinds={"image"})
+        >>> report, items = stream_items("screenshots/", MediaOptions(), kinds={"image"})
         >>> documents = [to_document(item) for item in items]
         >>> report.counts()
     """

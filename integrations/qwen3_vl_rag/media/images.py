@@ -13,7 +13,7 @@
   :class:`~qwen3_vl_rag.media.isolation.DecodeRunner` (a worker process, under the budget's
   time and memory limits, when a folder is scanned): a header that takes minutes to parse (a
   TIFF with 100,000 pages) is stopped, not waited for. A file is reopened for decoding only if
-  it is still the file that was checked (see :func:`~qwen3_vl_rag.media.files.verified_open`).
+  it is still the file that was checked (see :func:`~qwen3_vl_rag.checked_files.verified_open`).
 """
 
 from __future__ import annotations
@@ -26,18 +26,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from qwen3_vl_rag.engine.vision import smart_resize
+from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked, verified_open
 from qwen3_vl_rag.errors import (
     ImageDecodeError,
     InputError,
     InputTooLargeError,
     UnsupportedInputError,
 )
-from qwen3_vl_rag.image_limits import ALLOWED_FORMATS, check_image_size
+from qwen3_vl_rag.image_limits import ALLOWED_FORMATS, check_image_size, smart_resize
 from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked, verified_open
-from qwen3_vl_rag.media.isolation import IN_PROCESS, DecodeRunner
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
@@ -175,7 +174,7 @@ def read_header(
     """Format, size, frame count and orientation from the header; no pixel is decoded.
 
     A decoding step: run it through a runner (a worker process bounds its time). A path is
-    opened through :func:`~qwen3_vl_rag.media.files.verified_open`: with ``identity``, only
+    opened through :func:`~qwen3_vl_rag.checked_files.verified_open`: with ``identity``, only
     the file that was checked is read.
 
     Raises:
@@ -309,7 +308,7 @@ def load_image(
             :class:`~qwen3_vl_rag.media.isolation.WorkerPool` for untrusted files (default:
             this process).
         identity: The file as a scan checked it (see
-            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here.
+            :func:`~qwen3_vl_rag.checked_files.open_checked`); default: checked here.
 
     Raises:
         UnsupportedInputError, ImageDecodeError, InputTooLargeError: See :func:`read_header`.
@@ -320,7 +319,7 @@ def load_image(
         >>> item.metadata["image_width"], item.metadata["image_height"]
     """
     budget = budget or MediaBudget()
-    runner = runner or IN_PROCESS
+    runner = runner or IN_PROCESS_RUNNER
     label = source or (display_path(data) if isinstance(data, Path) else f"<{len(data)} bytes>")
     if isinstance(data, Path):
         if identity is None:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qwen3_vl_rag.engine.vision import smart_resize
+from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked, verified_open
 from qwen3_vl_rag.errors import EncryptedPdfError, InputError, MissingDependencyError, PdfError
+from qwen3_vl_rag.image_limits import smart_resize
 from qwen3_vl_rag.inputs import LazyImage
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked, verified_open
-from qwen3_vl_rag.media.isolation import IN_PROCESS, WORKER_ENV, DecodeRunner
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, WORKER_ENV, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
@@ -357,7 +357,7 @@ def load_pdf(
         runner: Where PyMuPDF runs; pass a :class:`~qwen3_vl_rag.media.isolation.WorkerPool`
             for untrusted files (default: this process).
         identity: The file as a scan checked it (see
-            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here. Every
+            :func:`~qwen3_vl_rag.checked_files.open_checked`); default: checked here. Every
             later read of the file (in a worker too) refuses anything but that file.
 
     Raises:
@@ -372,7 +372,7 @@ def load_pdf(
         ...     print(page.metadata["page_label"], page.image.size, page.text[:40])
     """
     budget = budget or MediaBudget()
-    runner = runner or IN_PROCESS
+    runner = runner or IN_PROCESS_RUNNER
     path = Path(path)
     label = display_path(path)
     with open_checked(
