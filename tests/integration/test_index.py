@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from qwen3_vl_rag import MultimodalInput, Qwen3VLEmbedder, Qwen3VLReranker
+from qwen3_vl_rag.checked_files import file_sha256
 from qwen3_vl_rag.errors import (
     ConfigurationError,
     IndexCorruptedError,
@@ -32,7 +33,7 @@ from qwen3_vl_rag.errors import (
     IndexMismatchError,
 )
 from qwen3_vl_rag.index import IndexReport, MultimodalIndex, PruneReport
-from qwen3_vl_rag.index.ids import content_hash, item_id
+from qwen3_vl_rag.index.ids import item_id
 from qwen3_vl_rag.index.store import check_vectors, clean_metadata
 from tests.conftest import write_mp4
 
@@ -96,7 +97,7 @@ def bump_mtime(path: Path, seconds: int = 5) -> int:
 
 
 def image_id(index: MultimodalIndex, path: Path) -> str:
-    return item_id(index.signature_hash, content_hash(path), "image")
+    return item_id(index.signature_hash, file_sha256(path), "image")
 
 
 def statuses(report: IndexReport) -> dict[str, tuple[str, int]]:
@@ -384,7 +385,7 @@ def test_a_changed_file_is_embedded_again_and_its_old_vector_removed(
         assert index.manifest.current_ids() == index.store.all_ids()
         source = index.manifest.source(str(changed))
         assert source is not None
-        assert source.content_hash == content_hash(changed)
+        assert source.content_hash == file_sha256(changed)
         assert index.manifest.vectors([old_id]) == {}  # forgotten by the manifest too
 
 

@@ -180,7 +180,7 @@ def test_a_scanned_folder_embeds_every_item_it_reports(
         items = list(scan)
         vectors = embedder.embed_documents(items)
     counts = scan.report.counts()
-    assert counts == {"indexed": 3, "skipped": 0, "failed": 1, "items": len(items)}
+    assert counts == {"loaded": 3, "skipped": 0, "failed": 1, "items": len(items)}
     assert [item.kind for item in items] == ["clip", "clip", "page", "page", "image"]
     assert vectors.shape == (5, embedder.dimension)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

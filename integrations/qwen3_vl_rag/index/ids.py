@@ -11,23 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from qwen3_vl_rag.media.items import MediaItem
 
-__all__ = ["content_hash", "item_id", "item_locator", "locator_of", "signature_hash"]
-
-_CHUNK = 1 << 20
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["item_id", "item_locator", "locator_of", "signature_hash"]
 
 
 def signature_hash(signature: Mapping[str, Any]) -> str:

@@ -26,7 +26,7 @@ from qwen3_vl_rag.index.manifest import ItemRow
 from qwen3_vl_rag.index.paths import path_key
 from qwen3_vl_rag.index.reopen import record_roots
 from qwen3_vl_rag.index.store import check_vectors
-from qwen3_vl_rag.media.folders import FolderScan
+from qwen3_vl_rag.media.folders import FileReport, FolderScan
 from qwen3_vl_rag.media.items import MediaItem
 
 if TYPE_CHECKING:
@@ -42,17 +42,9 @@ Outcome = Literal["indexed", "unchanged", "skipped", "failed"]
 _RACY_NS = 2_000_000_000
 
 
-@dataclass
-class FileOutcome:
-    """What one run did with one file (or with an entry that is not a file)."""
-
-    path: str
-    status: Outcome
-    items: int = 0
-    reason: str | None = None
-    stage: str | None = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
+#: What one run did with one file (or with an entry that is not a file): a media scan's
+#: per-file report, with the index's outcomes as its status.
+FileOutcome = FileReport[Outcome]
 
 
 @dataclass
@@ -166,10 +158,10 @@ class _Run:
                 return
             items = list(scan.load_file(path, opened))
         scanned = scan.report.files[-1] if scan.report.files else None
-        if scanned is None or scanned.path != shown or scanned.status != "indexed":
+        if scanned is None or scanned.path != shown or scanned.status != "loaded":
             self._not_loaded(label, shown, scanned)
             return
-        outcome = FileOutcome(shown, "indexed", warnings=list(scanned.warnings))
+        outcome = FileOutcome(shown, "indexed", kind=scanned.kind, warnings=list(scanned.warnings))
         self.report.files.append(outcome)
         current = _File(label, digest, identity.size, mtime_ns, outcome)
         signature = self.index.signature_hash
@@ -389,6 +381,7 @@ def _from_scan(scanned: Any) -> FileOutcome:
     return FileOutcome(
         scanned.path,
         scanned.status,
+        kind=scanned.kind,
         reason=scanned.reason,
         stage=scanned.stage,
         error=scanned.error,

@@ -142,7 +142,7 @@ class ImageLoader(BaseLoader):
         >>> loader = ImageLoader("screenshots/")
         >>> shots = loader.load()
         >>> loader.report.counts()
-        {'indexed': 120, 'skipped': 2, 'failed': 1, 'items': 120}
+        {'loaded': 120, 'skipped': 2, 'failed': 1, 'items': 120}
     """
 
     def __init__(

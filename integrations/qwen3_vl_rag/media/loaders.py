@@ -129,15 +129,7 @@ def _dispatch(
         document.source = label
         return document
     if kind == "image":
-        image = load_image(
-            path,
-            budget=options.budget,
-            frames=options.frames,
-            source=label,
-            runner=options.runner,
-            identity=identity,
-        )
-        return ImageDocument(label, image)
+        return _image_document(path, label, options, identity)
     if kind == "video":
         video = load_video(
             path,
@@ -155,6 +147,20 @@ def _dispatch(
         source=label,
         stage="sniff",
     )
+
+
+def _image_document(
+    data: Path | bytes, label: str, options: MediaOptions, identity: FileIdentity | None = None
+) -> ImageDocument:
+    image = load_image(
+        data,
+        budget=options.budget,
+        frames=options.frames,
+        source=label,
+        runner=options.runner,
+        identity=identity,
+    )
+    return ImageDocument(label, image)
 
 
 def load_url(
@@ -175,14 +181,7 @@ def load_url(
     fetched = fetch(url, policy)
     sniffed = sniff_bytes(fetched.data[:1024])
     if sniffed.kind == "image":
-        image = load_image(
-            fetched.data,
-            budget=options.budget,
-            frames=options.frames,
-            source=url,
-            runner=options.runner,
-        )
-        return ImageDocument(url, image)
+        return _image_document(fetched.data, url, options)
     if sniffed.kind is None:
         raise UnsupportedInputError(
             f"the URL returned {fetched.content_type or 'unknown content'}, not a PDF, an "
