@@ -8,6 +8,9 @@ the media loaders share the same numbers, the same refusals and the same resize 
 from __future__ import annotations
 
 import math
+import struct
+import warnings
+from typing import IO, Any
 
 from qwen3_vl_rag.errors import InputTooLargeError, UnsupportedInputError
 
@@ -16,8 +19,10 @@ __all__ = [
     "MAX_ASPECT_RATIO",
     "MAX_IMAGE_PIXELS",
     "MAX_INLINE_IMAGE_BYTES",
+    "TIFF_HINT",
     "check_image_size",
     "smart_resize",
+    "unsupported_tiff_layout",
 ]
 
 #: The image formats read at all, by Pillow's names: everything else Pillow can open (TGA, EPS
@@ -119,3 +124,67 @@ def _ceil_by(value: float, factor: int) -> int:
 
 def _floor_by(value: float, factor: int) -> int:
     return math.floor(value / factor) * factor
+
+
+#: What to do about a TIFF of an unsupported layout.
+TIFF_HINT = "Convert it to 8- or 16-bit integer samples (e.g. save it as PNG) first."
+
+_SAMPLE_FORMATS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point", 4: "untyped"}
+
+
+def unsupported_tiff_layout(file: str | IO[bytes]) -> str | None:
+    """What a well-formed TIFF holds that Pillow cannot decode, read from its first directory.
+
+    Pillow decodes the common TIFF layouts only; others (floating-point colour, 16- or 64-bit
+    floats, some planar files) it refuses as it refuses a damaged file. This tells the two
+    apart, so a valid file is reported as unsupported, naming its layout, not as corrupt.
+
+    Args:
+        file: A path, or a binary stream positioned anywhere (it is read from the start).
+
+    Returns:
+        The layout, e.g. ``"3 samples per pixel of 32-bit floating-point, in separate
+        planes"``; ``None`` when the file is not a TIFF whose directory can be read.
+    """
+    from PIL import TiffImagePlugin
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about damaged directories
+            if isinstance(file, str):
+                with open(file, "rb") as handle:
+                    tags = _first_directory(TiffImagePlugin, handle)
+            else:
+                tags = _first_directory(TiffImagePlugin, file)
+    except Exception:  # anything unreadable is for the caller to call corrupt
+        return None
+    if 256 not in tags or 257 not in tags:
+        return None  # no width or height: not a usable directory
+    bits = tuple(tags.get(258, (1,)))
+    samples = int(tags.get(277, len(bits) or 1))
+    formats = tuple(tags.get(339, (1,)))
+    kind = _SAMPLE_FORMATS.get(int(formats[0]) if formats else 1, f"sample format {formats[0]}")
+    sizes = "/".join(str(b) for b in dict.fromkeys(bits)) or "1"
+    layout = f"{samples} sample{'s' if samples != 1 else ''} per pixel of {sizes}-bit {kind}"
+    if int(tags.get(284, 1)) == 2 and samples > 1:
+        layout += ", in separate planes"
+    compression = int(tags.get(259, 1))
+    if compression not in TiffImagePlugin.COMPRESSION_INFO:
+        layout += f", compression {compression}"
+    return layout
+
+
+def _first_directory(plugin: Any, handle: IO[bytes]) -> dict[int, Any]:
+    """The first directory's tags; an error when any entry of it cannot be read."""
+    handle.seek(0)
+    header = handle.read(8)
+    directory = plugin.ImageFileDirectory_v2(header)
+    handle.seek(directory.next)
+    (entries,) = struct.unpack("<H" if header[:2] == b"II" else ">H", handle.read(2))
+    handle.seek(directory.next)
+    directory.load(handle)
+    tags = dict(directory)
+    if len(tags) < entries:  # Pillow skips the entries a damaged file cuts short
+        msg = f"{entries - len(tags)} of {entries} directory entries unreadable"
+        raise ValueError(msg)
+    return tags

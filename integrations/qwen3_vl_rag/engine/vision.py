@@ -46,8 +46,10 @@ from qwen3_vl_rag.image_limits import (
     ALLOWED_FORMATS,
     MAX_IMAGE_PIXELS,
     MAX_INLINE_IMAGE_BYTES,
+    TIFF_HINT,
     check_image_size,
     smart_resize,
+    unsupported_tiff_layout,
 )
 from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.video_frames import FRAME_FACTOR, IN_PROCESS_READER, FrameReader, sample_frames
@@ -254,6 +256,13 @@ def _open_allowed(file: str | io.BytesIO, source: object) -> PILImage.Image:
     try:
         return Image.open(file, formats=[name for name in ALLOWED_FORMATS if name in Image.OPEN])
     except UnidentifiedImageError as exc:
+        layout = unsupported_tiff_layout(file)
+        if layout is not None:
+            raise UnsupportedInputError(
+                f"a valid TIFF of a layout Pillow cannot decode ({layout}).",
+                source=describe_source(source),
+                hint=TIFF_HINT,
+            ) from exc
         # as before the allowlist: unreadable bytes and other formats alike are not decodable
         raise ImageDecodeError(
             f"not a readable image in a supported format ({', '.join(ALLOWED_FORMATS)}).",

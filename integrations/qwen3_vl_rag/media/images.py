@@ -33,7 +33,13 @@ from qwen3_vl_rag.errors import (
     InputTooLargeError,
     UnsupportedInputError,
 )
-from qwen3_vl_rag.image_limits import ALLOWED_FORMATS, check_image_size, smart_resize
+from qwen3_vl_rag.image_limits import (
+    ALLOWED_FORMATS,
+    TIFF_HINT,
+    check_image_size,
+    smart_resize,
+    unsupported_tiff_layout,
+)
 from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, DecodeRunner
@@ -86,6 +92,14 @@ def _open(stream: Any, head: bytes, label: str) -> PILImage.Image:
         ) from exc
     except UnidentifiedImageError as exc:
         sniffed = sniff_bytes(head)
+        layout = unsupported_tiff_layout(stream) if sniffed.format == "tiff" else None
+        if layout is not None:
+            raise UnsupportedInputError(
+                f"a valid TIFF of a layout Pillow cannot decode ({layout}).",
+                source=label,
+                stage="open",
+                hint=TIFF_HINT,
+            ) from exc
         if sniffed.kind == "image" and sniffed.format:
             # the signature of a format we read, but a header Pillow cannot parse: corrupt
             raise ImageDecodeError(
