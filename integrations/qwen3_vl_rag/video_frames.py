@@ -18,12 +18,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qwen3_vl_rag.checked_files import FileIdentity, OpenedFile, open_checked
 from qwen3_vl_rag.errors import VideoDecodeError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "FPS_MIN_FRAMES",
@@ -166,6 +167,7 @@ def read_frames(
             (``stage`` ``"decode"``).
     """
     import av
+    import numpy as np
 
     label = label or str(path)
     wanted = sorted(set(indices))
@@ -240,6 +242,7 @@ def _timeline(container: Any, stream: Any, key: FileIdentity) -> _Timeline | Non
             _TIMELINES.move_to_end(key)
             return _TIMELINES[key]
     import av
+    import numpy as np
 
     stamps: list[int] = []
     keys: list[int] = []
@@ -280,6 +283,8 @@ def _decode_from_keyframe(
     pictures) or cannot be trusted (no usable timeline, a frame whose timestamp is unknown):
     the caller then decodes from the start.
     """
+    import numpy as np
+
     timeline = _timeline(container, stream, key)
     if timeline is None or wanted[-1] >= len(timeline.pts):
         return None

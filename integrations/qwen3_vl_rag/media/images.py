@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked, verified_open
 from qwen3_vl_rag.errors import (
     ImageDecodeError,
@@ -222,6 +220,7 @@ def normalize_to_rgb(image: PILImage.Image, orientation: int | None = None) -> P
         orientation: Its EXIF orientation as read from the header (default: read it from
             ``image``).
     """
+    import numpy as np
     from PIL import Image, ImageOps
 
     if orientation is None:
@@ -370,6 +369,8 @@ def load_image(
     decoding = _Decoding(data, budget, label, header, identity, runner)
     if frames == "video" and header.frames > 1:
         count = min(header.frames, budget.max_frames)
+        import numpy as np
+
         picks = np.linspace(0, header.frames - 1, count).round().astype(int).tolist()
         lazy_frames = [
             LazyImage(width, height, decoding.frame(index), f"{label}, frame {index}")

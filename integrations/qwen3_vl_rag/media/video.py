@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from qwen3_vl_rag.checked_files import FileIdentity
 from qwen3_vl_rag.media.isolation import DecodeRunner
 from qwen3_vl_rag.video_frames import VideoHeader, probe, read_frames
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["CheckedFileReader", "IsolatedReader"]
 
