@@ -60,6 +60,7 @@ class MediaBudget:
         worker_memory: Address-space limit of a decoding worker process, in bytes (Linux).
 
     Example:
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
         >>> embedder = Qwen3VLEmbedder.from_pretrained(
         ...     "Qwen/Qwen3-VL-Embedding-2B", max_pixels=602112
         ... )

@@ -151,8 +151,12 @@ def load_video(
         InputTooLargeError: Over ``budget.max_bytes``.
 
     Example:
-        >>> for clip in load_video("lobby-camera.mp4", segment_seconds=10):
+        >>> for clip in load_video("lobby-camera.mp4", segment_seconds=1):
         ...     print(clip.metadata["start_seconds"], clip.frame_times)
+        0.0 (0.0, 0.375, 0.625, 1.0)
+        1.0 (1.0, 1.375, 1.625, 2.0)
+        2.0 (2.0, 2.375, 2.625, 3.0)
+        3.0 (3.0, 3.25, 3.625, 3.875)
     """
     budget = budget or MediaBudget()
     runner = runner or IN_PROCESS_RUNNER

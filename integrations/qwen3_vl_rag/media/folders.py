@@ -117,10 +117,12 @@ class FolderScan:
     (items rendered after that raise a clear error).
 
     Example:
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
         >>> with scan_folder("documents/") as scan:
         ...     vectors = embedder.embed_documents(list(scan))
         >>> scan.report.counts()
-        {'loaded': 41, 'skipped': 3, 'failed': 1, 'items': 388}
+        {'loaded': 5, 'skipped': 0, 'failed': 0, 'items': 8}
     """
 
     def __init__(
@@ -464,8 +466,10 @@ def stream_items(
 
     Example:
         >>> report, items = stream_items("screenshots/", MediaOptions(), kinds={"image"})
-        >>> documents = [to_document(item) for item in items]
+        >>> [item.source for item in items]
+        ['screenshots/billing.png', 'screenshots/settings.png']
         >>> report.counts()
+        {'loaded': 2, 'skipped': 0, 'failed': 0, 'items': 2}
     """
     scan = scan_folder(
         root, options, recursive=recursive, include_hidden=include_hidden, kinds=kinds

@@ -330,6 +330,7 @@ def load_image(
     Example:
         >>> item = load_image(Path("screens/settings.png"))
         >>> item.metadata["image_width"], item.metadata["image_height"]
+        (800, 500)
     """
     budget = budget or MediaBudget()
     runner = runner or IN_PROCESS_RUNNER

@@ -141,8 +141,11 @@ class WorkerPool:
         memory_limit: Address-space limit of each worker, in bytes (Linux; ``None``: no limit).
 
     Example:
+        >>> from qwen3_vl_rag.media import load_pdf
         >>> with WorkerPool(workers=2, timeout=30) as pool:
-        ...     pages = load_pdf("report.pdf", runner=pool)
+        ...     sizes = [page.load_image().size for page in load_pdf("report.pdf", runner=pool)]
+        >>> sizes
+        [(1152, 1600), (1152, 1600), (1152, 1600)]
     """
 
     def __init__(

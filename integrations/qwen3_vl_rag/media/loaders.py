@@ -227,7 +227,13 @@ def load(
     Example:
         >>> for item in load("report.pdf"):
         ...     print(item.locator, item.image.size)
-        >>> chart = load("https://example.com/chart.png", allow_remote=True)
+        page 1 (1152, 1600)
+        page 2 (1152, 1600)
+        page 3 (1152, 1600)
+        >>> chart = load("https://example.com/chart.png")  # allow_remote=True fetches it
+        Traceback (most recent call last):
+        ...
+        qwen3_vl_rag.errors.RemoteInputError: https://example.com/chart.png: ...
     """
     text = os.fspath(source)
     scheme = text.split(":", 1)[0].lower() if "://" in text else ""

@@ -73,7 +73,10 @@ def page_images(
 
     Example:
         >>> for page in page_images("report.pdf", "store/pages"):
-        ...     print(page.page, page.path.name, page.text[:40])
+        ...     print(page.page, page.path.name, page.text.splitlines()[0])
+        0 report-...-p0001-1152x1600.png Annual report - page 1
+        1 report-...-p0002-1152x1600.png Annual report - page 2
+        2 report-...-p0003-1152x1600.png Annual report - page 3
     """
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.pdf import load_pdf

@@ -376,9 +376,11 @@ def load_pdf(
         MissingDependencyError: PyMuPDF is not installed (``pip install "qwen3-vl-rag[pdf]"``).
 
     Example:
-        >>> document = load_pdf("report.pdf", pages=range(0, 10))
+        >>> document = load_pdf("report.pdf", pages=range(0, 2))
         >>> for page in document:
-        ...     print(page.metadata["page_label"], page.image.size, page.text[:40])
+        ...     print(page.metadata["page_label"], page.image.size, page.text.splitlines()[0])
+        1 (1152, 1600) Annual report - page 1
+        2 (1152, 1600) Annual report - page 2
     """
     budget = budget or MediaBudget()
     runner = runner or IN_PROCESS_RUNNER
