@@ -142,7 +142,7 @@ class ImageLoader(BaseLoader):
         >>> loader = ImageLoader("screenshots/")
         >>> shots = loader.load()
         >>> loader.report.counts()
-        {'loaded': 120, 'skipped': 2, 'failed': 1, 'items': 120}
+        {'loaded': 2, 'skipped': 0, 'failed': 0, 'items': 2}
     """
 
     def __init__(
