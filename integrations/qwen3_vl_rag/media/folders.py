@@ -462,7 +462,8 @@ def stream_items(
     """The items of the files of ``kinds`` under ``root``, and the scan's report.
 
     The report fills in as the items are consumed (complete when they run out); files skipped
-    or failed are also logged as warnings at the end. This is what the framework loaders use.
+    or failed are also logged as warnings at the end, for applications that configure logging
+    (the package prints nothing by itself). This is what the framework loaders use.
 
     Example:
         >>> report, items = stream_items("screenshots/", MediaOptions(), kinds={"image"})
