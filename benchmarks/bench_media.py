@@ -206,9 +206,9 @@ def clip_frames(path: Path, segment_seconds: float, *, from_start: bool) -> int:
     """Decode the frames the engine samples for every clip; return how many."""
     import av
 
+    from qwen3_vl_rag import video_frames as media_video
     from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
     from qwen3_vl_rag.media import load_video
-    from qwen3_vl_rag.media import video as media_video
 
     media_video._TIMELINES.clear()  # each run pays for reading the file's timeline once
     count = 0

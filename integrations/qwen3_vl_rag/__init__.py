@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,10 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.engine.vision import VisionSettings
     from qwen3_vl_rag.index.multimodal import MultimodalIndex
     from qwen3_vl_rag.index.results import SearchResult
+
+# A library prints nothing through logging's last-resort handler: an application that configures
+# logging sees the package's warnings, one that does not sees nothing (reports say it all).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 try:
     __version__ = version("qwen3-vl-rag")

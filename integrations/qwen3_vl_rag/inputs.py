@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
-    from qwen3_vl_rag.media.video import FrameReader
+    from qwen3_vl_rag.video_frames import FrameReader
 
 __all__ = [
     "VIDEO_EXTENSIONS",

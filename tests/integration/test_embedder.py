@@ -25,8 +25,8 @@ from qwen3_vl_rag import (
     Video,
     VideoDecodeError,
 )
+from qwen3_vl_rag import video_frames as media_video
 from qwen3_vl_rag.engine import vision
-from qwen3_vl_rag.media import video as media_video
 from tests.conftest import write_mp4
 
 TOL = 1e-5

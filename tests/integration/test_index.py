@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from qwen3_vl_rag import MultimodalInput, Qwen3VLEmbedder, Qwen3VLReranker
+from qwen3_vl_rag.checked_files import file_sha256
 from qwen3_vl_rag.errors import (
     ConfigurationError,
     IndexCorruptedError,
@@ -101,7 +102,7 @@ def content_hash(path: Path) -> str:
 
 
 def image_id(index: MultimodalIndex, path: Path) -> str:
-    return item_id(index.signature_hash, content_hash(path), "image")
+    return item_id(index.signature_hash, file_sha256(path), "image")
 
 
 def statuses(report: IndexReport) -> dict[str, tuple[str, int]]:
@@ -180,7 +181,7 @@ def embed_calls(embedder: Qwen3VLEmbedder) -> Iterator[list[int]]:
 @pytest.fixture
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files whose bytes the indexer hashed (from the handle it opened them with, once)."""
-    from qwen3_vl_rag.media.files import OpenedFile
+    from qwen3_vl_rag.checked_files import OpenedFile
 
     calls: list[str] = []
     original = OpenedFile.sha256
@@ -389,7 +390,7 @@ def test_a_changed_file_is_embedded_again_and_its_old_vector_removed(
         assert index.manifest.current_ids() == index.store.all_ids()
         source = index.manifest.source(str(changed))
         assert source is not None
-        assert source.content_hash == content_hash(changed)
+        assert source.content_hash == file_sha256(changed)
         assert index.manifest.vectors([old_id]) == {}  # forgotten by the manifest too
 
 

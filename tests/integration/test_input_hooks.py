@@ -11,7 +11,7 @@ from PIL import Image
 
 from qwen3_vl_rag import ImageDecodeError, MultimodalInput, Qwen3VLEmbedder, Video
 from qwen3_vl_rag.inputs import LazyImage
-from qwen3_vl_rag.media.video import VideoHeader, probe, read_frames
+from qwen3_vl_rag.video_frames import VideoHeader, probe, read_frames
 from tests.conftest import write_mp4
 
 TOL = 1e-5

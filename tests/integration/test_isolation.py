@@ -15,7 +15,7 @@ from qwen3_vl_rag import (
     InputTooLargeError,
     PdfError,
 )
-from qwen3_vl_rag.media.isolation import IN_PROCESS, WorkerPool
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, WorkerPool
 from qwen3_vl_rag.testing import faults
 
 
@@ -108,7 +108,7 @@ def test_closing_stops_the_workers() -> None:
 
 
 def test_in_process_runner_just_calls() -> None:
-    value, pid = IN_PROCESS.run(faults.echo, 5, label="x", stage="open")  # type: ignore[misc]
+    value, pid = IN_PROCESS_RUNNER.run(faults.echo, 5, label="x", stage="open")  # type: ignore[misc]
     assert (value, pid) == (5, os.getpid())
 
 

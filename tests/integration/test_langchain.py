@@ -259,7 +259,7 @@ def test_video_clips_embed_as_the_clips_they_name(
     )
     assert np.allclose(vectors, direct, atol=TOL)
     assert loader.report is not None
-    assert loader.report.counts()["indexed"] == 1
+    assert loader.report.counts()["loaded"] == 1
 
 
 def test_image_loader_reports_what_it_skips_and_cannot_read(tmp_path: Path) -> None:
@@ -275,7 +275,7 @@ def test_image_loader_reports_what_it_skips_and_cannot_read(tmp_path: Path) -> N
     assert documents[0].metadata["mime_type"] == "image/png"
     assert loader.report is not None
     outcomes = {Path(f.path).name: (f.status, f.reason) for f in loader.report.files}
-    assert outcomes["a.png"][0] == "indexed"
+    assert outcomes["a.png"][0] == "loaded"
     assert outcomes["b.png"][0] == "failed"
     assert outcomes["c.pdf"] == ("skipped", "a pdf; this scan takes images")
 

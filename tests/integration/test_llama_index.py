@@ -252,4 +252,4 @@ def test_video_clips_embed_as_the_clips_they_name(
         [Video(video, start=0.0, end=2.0), Video(video, start=2.0, end=4.0)]
     )
     assert np.allclose([n.embedding for n in nodes], direct, atol=TOL)
-    assert reader.report is not None and reader.report.counts()["indexed"] == 1
+    assert reader.report is not None and reader.report.counts()["loaded"] == 1

@@ -16,15 +16,15 @@ from PIL import Image, ImageSequence
 
 from qwen3_vl_rag import ConfigurationError, MultimodalInput, Qwen3VLEmbedder, Video
 from qwen3_vl_rag.media import (
-    LoadOptions,
     MediaBudget,
+    MediaOptions,
     WorkerPool,
     load_image,
     load_pdf,
     load_video,
     scan_folder,
 )
-from qwen3_vl_rag.media.isolation import IN_PROCESS
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER
 from tests import media_files
 from tests.conftest import write_mp4
 
@@ -176,11 +176,11 @@ def test_a_scanned_folder_embeds_every_item_it_reports(
     Image.new("RGB", (120, 80), (20, 140, 220)).save(folder / "screen.png")
     write_mp4(folder / "clip.mp4", frames=12, fps=6)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    with scan_folder(folder, LoadOptions(budget=budget, segment_seconds=1.0)) as scan:
+    with scan_folder(folder, MediaOptions(budget=budget, segment_seconds=1.0)) as scan:
         items = list(scan)
         vectors = embedder.embed_documents(items)
     counts = scan.report.counts()
-    assert counts == {"indexed": 3, "skipped": 0, "failed": 1, "items": len(items)}
+    assert counts == {"loaded": 3, "skipped": 0, "failed": 1, "items": len(items)}
     assert [item.kind for item in items] == ["clip", "clip", "page", "page", "image"]
     assert vectors.shape == (5, embedder.dimension)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -189,6 +189,6 @@ def test_a_scanned_folder_embeds_every_item_it_reports(
     assert failed.error == "ImageDecodeError"
 
     # the same items loaded in this process give the same vectors
-    options = LoadOptions(budget=budget, segment_seconds=1.0, runner=IN_PROCESS)
+    options = MediaOptions(budget=budget, segment_seconds=1.0, runner=IN_PROCESS_RUNNER)
     with scan_folder(folder, options) as plain:
         np.testing.assert_allclose(embedder.embed_documents(list(plain)), vectors, atol=TOL)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from qwen3_vl_rag.checked_files import display_path
 from qwen3_vl_rag.index.paths import key_path, path_key
-from qwen3_vl_rag.media.files import display_path
 
 NAMES = [
     b"/data/plain.png",

@@ -24,10 +24,10 @@ from qwen3_vl_rag.errors import (
     UnsupportedInputError,
     VideoDecodeError,
 )
-from qwen3_vl_rag.media import LoadOptions, MediaBudget, WorkerPool, load_video, scan_folder
+from qwen3_vl_rag.media import MediaBudget, MediaOptions, WorkerPool, load_video, scan_folder
 from qwen3_vl_rag.media.folders import FolderScan
 from qwen3_vl_rag.media.images import load_image
-from qwen3_vl_rag.media.video import probe
+from qwen3_vl_rag.video_frames import probe
 from tests.bounded import run_bounded
 
 # -- files built cheaply ---------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_a_file_swapped_for_a_fifo_after_the_walk_is_skipped(tmp_path: Path) -> 
 
 
 def test_open_checked_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
-    from qwen3_vl_rag.media.files import open_checked
+    from qwen3_vl_rag.checked_files import open_checked
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
@@ -315,7 +315,7 @@ def test_image_headers_are_parsed_once_in_the_worker(tmp_path: Path) -> None:
     Image.new("RGB", (30, 40)).save(root / "b.jpg", "JPEG")
     with WorkerPool(workers=1, timeout=60) as pool:
         runner = RecordingRunner(pool)
-        with scan_folder(root, LoadOptions(runner=runner)) as scan:
+        with scan_folder(root, MediaOptions(runner=runner)) as scan:
             items = list(scan)
             assert runner.steps == [("read_header", "a.png"), ("read_header", "b.jpg")]
             assert [item.load_image().size for item in items] == [(40, 30), (30, 40)]
@@ -328,7 +328,7 @@ def test_a_tiff_whose_pages_take_minutes_to_count_is_stopped_at_the_time_budget(
     root = tmp_path / "scans"
     root.mkdir()
     many_page_tiff(root / "pages.tif", 25_000)  # 2.6 MB; counting its pages takes ~30 s
-    options = LoadOptions(budget=MediaBudget(timeout=3.0))
+    options = MediaOptions(budget=MediaBudget(timeout=3.0))
     started = time.monotonic()
     with scan_folder(root, options, workers=1) as scan:
         assert list(scan) == []

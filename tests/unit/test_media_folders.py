@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from qwen3_vl_rag.media import LoadOptions, MediaBudget, WorkerPool, scan_folder
+from qwen3_vl_rag.media import MediaBudget, MediaOptions, WorkerPool, scan_folder
 from qwen3_vl_rag.testing import faults
 from tests import media_files
 from tests.conftest import write_mp4
@@ -63,22 +63,22 @@ def test_hostile_tree_report(tree: Path) -> None:
     assert time.monotonic() - started < 30
     assert rows(scan) == {
         ".hidden.png": ("skipped", 0, "hidden (pass include_hidden=True to scan it)"),
-        "a.pdf": ("indexed", 2, None),
+        "a.pdf": ("loaded", 2, None),
         "again.png": ("skipped", 0, "same file as one already scanned (through a link)"),
-        "bad_\\xff\\xfe.png": ("indexed", 1, None),
+        "bad_\\xff\\xfe.png": ("loaded", 1, None),
         "broken.pdf": ("failed", 0, "PdfError"),
-        "c.mp4": ("indexed", 1, None),
+        "c.mp4": ("loaded", 1, None),
         "empty.jpg": ("skipped", 0, "empty file"),
-        "fake.pdf": ("indexed", 1, None),
+        "fake.pdf": ("loaded", 1, None),
         "notes.txt": ("skipped", 0, "not a PDF, image or video (by content)"),
         "outside.png": ("skipped", 0, "symbolic link leading outside the folder"),
         "pipe.pdf": ("skipped", 0, "not a regular file (a FIFO, device or socket is never opened)"),
         "self": ("skipped", 0, "symbolic link loop"),
-        "sub/b.png": ("indexed", 1, None),
+        "sub/b.png": ("loaded", 1, None),
         "sub/loop": ("skipped", 0, "folder already scanned (a link loop or a second link)"),
     }
     assert len(items) == 6
-    assert scan.report.counts() == {"indexed": 5, "skipped": 8, "failed": 1, "items": 6}
+    assert scan.report.counts() == {"loaded": 5, "skipped": 8, "failed": 1, "items": 6}
     broken = scan.report.by_status("failed")[0]
     assert (broken.stage, broken.error) == ("open", "PdfError")
     fake = next(f for f in scan.report.files if f.path.endswith("fake.pdf"))
@@ -97,7 +97,7 @@ def test_items_stream_one_file_at_a_time(tree: Path) -> None:
 
 
 def test_options_reach_the_loaders(tree: Path) -> None:
-    options = LoadOptions(budget=MediaBudget(max_pages=1), segment_seconds=1.0)
+    options = MediaOptions(budget=MediaBudget(max_pages=1), segment_seconds=1.0)
     with scan_folder(tree, options) as scan:
         items = list(scan)
     pdf = next(f for f in scan.report.files if f.path.endswith("a.pdf"))
@@ -161,13 +161,13 @@ def test_a_crashing_or_hanging_decoder_fails_one_file_only(
     media_files.report_pdf(root / "3-good.pdf", pages=2)
     with WorkerPool(workers=1, timeout=30) as pool:
         started = time.monotonic()
-        with scan_folder(root, LoadOptions(runner=FaultyRunner(pool, fault))) as scan:
+        with scan_folder(root, MediaOptions(runner=FaultyRunner(pool, fault))) as scan:
             items = list(scan)
         assert time.monotonic() - started < 20
     assert [(Path(f.path).name, f.status, f.items) for f in scan.report.files] == [
-        ("1-good.pdf", "indexed", 1),
+        ("1-good.pdf", "loaded", 1),
         ("2-evil.pdf", "failed", 0),
-        ("3-good.pdf", "indexed", 2),
+        ("3-good.pdf", "loaded", 2),
     ]
     evil = scan.report.files[1]
     assert (evil.stage, evil.error, evil.reason) == ("open", error, reason)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from qwen3_vl_rag import ConfigurationError, InputTooLargeError, VideoDecodeError
+from qwen3_vl_rag import video_frames as media_video
 from qwen3_vl_rag.media import MediaBudget, WorkerPool, load_video
-from qwen3_vl_rag.media import video as media_video
-from qwen3_vl_rag.media.video import probe, read_frames
+from qwen3_vl_rag.video_frames import probe, read_frames
 from tests.conftest import write_mp4
 
 

@@ -112,21 +112,6 @@ def test_input_error_message_names_item_source_and_hint() -> None:
     assert named.with_item(5) is named  # the first (innermost) position wins
 
 
-def test_media_names_resolve_to_their_objects_whatever_the_import_order() -> None:
-    # The engine imports media.video for its frame readers; the media loaders import the engine.
-    # Either order must work, and no submodule may shadow a public function of the same name.
-    code = (
-        "import sys, inspect;"
-        "import qwen3_vl_rag.engine.embedder;"
-        "import qwen3_vl_rag.media as media;"
-        "[__import__(f'qwen3_vl_rag.media.{m}') for m in set(media._LAZY.values())];"
-        "bad = [n for n in media.__all__ if inspect.ismodule(getattr(media, n))];"
-        "print(','.join(bad))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
-
-
 def test_media_import_loads_no_decoder_or_torch() -> None:
     code = (
         "import sys;"

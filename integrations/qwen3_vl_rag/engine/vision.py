@@ -34,24 +34,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qwen3_vl_rag.checked_files import open_checked
 from qwen3_vl_rag.errors import (
     ConfigurationError,
     ImageDecodeError,
     InputError,
     InputTooLargeError,
     UnsupportedInputError,
-    VideoDecodeError,
 )
 from qwen3_vl_rag.image_limits import (
     ALLOWED_FORMATS,
-    MAX_ASPECT_RATIO,
     MAX_IMAGE_PIXELS,
     MAX_INLINE_IMAGE_BYTES,
+    TIFF_HINT,
     check_image_size,
+    smart_resize,
+    unsupported_tiff_layout,
 )
 from qwen3_vl_rag.inputs import LazyImage, Video
-from qwen3_vl_rag.media.files import open_checked
-from qwen3_vl_rag.media.video import IN_PROCESS, FrameReader, VideoHeader
+from qwen3_vl_rag.video_frames import FRAME_FACTOR, IN_PROCESS_READER, FrameReader, sample_frames
 
 if TYPE_CHECKING:
     import torch
@@ -73,9 +74,6 @@ IMAGE_MIN_TOKENS = 4
 IMAGE_MAX_TOKENS = 16384
 VIDEO_MIN_TOKENS = 128
 VIDEO_MAX_TOKENS = 768
-FRAME_FACTOR = 2
-FPS_MIN_FRAMES = 4
-FPS_MAX_FRAMES = 768
 FRAME_LIST_SAMPLE_FPS = 2.0
 #: Largest decoded payload of a ``data:`` URI image, checked from the URI's length before decoding.
 MAX_DATA_URI_BYTES = MAX_INLINE_IMAGE_BYTES
@@ -137,50 +135,8 @@ class VisionSettings:
         return self.patch_size * self.merge_size
 
 
-# --------------------------------------------------------------------------------------------------
-# smart resize
-
-
-def _round_by(value: float, factor: int) -> int:
-    return round(value / factor) * factor  # Python's round (half to even), as the reference
-
-
-def _ceil_by(value: float, factor: int) -> int:
-    return math.ceil(value / factor) * factor
-
-
-def _floor_by(value: float, factor: int) -> int:
-    return math.floor(value / factor) * factor
-
-
-def smart_resize(
-    height: int, width: int, factor: int, min_pixels: float, max_pixels: float
-) -> tuple[int, int]:
-    """The size Qwen3-VL sees: both sides multiples of ``factor``, area within the pixel bounds.
-
-    Returns:
-        ``(height, width)`` after resizing, keeping the aspect ratio as closely as possible.
-
-    Raises:
-        UnsupportedInputError: When the aspect ratio exceeds 200:1.
-    """
-    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise UnsupportedInputError(
-            f"aspect ratio {max(height, width) / min(height, width):.0f}:1 of a {width}x{height} "
-            f"image exceeds {MAX_ASPECT_RATIO}:1.",
-            hint="Crop or split the image (e.g. a long screenshot into pages).",
-        )
-    h_bar = max(factor, _round_by(height, factor))
-    w_bar = max(factor, _round_by(width, factor))
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = _floor_by(height / beta, factor)
-        w_bar = _floor_by(width / beta, factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = _ceil_by(height * beta, factor)
-        w_bar = _ceil_by(width * beta, factor)
-    return h_bar, w_bar
+# Smart resize (the size Qwen3-VL sees) lives in the leaf :mod:`qwen3_vl_rag.image_limits`, which
+# the media loaders use too; it is re-exported here as part of this module's surface.
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,6 +256,13 @@ def _open_allowed(file: str | io.BytesIO, source: object) -> PILImage.Image:
     try:
         return Image.open(file, formats=[name for name in ALLOWED_FORMATS if name in Image.OPEN])
     except UnidentifiedImageError as exc:
+        layout = unsupported_tiff_layout(file)
+        if layout is not None:
+            raise UnsupportedInputError(
+                f"a valid TIFF of a layout Pillow cannot decode ({layout}).",
+                source=describe_source(source),
+                hint=TIFF_HINT,
+            ) from exc
         # as before the allowlist: unreadable bytes and other formats alike are not decodable
         raise ImageDecodeError(
             f"not a readable image in a supported format ({', '.join(ALLOWED_FORMATS)}).",
@@ -556,7 +519,7 @@ def _plan_frame_list(video: Video, settings: VisionSettings) -> VideoPlan:
             f"the frames of a video must share one size; got {len(sizes)} sizes "
             f"({sorted(sizes)[:3]} after snapping to multiples of {snap_factor})."
         )
-    count = _ceil_by(len(plans), FRAME_FACTOR)
+    count = math.ceil(len(plans) / FRAME_FACTOR) * FRAME_FACTOR
     plans += [plans[-1]] * (count - len(plans))
     ((height, width),) = sizes
     rh, rw = smart_resize(
@@ -569,7 +532,7 @@ def _plan_frame_list(video: Video, settings: VisionSettings) -> VideoPlan:
     return VideoPlan(
         label=f"<video of {len(frames)} frames>",
         path=None,
-        reader=IN_PROCESS,
+        reader=IN_PROCESS_READER,
         frame_sources=tuple(plans),
         frame_indices=tuple(range(count)),
         fps=FRAME_LIST_SAMPLE_FPS,
@@ -582,30 +545,24 @@ def _plan_frame_list(video: Video, settings: VisionSettings) -> VideoPlan:
 
 
 def _plan_video_file(video: Video, settings: VisionSettings) -> VideoPlan:
-    import torch
-
     path = _local_path(video.source)  # type: ignore[arg-type]
     label = describe_source(video.source)
-    reader = video.reader or IN_PROCESS
+    reader = video.reader or IN_PROCESS_READER
     header = reader.probe(path, label)
-    start, end, total = _frame_range(video, header, label)
-    fps = video.fps or settings.fps
-    max_frames = _floor_by(video.max_frames or settings.max_frames, FRAME_FACTOR)
-    wanted = total / header.fps * fps
-    count = min(min(max(wanted, _ceil_by(FPS_MIN_FRAMES, FRAME_FACTOR)), max_frames), total)
-    count = _floor_by(count, FRAME_FACTOR)
-    if not FRAME_FACTOR <= count <= total:
-        raise VideoDecodeError(
-            f"the video has {total} frame(s); at least {FRAME_FACTOR} are needed.", source=label
-        )
-    # float32 linspace then round, exactly as the official frame sampler
-    indices = torch.linspace(start, end, count).round().long().tolist()
+    indices = sample_frames(
+        header,
+        fps=video.fps or settings.fps,
+        max_frames=video.max_frames or settings.max_frames,
+        start=video.start,
+        end=video.end,
+        label=label,
+    )
     rh, rw = smart_resize(
         header.height,
         header.width,
         settings.factor,
         settings.video_min_pixels,
-        _video_max_pixels(settings, count),
+        _video_max_pixels(settings, len(indices)),
     )
     return VideoPlan(
         label=label,
@@ -620,24 +577,6 @@ def _plan_video_file(video: Video, settings: VisionSettings) -> VideoPlan:
         merge_size=settings.merge_size,
         temporal_patch_size=settings.temporal_patch_size,
     )
-
-
-def _frame_range(video: Video, header: VideoHeader, label: str) -> tuple[int, int, int]:
-    if video.start is None and video.end is None:
-        return 0, header.frames - 1, header.frames
-    duration = header.frames / header.fps
-    start = 0
-    if video.start is not None:
-        start = math.ceil(max(0.0, min(video.start, duration)) * header.fps)
-    end = header.frames - 1
-    if video.end is not None:
-        end = min(math.floor(max(0.0, min(video.end, duration)) * header.fps), header.frames - 1)
-    if start >= end:
-        raise VideoDecodeError(
-            f"the clip {video.start}s-{video.end}s selects no frames of a {duration:.2f}s video.",
-            source=label,
-        )
-    return start, end, end - start + 1
 
 
 def load_video_pixels(plan: VideoPlan) -> torch.Tensor:

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from qwen3_vl_rag.checked_files import display_path
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.index.ids import item_id, item_locator
 from qwen3_vl_rag.index.manifest import ItemRow, Manifest
 from qwen3_vl_rag.index.paths import path_key
 from qwen3_vl_rag.index.reopen import record_roots
 from qwen3_vl_rag.index.store import VectorStore, check_vectors
-from qwen3_vl_rag.media.files import display_path
-from qwen3_vl_rag.media.folders import FolderScan
+from qwen3_vl_rag.media.folders import FileReport, FolderScan
 from qwen3_vl_rag.media.items import MediaItem
-from qwen3_vl_rag.media.loaders import LoadOptions
+from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
@@ -43,17 +43,9 @@ Outcome = Literal["indexed", "unchanged", "skipped", "failed"]
 _RACY_NS = 2_000_000_000
 
 
-@dataclass
-class FileOutcome:
-    """What one run did with one file (or with an entry that is not a file)."""
-
-    path: str
-    status: Outcome
-    items: int = 0
-    reason: str | None = None
-    stage: str | None = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
+#: What one run did with one file (or with an entry that is not a file): a media scan's
+#: per-file report, with the index's outcomes as its status.
+FileOutcome = FileReport[Outcome]
 
 
 @dataclass
@@ -110,7 +102,7 @@ class IngestTarget:
         embedder: Embeds the items.
         dimension: Matryoshka dimension stored.
         signature_hash: The settings' hash, part of every item id.
-        load_options: How files are decoded (budgets, clip length).
+        media_options: How files are decoded (budgets, clip length).
         workers: Decoding worker processes.
         batch_items: Items embedded per batch.
     """
@@ -121,7 +113,7 @@ class IngestTarget:
     embedder: Qwen3VLEmbedder
     dimension: int
     signature_hash: str
-    load_options: LoadOptions
+    media_options: MediaOptions
     workers: int
     batch_items: int
 
@@ -194,10 +186,10 @@ class _Run:
                 return
             items = list(scan.load_file(path, opened))
         scanned = scan.report.files[-1] if scan.report.files else None
-        if scanned is None or scanned.path != shown or scanned.status != "indexed":
+        if scanned is None or scanned.path != shown or scanned.status != "loaded":
             self._not_loaded(label, shown, scanned)
             return
-        outcome = FileOutcome(shown, "indexed", warnings=list(scanned.warnings))
+        outcome = FileOutcome(shown, "indexed", kind=scanned.kind, warnings=list(scanned.warnings))
         self.report.files.append(outcome)
         current = _File(label, digest, identity.size, mtime_ns, outcome)
         signature = self.index.signature_hash
@@ -393,7 +385,7 @@ def ingest(
         for root in paths:
             with FolderScan(
                 Path(os.path.abspath(root)),
-                index.load_options,
+                index.media_options,
                 workers=index.workers,
                 exclude=(index.directory,),  # never index the index's own files (thumbnails...)
             ) as scan:
@@ -417,6 +409,7 @@ def _from_scan(scanned: Any) -> FileOutcome:
     return FileOutcome(
         scanned.path,
         scanned.status,
+        kind=scanned.kind,
         reason=scanned.reason,
         stage=scanned.stage,
         error=scanned.error,

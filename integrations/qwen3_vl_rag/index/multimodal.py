@@ -44,7 +44,7 @@ from qwen3_vl_rag.index.signature import (
 )
 from qwen3_vl_rag.index.store import STORE_DIR, VectorStore, check_vectors
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.loaders import LoadOptions
+from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -152,7 +152,7 @@ class MultimodalIndex:
             self.signature = self._settle_signature(embedder, dim, segment_seconds)
             self.signature_hash = signature_hash(self.signature) if self.signature else ""
             self.dimension = int(self.signature["dimension"]) if self.signature else 0
-            self.load_options = self._load_options()
+            self.media_options = self._media_options()
             self._check_store(items)
             if mode == "write":
                 self._upgrade()
@@ -270,16 +270,16 @@ class MultimodalIndex:
             self.manifest.set_meta({"signature": recorded})
         return dict(recorded)
 
-    def _load_options(self) -> LoadOptions:
+    def _media_options(self) -> MediaOptions:
         if not self.signature:
-            return LoadOptions()
+            return MediaOptions()
         budget = MediaBudget(
             max_pixels=int(self.signature["max_pixels"]),
             min_pixels=int(self.signature["min_pixels"]),
             factor=int(self.signature["factor"]),
             max_frames=int(self.signature["max_frames"]),
         )
-        return LoadOptions(
+        return MediaOptions(
             budget=budget,
             fps=float(self.signature["fps"]),
             segment_seconds=self.signature.get("segment_seconds"),
@@ -344,7 +344,7 @@ class MultimodalIndex:
             embedder=embedder,
             dimension=self.dimension,
             signature_hash=self.signature_hash,
-            load_options=self.load_options,
+            media_options=self.media_options,
             workers=self.workers,
             batch_items=self.batch_items,
         )
@@ -378,7 +378,7 @@ class MultimodalIndex:
             embedder=embedder,
             reranker=self.reranker,
             dimension=self.dimension,
-            load_options=self.load_options,
+            media_options=self.media_options,
             pool=self.search_pool,
         )
         return search(
@@ -509,7 +509,7 @@ class MultimodalIndex:
         if self._search_pool is None:
             from qwen3_vl_rag.media.isolation import WorkerPool
 
-            budget = self.load_options.budget
+            budget = self.media_options.budget
             self._search_pool = WorkerPool(
                 max(1, self.workers), timeout=budget.timeout, memory_limit=budget.worker_memory
             )

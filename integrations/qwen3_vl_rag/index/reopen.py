@@ -28,16 +28,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qwen3_vl_rag.checked_files import OpenedFile, open_checked
 from qwen3_vl_rag.errors import InputError, InputTooLargeError
 from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.inputs import LazyImage, MultimodalInput, Video
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import OpenedFile, open_checked
 from qwen3_vl_rag.media.isolation import WorkerPool
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.index.manifest import Manifest, SourceRow
-    from qwen3_vl_rag.media.loaders import LoadOptions
+    from qwen3_vl_rag.media.loaders import MediaOptions
 
 __all__ = ["ROOTS_KEY", "Reopener", "StaleSourceError", "record_roots", "source_path"]
 
@@ -91,7 +91,7 @@ class Reopener:
     """
 
     def __init__(
-        self, manifest: Manifest, options: LoadOptions, pool: Callable[[], WorkerPool]
+        self, manifest: Manifest, options: MediaOptions, pool: Callable[[], WorkerPool]
     ) -> None:
         self._manifest = manifest
         self.budget: MediaBudget = options.budget
@@ -353,7 +353,7 @@ def _thumbnail_jpeg(
     elif kind == "image":
         image = _decode_image(path, budget, label)
     elif kind in ("video", "clip"):
-        from qwen3_vl_rag.media.video import read_frames
+        from qwen3_vl_rag.video_frames import read_frames
 
         image = Image.fromarray(read_frames(Path(path), [int(where)], label)[0])
     else:

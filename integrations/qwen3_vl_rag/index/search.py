@@ -31,7 +31,7 @@ from qwen3_vl_rag.index.reopen import Reopener, StaleSourceError
 from qwen3_vl_rag.index.results import SearchResult
 from qwen3_vl_rag.index.store import Hit, VectorStore
 from qwen3_vl_rag.inputs import MultimodalInput
-from qwen3_vl_rag.media.loaders import LoadOptions
+from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -59,7 +59,7 @@ class SearchSource:
         embedder: Embeds the query.
         reranker: Reranks the recalled items (``None``: the index has none).
         dimension: Matryoshka dimension stored.
-        load_options: How files are decoded again (the index's budgets).
+        media_options: How files are decoded again (the index's budgets).
         pool: The worker processes files are decoded in (started on first call).
     """
 
@@ -69,7 +69,7 @@ class SearchSource:
     embedder: Qwen3VLEmbedder
     reranker: Qwen3VLReranker | None
     dimension: int
-    load_options: LoadOptions
+    media_options: MediaOptions
     pool: Callable[[], WorkerPool]
 
 
@@ -94,7 +94,7 @@ def search(
     if not np.isfinite(vector).all() or not np.any(vector):
         raise ConfigurationError("the query embedded to a vector that is not finite or is zero.")
     hits = index.store.query(vector, k, filters)
-    with Reopener(index.manifest, index.load_options, index.pool) as reopener:
+    with Reopener(index.manifest, index.media_options, index.pool) as reopener:
         scores: list[float | None] = [None] * len(hits)
         if rerank and hits:
             if index.reranker is None:

@@ -142,7 +142,7 @@ class ImageLoader(BaseLoader):
         >>> loader = ImageLoader("screenshots/")
         >>> shots = loader.load()
         >>> loader.report.counts()
-        {'indexed': 120, 'skipped': 2, 'failed': 1, 'items': 120}
+        {'loaded': 2, 'skipped': 0, 'failed': 0, 'items': 2}
     """
 
     def __init__(
@@ -232,9 +232,9 @@ class VideoClipLoader(BaseLoader):
 def _scan(loader: Any, kinds: set[MediaKind], segment_seconds: float | None) -> Iterator[MediaItem]:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import LoadOptions
+    from qwen3_vl_rag.media.loaders import MediaOptions
 
-    options = LoadOptions(
+    options = MediaOptions(
         budget=loader.budget or MediaBudget(),
         segment_seconds=segment_seconds,
         fps=getattr(loader, "fps", None),

@@ -126,7 +126,7 @@ def _open(visual: Any) -> Any:
 def _middle_frame(video: Video) -> Any:
     from PIL import Image
 
-    from qwen3_vl_rag.media.video import probe, read_frames
+    from qwen3_vl_rag.video_frames import probe, read_frames
 
     if not isinstance(video.source, str | os.PathLike):
         raise TypeError("a clip reference names a video file")

@@ -21,7 +21,6 @@ folder as their ``image_roots``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
+from qwen3_vl_rag.checked_files import file_sha256
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
@@ -184,7 +184,7 @@ class ImageReader(BaseReader):
                 "image_width": int(item.metadata["image_width"]),
                 "image_height": int(item.metadata["image_height"]),
                 "image_path": source,
-                "image_fingerprint": _file_sha256(Path(source)),
+                "image_fingerprint": file_sha256(source),
             }
             yield _visual_document(
                 ImageDocument, "image_path", metadata, image_path=source, **_no_text()
@@ -260,9 +260,9 @@ def _scan(
 ) -> Iterator[MediaItem]:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import LoadOptions
+    from qwen3_vl_rag.media.loaders import MediaOptions
 
-    options = LoadOptions(
+    options = MediaOptions(
         budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
     )
     register_image_root(root)  # the user pointed us here: its files may be read back
@@ -274,11 +274,3 @@ def _scan(
         include_hidden=reader.include_hidden,
     )
     return items
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.image_limits import MAX_IMAGE_PIXELS
 
-if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.vision import VisionSettings
+
+class _VisionLimits(Protocol):
+    """What a budget reads of the engine's ``VisionSettings`` (media does not import the engine)."""
+
+    @property
+    def max_pixels(self) -> int: ...
+    @property
+    def min_pixels(self) -> int: ...
+    @property
+    def patch_size(self) -> int: ...
+    @property
+    def merge_size(self) -> int: ...
+    @property
+    def max_frames(self) -> int: ...
 
 
 class _HasVision(Protocol):
     @property
-    def vision(self) -> VisionSettings: ...
+    def vision(self) -> _VisionLimits: ...
 
 
 __all__ = ["MediaBudget"]
@@ -48,6 +60,7 @@ class MediaBudget:
         worker_memory: Address-space limit of a decoding worker process, in bytes (Linux).
 
     Example:
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
         >>> embedder = Qwen3VLEmbedder.from_pretrained(
         ...     "Qwen/Qwen3-VL-Embedding-2B", max_pixels=602112
         ... )
@@ -96,7 +109,7 @@ class MediaBudget:
             raise ConfigurationError(f"max_frames must be at least 2, got {self.max_frames}.")
 
     @classmethod
-    def matching(cls, model: _HasVision | VisionSettings, **changes: Any) -> MediaBudget:
+    def matching(cls, model: _HasVision | _VisionLimits, **changes: Any) -> MediaBudget:
         """A budget whose pages, images and frame counts fit ``model`` exactly.
 
         Args:

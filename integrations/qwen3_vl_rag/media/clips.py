@@ -14,14 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked
 from qwen3_vl_rag.errors import ConfigurationError, VideoDecodeError
 from qwen3_vl_rag.inputs import Video
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked
-from qwen3_vl_rag.media.isolation import IN_PROCESS, DecodeRunner
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
-from qwen3_vl_rag.media.video import CheckedFileReader, FrameReader, VideoHeader, probe
+from qwen3_vl_rag.media.video import CheckedFileReader
+from qwen3_vl_rag.video_frames import FrameReader, VideoHeader, probe, sample_frames
 
 __all__ = ["VideoDocument", "load_video"]
 
@@ -61,7 +62,7 @@ class VideoDocument:
                     end=end,
                     reader=self.reader,
                 )
-            times = _frame_times(video)
+            times = self._frame_times(video)
             metadata: dict[str, MetadataValue] = {
                 "source": self.source,
                 "file_type": self.file_type,
@@ -89,13 +90,17 @@ class VideoDocument:
     def __len__(self) -> int:
         return len(self.clips)
 
-
-def _frame_times(video: Video) -> tuple[float, ...]:
-    """Seconds of the frames the engine will sample (the same planning code it uses)."""
-    from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
-
-    plan = plan_video(video, VisionSettings())
-    return tuple(round(index / plan.fps, 3) for index in plan.frame_indices)
+    def _frame_times(self, video: Video) -> tuple[float, ...]:
+        """Seconds of the frames the engine will sample (it uses the same sampler)."""
+        indices = sample_frames(
+            self.header,
+            fps=self.fps,
+            max_frames=self.max_frames,
+            start=video.start,
+            end=video.end,
+            label=self.source,
+        )
+        return tuple(round(index / self.header.fps, 3) for index in indices)
 
 
 def _segments(
@@ -138,7 +143,7 @@ def load_video(
         runner: Where FFmpeg runs; pass a :class:`~qwen3_vl_rag.media.isolation.WorkerPool`
             for untrusted files (default: this process).
         identity: The file as a scan checked it (see
-            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here. Every
+            :func:`~qwen3_vl_rag.checked_files.open_checked`); default: checked here. Every
             later read of the file refuses anything but that file.
 
     Raises:
@@ -146,11 +151,15 @@ def load_video(
         InputTooLargeError: Over ``budget.max_bytes``.
 
     Example:
-        >>> for clip in load_video("lobby-camera.mp4", segment_seconds=10):
+        >>> for clip in load_video("lobby-camera.mp4", segment_seconds=1):
         ...     print(clip.metadata["start_seconds"], clip.frame_times)
+        0.0 (0.0, 0.375, 0.625, 1.0)
+        1.0 (1.0, 1.375, 1.625, 2.0)
+        2.0 (2.0, 2.375, 2.625, 3.0)
+        3.0 (3.0, 3.25, 3.625, 3.875)
     """
     budget = budget or MediaBudget()
-    runner = runner or IN_PROCESS
+    runner = runner or IN_PROCESS_RUNNER
     path = Path(path)
     label = display_path(path)
     with open_checked(

@@ -9,14 +9,14 @@ What the walk checked is what is read: each file is opened once, without blockin
 handle must be the regular file the walk saw (same device and inode) and really lie inside the
 folder, so a file swapped for a FIFO or a link to somewhere else between the walk and the
 reading is reported as skipped, never read. Later reads (a worker rendering a page) reopen it
-only if it is still that file (:func:`~qwen3_vl_rag.media.files.verified_open`).
+only if it is still that file (:func:`~qwen3_vl_rag.checked_files.verified_open`).
 
 Items stream lazily: one file is open at a time, and pages are rendered only when used, so
 memory does not grow with the size of the folder. PDFs and videos are read in worker processes
 (:class:`~qwen3_vl_rag.media.isolation.WorkerPool`), so a file that hangs or crashes its decoder
 is reported and the scan goes on. Every file ends up in :attr:`FolderScan.report` as
-``indexed``, ``skipped`` (with the reason) or ``failed`` (with the stage and the error class):
-none is dropped silently.
+``loaded``, ``skipped`` (with the reason) or ``failed`` (with the stage and the error class):
+none is dropped silently. (A scan only loads; the index reports what it indexed.)
 """
 
 from __future__ import annotations
@@ -28,20 +28,22 @@ import stat
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
+from qwen3_vl_rag.checked_files import OpenedFile, display_path, open_checked
 from qwen3_vl_rag.errors import InputError, InputTooLargeError
-from qwen3_vl_rag.media.files import OpenedFile, display_path, open_checked
 from qwen3_vl_rag.media.isolation import WorkerPool
 from qwen3_vl_rag.media.items import MediaItem
-from qwen3_vl_rag.media.loaders import LoadOptions, load_path
+from qwen3_vl_rag.media.loaders import MediaOptions, load_path
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, MediaKind, sniff_bytes
 
 __all__ = ["FileReport", "FolderScan", "ScanReport", "scan_folder"]
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["indexed", "skipped", "failed"]
+#: What a scan did with a file: its items were loaded, or it was skipped or failed (see why).
+Status = Literal["loaded", "skipped", "failed"]
+StatusT = TypeVar("StatusT", bound=str)
 
 _EXPECTED_KIND = {
     ".pdf": "pdf",
@@ -63,11 +65,15 @@ _EXPECTED_KIND = {
 
 
 @dataclass
-class FileReport:
-    """What happened to one file (or one entry that was not a file)."""
+class FileReport(Generic[StatusT]):
+    """What happened to one file (or one entry that was not a file).
+
+    The same record serves a scan (``FileReport[Status]``) and the index's runs, which have
+    statuses of their own (``indexed``, ``unchanged``...).
+    """
 
     path: str
-    status: Status
+    status: StatusT
     kind: str | None = None
     items: int = 0
     reason: str | None = None
@@ -81,17 +87,17 @@ class ScanReport:
     """Every file met by a scan, in the order met."""
 
     root: str
-    files: list[FileReport] = field(default_factory=list)
+    files: list[FileReport[Status]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Files per status, and the items produced."""
-        counts = {"indexed": 0, "skipped": 0, "failed": 0}
+        counts = {"loaded": 0, "skipped": 0, "failed": 0}
         for report in self.files:
             counts[report.status] += 1
         counts["items"] = sum(report.items for report in self.files)
         return counts
 
-    def by_status(self, status: Status) -> list[FileReport]:
+    def by_status(self, status: Status) -> list[FileReport[Status]]:
         """The reports of one status."""
         return [report for report in self.files if report.status == status]
 
@@ -111,16 +117,18 @@ class FolderScan:
     (items rendered after that raise a clear error).
 
     Example:
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
         >>> with scan_folder("documents/") as scan:
         ...     vectors = embedder.embed_documents(list(scan))
         >>> scan.report.counts()
-        {'indexed': 41, 'skipped': 3, 'failed': 1, 'items': 388}
+        {'loaded': 5, 'skipped': 0, 'failed': 0, 'items': 8}
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str],
-        options: LoadOptions | None = None,
+        options: MediaOptions | None = None,
         *,
         recursive: bool = True,
         follow_symlinks: bool = True,
@@ -136,7 +144,7 @@ class FolderScan:
         self.recursive = recursive
         self.follow_symlinks = follow_symlinks
         self.include_hidden = include_hidden
-        options = options or LoadOptions()
+        options = options or MediaOptions()
         self._pool: WorkerPool | None = None
         if isolate and options.runner is None:
             budget = options.budget
@@ -217,7 +225,7 @@ class FolderScan:
 
     def _skip(self, path: str | os.PathLike[str], reason: str, stage: str = "walk") -> None:
         self.report.files.append(
-            FileReport(display_path(path), "skipped", reason=reason, stage=stage)
+            FileReport[Status](display_path(path), "skipped", reason=reason, stage=stage)
         )
 
     def _walk(self) -> Iterator[Path]:
@@ -366,7 +374,7 @@ class FolderScan:
             wanted = " or ".join(sorted(f"{kind}s" for kind in self.kinds))
             self._skip(path, f"a {sniffed.kind}; this scan takes {wanted}", stage="sniff")
             return
-        report = FileReport(label, "indexed", kind=sniffed.kind)
+        report = FileReport[Status](label, "loaded", kind=sniffed.kind)
         expected = _EXPECTED_KIND.get(path.suffix.lower())
         if expected and expected != sniffed.kind:
             report.warnings.append(
@@ -389,7 +397,7 @@ class FolderScan:
             self._fail(report, f"{type(exc).__name__}: {exc}", "load", type(exc).__name__)
 
     @staticmethod
-    def _fail(report: FileReport, reason: str, stage: str | None, error: str) -> None:
+    def _fail(report: FileReport[Status], reason: str, stage: str | None, error: str) -> None:
         report.status, report.reason, report.stage, report.error = "failed", reason, stage, error
 
 
@@ -427,7 +435,7 @@ class _Excluded:
 
 def scan_folder(
     root: str | os.PathLike[str],
-    options: LoadOptions | None = None,
+    options: MediaOptions | None = None,
     **scan_options: Any,
 ) -> FolderScan:
     """Scan a folder (or one file) for PDFs, images and videos; see :class:`FolderScan`.
@@ -445,7 +453,7 @@ def scan_folder(
 
 def stream_items(
     root: str | os.PathLike[str],
-    options: LoadOptions,
+    options: MediaOptions,
     *,
     kinds: Collection[MediaKind],
     recursive: bool = True,
@@ -454,12 +462,15 @@ def stream_items(
     """The items of the files of ``kinds`` under ``root``, and the scan's report.
 
     The report fills in as the items are consumed (complete when they run out); files skipped
-    or failed are also logged as warnings at the end. This is what the framework loaders use.
+    or failed are also logged as warnings at the end, for applications that configure logging
+    (the package prints nothing by itself). This is what the framework loaders use.
 
     Example:
-        >>> report, items = stream_items("screenshots/", LoadOptions(), kinds={"image"})
-        >>> documents = [to_document(item) for item in items]
+        >>> report, items = stream_items("screenshots/", MediaOptions(), kinds={"image"})
+        >>> [item.source for item in items]
+        ['screenshots/billing.png', 'screenshots/settings.png']
         >>> report.counts()
+        {'loaded': 2, 'skipped': 0, 'failed': 0, 'items': 2}
     """
     scan = scan_folder(
         root, options, recursive=recursive, include_hidden=include_hidden, kinds=kinds
@@ -469,7 +480,7 @@ def stream_items(
         with scan:
             yield from scan
         for file in scan.report.files:
-            if file.status != "indexed":
+            if file.status != "loaded":
                 logger.warning("%s %s: %s", file.status, file.path, file.reason)
 
     return scan.report, items()

@@ -13,7 +13,7 @@
   :class:`~qwen3_vl_rag.media.isolation.DecodeRunner` (a worker process, under the budget's
   time and memory limits, when a folder is scanned): a header that takes minutes to parse (a
   TIFF with 100,000 pages) is stopped, not waited for. A file is reopened for decoding only if
-  it is still the file that was checked (see :func:`~qwen3_vl_rag.media.files.verified_open`).
+  it is still the file that was checked (see :func:`~qwen3_vl_rag.checked_files.verified_open`).
 """
 
 from __future__ import annotations
@@ -24,20 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from qwen3_vl_rag.engine.vision import smart_resize
+from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked, verified_open
 from qwen3_vl_rag.errors import (
     ImageDecodeError,
     InputError,
     InputTooLargeError,
     UnsupportedInputError,
 )
-from qwen3_vl_rag.image_limits import ALLOWED_FORMATS, check_image_size
+from qwen3_vl_rag.image_limits import (
+    ALLOWED_FORMATS,
+    TIFF_HINT,
+    check_image_size,
+    smart_resize,
+    unsupported_tiff_layout,
+)
 from qwen3_vl_rag.inputs import LazyImage, Video
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked, verified_open
-from qwen3_vl_rag.media.isolation import IN_PROCESS, DecodeRunner
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
@@ -87,6 +90,14 @@ def _open(stream: Any, head: bytes, label: str) -> PILImage.Image:
         ) from exc
     except UnidentifiedImageError as exc:
         sniffed = sniff_bytes(head)
+        layout = unsupported_tiff_layout(stream) if sniffed.format == "tiff" else None
+        if layout is not None:
+            raise UnsupportedInputError(
+                f"a valid TIFF of a layout Pillow cannot decode ({layout}).",
+                source=label,
+                stage="open",
+                hint=TIFF_HINT,
+            ) from exc
         if sniffed.kind == "image" and sniffed.format:
             # the signature of a format we read, but a header Pillow cannot parse: corrupt
             raise ImageDecodeError(
@@ -175,7 +186,7 @@ def read_header(
     """Format, size, frame count and orientation from the header; no pixel is decoded.
 
     A decoding step: run it through a runner (a worker process bounds its time). A path is
-    opened through :func:`~qwen3_vl_rag.media.files.verified_open`: with ``identity``, only
+    opened through :func:`~qwen3_vl_rag.checked_files.verified_open`: with ``identity``, only
     the file that was checked is read.
 
     Raises:
@@ -209,6 +220,7 @@ def normalize_to_rgb(image: PILImage.Image, orientation: int | None = None) -> P
         orientation: Its EXIF orientation as read from the header (default: read it from
             ``image``).
     """
+    import numpy as np
     from PIL import Image, ImageOps
 
     if orientation is None:
@@ -309,7 +321,7 @@ def load_image(
             :class:`~qwen3_vl_rag.media.isolation.WorkerPool` for untrusted files (default:
             this process).
         identity: The file as a scan checked it (see
-            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here.
+            :func:`~qwen3_vl_rag.checked_files.open_checked`); default: checked here.
 
     Raises:
         UnsupportedInputError, ImageDecodeError, InputTooLargeError: See :func:`read_header`.
@@ -318,9 +330,10 @@ def load_image(
     Example:
         >>> item = load_image(Path("screens/settings.png"))
         >>> item.metadata["image_width"], item.metadata["image_height"]
+        (800, 500)
     """
     budget = budget or MediaBudget()
-    runner = runner or IN_PROCESS
+    runner = runner or IN_PROCESS_RUNNER
     label = source or (display_path(data) if isinstance(data, Path) else f"<{len(data)} bytes>")
     if isinstance(data, Path):
         if identity is None:
@@ -357,6 +370,8 @@ def load_image(
     decoding = _Decoding(data, budget, label, header, identity, runner)
     if frames == "video" and header.frames > 1:
         count = min(header.frames, budget.max_frames)
+        import numpy as np
+
         picks = np.linspace(0, header.frames - 1, count).round().astype(int).tolist()
         lazy_frames = [
             LazyImage(width, height, decoding.frame(index), f"{label}, frame {index}")

@@ -11,8 +11,8 @@ and the caller (a folder scan) reports the file and goes on.
 Steps are plain module-level functions (they are sent to the child by reference) that raise typed
 :class:`~qwen3_vl_rag.errors.InputError` s for bad input; those come back unchanged.
 
-:data:`IN_PROCESS` runs the same steps in the calling process, without those protections, for
-single files given by a caller who trusts them.
+:data:`IN_PROCESS_RUNNER` runs the same steps in the calling process, without those protections,
+for single files given by a caller who trusts them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from qwen3_vl_rag.errors import (
     InputTooLargeError,
 )
 
-__all__ = ["IN_PROCESS", "WORKER_ENV", "DecodeRunner", "InProcessRunner", "WorkerPool"]
+__all__ = ["IN_PROCESS_RUNNER", "WORKER_ENV", "DecodeRunner", "InProcessRunner", "WorkerPool"]
 
 #: Set in the environment of decoding workers (steps may quieten libraries' console output).
 WORKER_ENV = "QWEN3VL_RAG_DECODING_WORKER"
@@ -75,7 +75,7 @@ class InProcessRunner:
 
 
 #: Run decoding steps in the calling process.
-IN_PROCESS = InProcessRunner()
+IN_PROCESS_RUNNER = InProcessRunner()
 
 
 class _Worker:
@@ -141,8 +141,11 @@ class WorkerPool:
         memory_limit: Address-space limit of each worker, in bytes (Linux; ``None``: no limit).
 
     Example:
+        >>> from qwen3_vl_rag.media import load_pdf
         >>> with WorkerPool(workers=2, timeout=30) as pool:
-        ...     pages = load_pdf("report.pdf", runner=pool)
+        ...     sizes = [page.load_image().size for page in load_pdf("report.pdf", runner=pool)]
+        >>> sizes
+        [(1152, 1600), (1152, 1600), (1152, 1600)]
     """
 
     def __init__(
@@ -233,7 +236,7 @@ class WorkerPool:
                     raise ConfigurationError(
                         "the decoding worker pool is closed: use the items before closing their "
                         "scan or WorkerPool (inside the `with` block), or load them with "
-                        "runner=IN_PROCESS."
+                        "runner=IN_PROCESS_RUNNER."
                     )
                 if self._idle:
                     return self._idle.pop()

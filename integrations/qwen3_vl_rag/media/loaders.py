@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked
 from qwen3_vl_rag.errors import RemoteInputError, UnsupportedInputError
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.clips import VideoDocument, load_video
-from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked
 from qwen3_vl_rag.media.images import FramesMode, load_image
 from qwen3_vl_rag.media.isolation import DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem
@@ -22,7 +22,7 @@ from qwen3_vl_rag.media.pdf import PdfDocument, load_pdf
 from qwen3_vl_rag.media.remote import RemotePolicy, fetch
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, MediaKind, Sniffed, sniff_bytes
 
-__all__ = ["LoadOptions", "MediaDocument", "load", "load_path", "load_url"]
+__all__ = ["MediaOptions", "MediaDocument", "load", "load_path", "load_url"]
 
 
 class MediaDocument(Protocol):
@@ -52,7 +52,7 @@ class ImageDocument:
 
 
 @dataclass(frozen=True)
-class LoadOptions:
+class MediaOptions:
     """How files are turned into items (shared by single-file loads and folder scans).
 
     Args:
@@ -77,7 +77,7 @@ class LoadOptions:
 
 def load_path(
     path: str | os.PathLike[str],
-    options: LoadOptions | None = None,
+    options: MediaOptions | None = None,
     *,
     sniffed: Sniffed | None = None,
     source: str | None = None,
@@ -87,18 +87,18 @@ def load_path(
 
     Args:
         path: The file.
-        options: See :class:`LoadOptions`.
+        options: See :class:`MediaOptions`.
         sniffed: What the file's first bytes say (default: read here).
         source: How to name it in metadata and errors (default: the path).
         identity: The file as a scan checked it
-            (:func:`~qwen3_vl_rag.media.files.open_checked`); every read of it, here or in a
+            (:func:`~qwen3_vl_rag.checked_files.open_checked`); every read of it, here or in a
             worker, refuses anything else found at ``path`` (default: checked here).
 
     Raises:
         UnsupportedInputError: Not a PDF, an image or a video we can read.
         InputError: Any typed error of the PDF, image or video loaders.
     """
-    options = options or LoadOptions()
+    options = options or MediaOptions()
     path = Path(path)
     label = source or display_path(path)
     if identity is None or sniffed is None:
@@ -114,7 +114,7 @@ def _dispatch(
     path: Path,
     kind: MediaKind | None,
     label: str,
-    options: LoadOptions,
+    options: MediaOptions,
     identity: FileIdentity | None = None,
 ) -> PdfDocument | ImageDocument | VideoDocument:
     if kind == "pdf":
@@ -129,15 +129,7 @@ def _dispatch(
         document.source = label
         return document
     if kind == "image":
-        image = load_image(
-            path,
-            budget=options.budget,
-            frames=options.frames,
-            source=label,
-            runner=options.runner,
-            identity=identity,
-        )
-        return ImageDocument(label, image)
+        return _image_document(path, label, options, identity)
     if kind == "video":
         video = load_video(
             path,
@@ -157,8 +149,22 @@ def _dispatch(
     )
 
 
+def _image_document(
+    data: Path | bytes, label: str, options: MediaOptions, identity: FileIdentity | None = None
+) -> ImageDocument:
+    image = load_image(
+        data,
+        budget=options.budget,
+        frames=options.frames,
+        source=label,
+        runner=options.runner,
+        identity=identity,
+    )
+    return ImageDocument(label, image)
+
+
 def load_url(
-    url: str, options: LoadOptions | None = None, *, policy: RemotePolicy | None = None
+    url: str, options: MediaOptions | None = None, *, policy: RemotePolicy | None = None
 ) -> MediaDocument:
     """Fetch a URL under ``policy`` and load what it holds.
 
@@ -170,19 +176,12 @@ def load_url(
             :func:`~qwen3_vl_rag.media.remote.fetch`.
         UnsupportedInputError: The body is not a PDF, image or video.
     """
-    options = options or LoadOptions()
+    options = options or MediaOptions()
     policy = policy or RemotePolicy(max_bytes=options.budget.max_bytes)
     fetched = fetch(url, policy)
     sniffed = sniff_bytes(fetched.data[:1024])
     if sniffed.kind == "image":
-        image = load_image(
-            fetched.data,
-            budget=options.budget,
-            frames=options.frames,
-            source=url,
-            runner=options.runner,
-        )
-        return ImageDocument(url, image)
+        return _image_document(fetched.data, url, options)
     if sniffed.kind is None:
         raise UnsupportedInputError(
             f"the URL returned {fetched.content_type or 'unknown content'}, not a PDF, an "
@@ -209,7 +208,7 @@ def _remove(path: Path, directory: str) -> None:
 
 def load(
     source: str | os.PathLike[str],
-    options: LoadOptions | None = None,
+    options: MediaOptions | None = None,
     *,
     allow_remote: bool = False,
     policy: RemotePolicy | None = None,
@@ -218,7 +217,7 @@ def load(
 
     Args:
         source: A path, or a URL.
-        options: See :class:`LoadOptions`.
+        options: See :class:`MediaOptions`.
         allow_remote: Fetch URLs (off by default; see :mod:`qwen3_vl_rag.media.remote`).
         policy: The remote fetching policy (default :class:`RemotePolicy`).
 
@@ -228,7 +227,13 @@ def load(
     Example:
         >>> for item in load("report.pdf"):
         ...     print(item.locator, item.image.size)
-        >>> chart = load("https://example.com/chart.png", allow_remote=True)
+        page 1 (1152, 1600)
+        page 2 (1152, 1600)
+        page 3 (1152, 1600)
+        >>> chart = load("https://example.com/chart.png")  # allow_remote=True fetches it
+        Traceback (most recent call last):
+        ...
+        qwen3_vl_rag.errors.RemoteInputError: https://example.com/chart.png: ...
     """
     text = os.fspath(source)
     scheme = text.split(":", 1)[0].lower() if "://" in text else ""

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qwen3_vl_rag.checked_files import file_sha256
+
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.items import MediaItem
 
 __all__ = ["PageImage", "default_image_dir", "page_images"]
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,10 @@ def page_images(
 
     Example:
         >>> for page in page_images("report.pdf", "store/pages"):
-        ...     print(page.page, page.path.name, page.text[:40])
+        ...     print(page.page, page.path.name, page.text.splitlines()[0])
+        0 report-...-p0001-1152x1600.png Annual report - page 1
+        1 report-...-p0002-1152x1600.png Annual report - page 2
+        2 report-...-p0003-1152x1600.png Annual report - page 3
     """
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.pdf import load_pdf
@@ -81,7 +84,7 @@ def page_images(
     path = Path(pdf)
     # opened (and checked: a regular file within the budget) before its bytes are hashed
     document = load_pdf(path, pages=pages, password=password, budget=budget or MediaBudget())
-    digest = _file_digest(path)
+    digest = file_sha256(path)
     folder = Path(image_dir) if image_dir is not None else default_image_dir()
     folder.mkdir(parents=True, exist_ok=True)
     for page in document:
@@ -95,14 +98,6 @@ def page_images(
             os.replace(partial, target)  # never a half-written PNG under the final name
         fingerprint = hashlib.sha256(f"{digest}:{number}:{width}x{height}".encode()).hexdigest()
         yield PageImage(target, page, fingerprint)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe_stem(path: Path) -> str:

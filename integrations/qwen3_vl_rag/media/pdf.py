@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qwen3_vl_rag.engine.vision import smart_resize
+from qwen3_vl_rag.checked_files import FileIdentity, display_path, open_checked, verified_open
 from qwen3_vl_rag.errors import EncryptedPdfError, InputError, MissingDependencyError, PdfError
+from qwen3_vl_rag.image_limits import smart_resize
 from qwen3_vl_rag.inputs import LazyImage
 from qwen3_vl_rag.media.budget import MediaBudget
-from qwen3_vl_rag.media.files import FileIdentity, display_path, open_checked, verified_open
-from qwen3_vl_rag.media.isolation import IN_PROCESS, WORKER_ENV, DecodeRunner
+from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, WORKER_ENV, DecodeRunner
 from qwen3_vl_rag.media.items import MediaItem, MetadataValue
+from qwen3_vl_rag.media.pdf_text import clean_text, page_label
 from qwen3_vl_rag.media.sniff import HEAD_BYTES, sniff_bytes
 
 __all__ = ["PdfDocument", "load_pdf"]
@@ -134,7 +135,7 @@ def _describe_document(
     except Exception as exc:
         raise PdfError(f"its page tree is broken ({exc}).", source=label, stage="open") from exc
     metadata = {
-        key: str(value)
+        key: clean_text(str(value))
         for key, value in (document.metadata or {}).items()
         if value
         and key in ("title", "author", "subject", "creator", "producer", "creationDate", "modDate")
@@ -171,13 +172,13 @@ def _describe_pages(
 ) -> list[dict[str, Any]]:
     """Label, size, render size and text of some pages."""
     document = _open(path, identity, password, label)
+    rules = _label_rules(document)
     pages = []
     for index in indices:
         try:
             page = document[index]
             rect = page.rect
-            text = page.get_text("text")
-            label_text = page.get_label() or ""
+            text = clean_text(page.get_text("text"))
         except Exception as exc:
             raise PdfError(
                 f"page {index + 1} cannot be read ({exc}).", source=label, stage="open"
@@ -186,7 +187,7 @@ def _describe_pages(
         pages.append(
             {
                 "index": index,
-                "label": label_text,
+                "label": page_label(rules, index),
                 "width_pt": float(rect.width),
                 "height_pt": float(rect.height),
                 "width": width,
@@ -196,6 +197,14 @@ def _describe_pages(
             }
         )
     return pages
+
+
+def _label_rules(document: Any) -> list[dict[str, Any]]:
+    """The document's page label rules (prefixes as written; decoded by ``page_label``)."""
+    try:
+        return list(document.get_page_labels())
+    except Exception:  # a damaged /PageLabels tree: pages are named by their number
+        return []
 
 
 @_serialized
@@ -357,7 +366,7 @@ def load_pdf(
         runner: Where PyMuPDF runs; pass a :class:`~qwen3_vl_rag.media.isolation.WorkerPool`
             for untrusted files (default: this process).
         identity: The file as a scan checked it (see
-            :func:`~qwen3_vl_rag.media.files.open_checked`); default: checked here. Every
+            :func:`~qwen3_vl_rag.checked_files.open_checked`); default: checked here. Every
             later read of the file (in a worker too) refuses anything but that file.
 
     Raises:
@@ -367,12 +376,14 @@ def load_pdf(
         MissingDependencyError: PyMuPDF is not installed (``pip install "qwen3-vl-rag[pdf]"``).
 
     Example:
-        >>> document = load_pdf("report.pdf", pages=range(0, 10))
+        >>> document = load_pdf("report.pdf", pages=range(0, 2))
         >>> for page in document:
-        ...     print(page.metadata["page_label"], page.image.size, page.text[:40])
+        ...     print(page.metadata["page_label"], page.image.size, page.text.splitlines()[0])
+        1 (1152, 1600) Annual report - page 1
+        2 (1152, 1600) Annual report - page 2
     """
     budget = budget or MediaBudget()
-    runner = runner or IN_PROCESS
+    runner = runner or IN_PROCESS_RUNNER
     path = Path(path)
     label = display_path(path)
     with open_checked(

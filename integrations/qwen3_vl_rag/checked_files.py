@@ -1,4 +1,7 @@
-"""File checks shared by the loaders: regular files only, under a byte budget, named safely.
+"""Files opened once and checked on their handle: regular, within a byte budget, named safely.
+
+A leaf module (it imports only :mod:`qwen3_vl_rag.errors`): the media loaders, the engine's
+image and video readers and the index all open files through it, without importing each other.
 
 A file is opened once, checked on the open handle (never by a second look at its name), and
 identified by a :class:`FileIdentity`. Whatever reads it later (a decoding worker rendering a
@@ -13,7 +16,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ __all__ = [
     "OpenedFile",
     "checked_file",
     "display_path",
+    "file_sha256",
     "open_checked",
     "verified_open",
 ]
@@ -97,11 +101,8 @@ class OpenedFile:
             yield chunk
 
     def sha256(self) -> str:
-        """SHA-256 of the bytes, read from this handle (the same digest as hashing the file)."""
-        digest = hashlib.sha256()
-        for chunk in self.chunks():
-            digest.update(chunk)
-        return digest.hexdigest()
+        """SHA-256 of the bytes, read from this handle (the same digest as :func:`file_sha256`)."""
+        return _sha256(self.chunks())
 
     def name_for_libraries(self) -> str:
         """A name that opens exactly this file, for libraries that only take names.
@@ -127,6 +128,27 @@ class OpenedFile:
 
     def __del__(self) -> None:
         self.close()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex), read in chunks: the one content hash of the package.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as file:
+        ...     _ = file.write(b"abc") and file.flush()
+        ...     file_sha256(file.name)[:16]
+        'ba7816bf8f01cfea'
+    """
+    with open(path, "rb") as handle:
+        return _sha256(iter(lambda: handle.read(_CHUNK), b""))
+
+
+def _sha256(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _real_path(fd: int, path: Path) -> str:
