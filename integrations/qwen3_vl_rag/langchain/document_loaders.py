@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
+from qwen3_vl_rag._adapters import scan_media
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
@@ -69,6 +70,8 @@ class PDFPageImageLoader(BaseLoader):
     ) -> None:
         """Configure the loader (nothing is read until :meth:`lazy_load`).
 
+        Paths are made absolute here, so documents name their files wherever they are used.
+
         Args:
             file_path: The PDF.
             image_dir: Where page PNGs are written (default :func:`default_image_dir`).
@@ -80,8 +83,8 @@ class PDFPageImageLoader(BaseLoader):
         """
         if content not in ("image", "text"):
             raise ValueError(f'content must be "image" or "text", got {content!r}')
-        self.file_path = Path(file_path)
-        self.image_dir = Path(image_dir) if image_dir is not None else default_image_dir()
+        self.file_path = Path(file_path).resolve()
+        self.image_dir = Path(image_dir if image_dir is not None else default_image_dir()).resolve()
         self.content = content
         self.pages = pages
         self.password = password
@@ -131,7 +134,47 @@ class PDFPageImageLoader(BaseLoader):
         return Document(page_content=content, metadata=metadata)
 
 
-class ImageLoader(BaseLoader):
+class _FolderLoader(BaseLoader):
+    """A loader of one file or a folder's files, through :mod:`qwen3_vl_rag.media`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recursive: bool = True,
+        include_hidden: bool = False,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the loader (nothing is read until :meth:`lazy_load`).
+
+        Args:
+            path: A file or a folder (made absolute here, as are the paths documents name).
+            recursive: Look in subfolders.
+            include_hidden: Take hidden files (they are reported as skipped otherwise).
+            budget: Pixel, frame, byte and time limits.
+        """
+        self.path = Path(path).resolve()
+        self.recursive = recursive
+        self.include_hidden = include_hidden
+        self.budget = budget
+        self.report: ScanReport | None = None
+
+    def _items(
+        self, kind: MediaKind, segment_seconds: float | None = None, fps: float | None = None
+    ) -> Iterator[MediaItem]:
+        self.report, items = scan_media(
+            self.path,
+            {kind},
+            budget=self.budget,
+            segment_seconds=segment_seconds,
+            fps=fps,
+            recursive=self.recursive,
+            include_hidden=self.include_hidden,
+        )
+        return items
+
+
+class ImageLoader(_FolderLoader):
     """One Document per image file (screenshots, photos, scans), from a file or a folder.
 
     ``page_content`` is the image's path, so :class:`Qwen3VLEmbeddings` embeds the image.
@@ -145,37 +188,15 @@ class ImageLoader(BaseLoader):
         {'indexed': 120, 'skipped': 2, 'failed': 1, 'items': 120}
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        recursive: bool = True,
-        include_hidden: bool = False,
-        budget: MediaBudget | None = None,
-    ) -> None:
-        """Configure the loader (nothing is read until :meth:`lazy_load`).
-
-        Args:
-            path: An image file or a folder.
-            recursive: Look in subfolders.
-            include_hidden: Take hidden files (they are reported as skipped otherwise).
-            budget: Pixel and byte limits.
-        """
-        self.path = Path(path)
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
-
     def lazy_load(self) -> Iterator[Document]:
         """Yield the images one at a time; :attr:`report` is complete when this ends."""
-        for item in _scan(self, {"image"}, None):
+        for item in self._items("image"):
             metadata = {**dict(item.metadata), "image_path": item.source}
             metadata["mime_type"] = f"image/{metadata.get('file_type', 'png')}"
             yield Document(page_content=item.source, metadata=metadata)
 
 
-class VideoClipLoader(BaseLoader):
+class VideoClipLoader(_FolderLoader):
     """One Document per video clip (or per video), from a file or a folder.
 
     ``page_content`` is the clip's reference, ``"talk.mp4#t=10,20"`` (W3C media-fragment
@@ -202,24 +223,20 @@ class VideoClipLoader(BaseLoader):
         """Configure the loader (nothing is read until :meth:`lazy_load`).
 
         Args:
-            path: A video file or a folder.
+            path: A video file or a folder (made absolute here).
             segment_seconds: Clip length; ``None`` gives one document per whole video.
             fps: Frames sampled per second (default 1.0, as the official code).
             recursive: Look in subfolders.
             include_hidden: Take hidden files.
             budget: Frame, clip, byte and time limits.
         """
-        self.path = Path(path)
+        super().__init__(path, recursive=recursive, include_hidden=include_hidden, budget=budget)
         self.segment_seconds = segment_seconds
         self.fps = fps
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
 
     def lazy_load(self) -> Iterator[Document]:
         """Yield the clips one at a time; :attr:`report` is complete when this ends."""
-        for item in _scan(self, {"video"}, self.segment_seconds):
+        for item in self._items("video", self.segment_seconds, self.fps):
             metadata = dict(item.metadata)
             if item.kind == "clip":
                 start, end = float(metadata["start_seconds"]), float(metadata["end_seconds"])
@@ -227,24 +244,3 @@ class VideoClipLoader(BaseLoader):
             else:
                 content = item.source
             yield Document(page_content=content, metadata=metadata)
-
-
-def _scan(loader: Any, kinds: set[MediaKind], segment_seconds: float | None) -> Iterator[MediaItem]:
-    from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import LoadOptions
-
-    options = LoadOptions(
-        budget=loader.budget or MediaBudget(),
-        segment_seconds=segment_seconds,
-        fps=getattr(loader, "fps", None),
-    )
-    register_image_root(loader.path)  # the user pointed us here: its files may be read back
-    loader.report, items = stream_items(
-        loader.path,
-        options,
-        kinds=kinds,
-        recursive=loader.recursive,
-        include_hidden=loader.include_hidden,
-    )
-    return items

@@ -155,8 +155,10 @@ def _encode(image: Any, max_side: int | None) -> tuple[str, str]:
 
 
 def _caption(document: Document) -> str:
+    """``"report.pdf, page 3"``, ``"talk.mp4, 10-20 s"`` or ``"shot.png"``: names, not paths."""
     meta = document.metadata
-    source = str(meta.get("source") or meta.get("file_path") or "image")
+    named = meta.get("source") or meta.get("file_path")
+    source = Path(str(named)).name if named else "image"
     if "page_label" in meta:
         return f"{source}, page {meta['page_label']}"
     if "start_seconds" in meta and "end_seconds" in meta:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
+from qwen3_vl_rag._adapters import scan_media
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
@@ -92,13 +93,14 @@ class PDFPageImageReader(BaseReader):
         """Configure the reader (nothing is read until :meth:`lazy_load_data`).
 
         Args:
-            image_dir: Where page PNGs are written (default ``~/.cache/qwen3-vl-rag/pages``).
+            image_dir: Where page PNGs are written (default ``~/.cache/qwen3-vl-rag/pages``; made
+                absolute here, as are the PDF paths documents name).
             pages: 0-based pages to read (default: all, up to ``budget.max_pages``).
             password: For encrypted PDFs.
             budget: Pixel and page limits (default ``MediaBudget()``: the embedder's defaults).
         """
         super().__init__()
-        self.image_dir = Path(image_dir) if image_dir is not None else default_image_dir()
+        self.image_dir = Path(image_dir if image_dir is not None else default_image_dir()).resolve()
         self.pages = pages
         self.password = password
         self.budget = budget
@@ -118,7 +120,7 @@ class PDFPageImageReader(BaseReader):
         """
         from qwen3_vl_rag.media.page_images import page_images
 
-        path = Path(file)
+        path = Path(file).resolve()
         register_image_root(self.image_dir)  # our pages' paths may be read back from nodes
         for page in page_images(
             path, self.image_dir, pages=self.pages, password=self.password, budget=self.budget
@@ -140,13 +142,8 @@ class PDFPageImageReader(BaseReader):
             )
 
 
-class ImageReader(BaseReader):
-    """One ``ImageDocument`` per image file (screenshots, photos, scans), from a file or folder.
-
-    Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); in a folder, other files
-    are skipped and, with unreadable ones, listed in :attr:`report`. ``image_fingerprint`` is
-    the SHA-256 of the file's bytes.
-    """
+class _FolderReader(BaseReader):
+    """A reader of one file or a folder's files, through :mod:`qwen3_vl_rag.media`."""
 
     def __init__(
         self,
@@ -160,13 +157,41 @@ class ImageReader(BaseReader):
         Args:
             recursive: Look in subfolders of a folder.
             include_hidden: Take hidden files (they are reported as skipped otherwise).
-            budget: Pixel and byte limits.
+            budget: Pixel, frame, byte and time limits.
         """
         super().__init__()
         self.recursive = recursive
         self.include_hidden = include_hidden
         self.budget = budget
         self.report: ScanReport | None = None
+
+    def _items(
+        self,
+        file: str | os.PathLike[str],
+        kind: MediaKind,
+        segment_seconds: float | None = None,
+        fps: float | None = None,
+    ) -> Iterator[MediaItem]:
+        """The items under ``file``, made absolute (so are the paths documents name)."""
+        self.report, items = scan_media(
+            Path(file),
+            {kind},
+            budget=self.budget,
+            segment_seconds=segment_seconds,
+            fps=fps,
+            recursive=self.recursive,
+            include_hidden=self.include_hidden,
+        )
+        return items
+
+
+class ImageReader(_FolderReader):
+    """One ``ImageDocument`` per image file (screenshots, photos, scans), from a file or folder.
+
+    Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); in a folder, other files
+    are skipped and, with unreadable ones, listed in :attr:`report`. ``image_fingerprint`` is
+    the SHA-256 of the file's bytes.
+    """
 
     def lazy_load_data(
         self,
@@ -175,7 +200,7 @@ class ImageReader(BaseReader):
         fs: Any = None,
     ) -> Iterable[ImageDocument]:
         """Yield the image (or a folder's images) one at a time."""
-        for item in _scan(self, Path(file), {"image"}, None, None):
+        for item in self._items(file, "image"):
             source = item.source
             metadata = {
                 **(extra_info or {}),
@@ -191,7 +216,7 @@ class ImageReader(BaseReader):
             )
 
 
-class VideoClipReader(BaseReader):
+class VideoClipReader(_FolderReader):
     """One document per video clip (or per video), from a file or a folder.
 
     Its text says which clip it is (``"Video clip: talk.mp4, 10-20 s"``) for the LLM; its
@@ -218,13 +243,9 @@ class VideoClipReader(BaseReader):
             include_hidden: Take hidden files.
             budget: Frame, clip, byte and time limits.
         """
-        super().__init__()
+        super().__init__(recursive=recursive, include_hidden=include_hidden, budget=budget)
         self.segment_seconds = segment_seconds
         self.fps = fps
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
 
     def lazy_load_data(
         self,
@@ -233,7 +254,7 @@ class VideoClipReader(BaseReader):
         fs: Any = None,
     ) -> Iterable[Document]:
         """Yield the clips one at a time."""
-        for item in _scan(self, Path(file), {"video"}, self.segment_seconds, self.fps):
+        for item in self._items(file, "video", self.segment_seconds, self.fps):
             meta = dict(item.metadata)
             start = float(meta.get("start_seconds", 0.0))
             end = float(meta.get("end_seconds", meta.get("duration", 0.0)))
@@ -249,31 +270,6 @@ class VideoClipReader(BaseReader):
             }
             text = f"Video clip: {Path(item.source).name}, {start:g}-{end:g} s"
             yield _visual_document(Document, "video_clip", metadata, text=text)
-
-
-def _scan(
-    reader: Any,
-    root: Path,
-    kinds: set[MediaKind],
-    segment_seconds: float | None,
-    fps: float | None,
-) -> Iterator[MediaItem]:
-    from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import LoadOptions
-
-    options = LoadOptions(
-        budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
-    )
-    register_image_root(root)  # the user pointed us here: its files may be read back
-    reader.report, items = stream_items(
-        root,
-        options,
-        kinds=kinds,
-        recursive=reader.recursive,
-        include_hidden=reader.include_hidden,
-    )
-    return items
 
 
 def _file_sha256(path: Path) -> str:

@@ -1,0 +1,197 @@
+"""What the LangChain and LlamaIndex adapters share; imports neither framework.
+
+:class:`EngineSettings` is the pydantic base of the four adapter classes: the loading settings,
+one spelling for the checkpoint's keyword (unknown keywords raise), a Hub token held as a secret,
+and a model that loads on first use and never travels in a pickle. :func:`scan_media` is the
+folder scan behind the image and video loaders and readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from qwen3_vl_rag.media.references import ImageRoots, register_image_root
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.folders import ScanReport
+    from qwen3_vl_rag.media.items import MediaItem
+    from qwen3_vl_rag.media.sniff import MediaKind
+    from qwen3_vl_rag.protocols import EmbeddingEngine, RerankingEngine
+
+__all__ = ["EngineSettings", "EngineSlot", "scan_media"]
+
+#: ``from_pretrained`` options that are credentials: held as ``SecretStr``, never shown or dumped.
+SECRET_OPTIONS = frozenset({"token"})
+
+
+class EngineSlot:
+    """Holds an adapter's engine; pickles (and deep-copies) empty, so a copy loads its own."""
+
+    __slots__ = ("loaded",)
+
+    def __init__(self, loaded: Any = None) -> None:
+        self.loaded = loaded
+
+    def __reduce__(self) -> tuple[type[EngineSlot], tuple[()]]:
+        return (EngineSlot, ())
+
+
+class EngineSettings(BaseModel):
+    """Settings every adapter class has, and how it gets its engine.
+
+    Subclasses name their checkpoint field in ``model_keyword`` (``"model"``, or ``"model_name"``
+    for LlamaIndex embeddings); the other framework's spelling is refused with a hint.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+
+    model_keyword: ClassVar[str] = "model"
+
+    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
+    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
+    batch_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).",
+    )
+    max_pixels: int | None = Field(
+        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
+    )
+    image_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders (or files) whose images and videos documents or nodes may name, "
+        "besides those our loaders and readers wrote to or read from in this process. Checked "
+        "on the real path (no .. or symlink escapes); any other path in a text is text.",
+    )
+    allow_remote: bool = Field(
+        default=False,
+        description="Fetch http(s) image URLs (guarded: private and metadata addresses are "
+        "refused, with size and time limits).",
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More from_pretrained options (revision, cache_dir, token...); a token is "
+        "held as a secret: never shown in repr or dumps.",
+    )
+
+    _engine: EngineSlot = PrivateAttr(default_factory=EngineSlot)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        other = "model_name" if cls.model_keyword == "model" else "model"
+        if isinstance(data, dict) and other in data and other not in cls.model_fields:
+            raise ValueError(
+                f"{cls.__name__} takes the checkpoint as `{cls.model_keyword}=`, not `{other}=`."
+            )
+        return data
+
+    @field_validator("model_kwargs")
+    @classmethod
+    def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: SecretStr(v) if k in SECRET_OPTIONS and isinstance(v, str) else v
+            for k, v in value.items()
+        }
+
+    @field_serializer("model_kwargs")
+    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if k not in SECRET_OPTIONS}  # never in a dump
+
+    @field_serializer("image_roots")
+    def _roots_as_text(self, value: list[Path]) -> list[str]:
+        return [str(root) for root in value]  # to_json / from_json round-trip
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "model_kwargs" and isinstance(value, dict):
+                value = {k: _masked(k, v) for k, v in value.items()}
+            yield name, value
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle the settings only: a given ``engine`` stays behind like a loaded one."""
+        state: dict[Any, Any] = super().__getstate__()
+        fields = state.get("__dict__") or {}
+        if fields.get("engine") is not None:
+            state = {**state, "__dict__": {**fields, "engine": None}}
+        return state
+
+    # -- the engine ------------------------------------------------------------------------------
+
+    def _roots(self) -> ImageRoots:
+        return ImageRoots.trusting(self.image_roots)
+
+    def _load_options(self) -> dict[str, Any]:
+        from qwen3_vl_rag.engine.shared import loading_options
+
+        extra = {
+            k: v.get_secret_value() if isinstance(v, SecretStr) else v
+            for k, v in self.model_kwargs.items()
+        }
+        return loading_options(self.device, self.dtype, self.max_pixels, extra)
+
+    def _checkpoint(self) -> str:
+        return str(getattr(self, self.model_keyword))
+
+    def _shared_embedder(self) -> EmbeddingEngine:
+        """The engine given, or the process's model for these settings (loaded now if needed)."""
+        if self._engine.loaded is None:
+            from qwen3_vl_rag.engine import shared
+
+            self._engine.loaded = shared.shared_embedder(self._checkpoint(), **self._load_options())
+        engine: EmbeddingEngine = self._engine.loaded
+        return engine
+
+    def _shared_reranker(self) -> RerankingEngine:
+        """The engine given, or the process's model for these settings (loaded now if needed)."""
+        if self._engine.loaded is None:
+            from qwen3_vl_rag.engine import shared
+
+            self._engine.loaded = shared.shared_reranker(self._checkpoint(), **self._load_options())
+        engine: RerankingEngine = self._engine.loaded
+        return engine
+
+
+def _masked(key: str, value: Any) -> Any:
+    return SecretStr(str(value)) if key in SECRET_OPTIONS and isinstance(value, str) else value
+
+
+def scan_media(
+    root: str | Path,
+    kinds: set[MediaKind],
+    *,
+    budget: MediaBudget | None,
+    segment_seconds: float | None,
+    fps: float | None,
+    recursive: bool,
+    include_hidden: bool,
+) -> tuple[ScanReport, Iterator[MediaItem]]:
+    """The items of ``kinds`` under ``root`` (made absolute) and the scan's report.
+
+    ``root`` becomes an image root: the user pointed us there, so its files may be read back
+    from documents and nodes in this process.
+    """
+    from qwen3_vl_rag.media.budget import MediaBudget
+    from qwen3_vl_rag.media.folders import stream_items
+    from qwen3_vl_rag.media.loaders import LoadOptions
+
+    options = LoadOptions(budget=budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps)
+    absolute = Path(root).resolve()
+    register_image_root(absolute)
+    return stream_items(
+        absolute, options, kinds=kinds, recursive=recursive, include_hidden=include_hidden
+    )
