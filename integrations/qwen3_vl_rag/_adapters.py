@@ -2,13 +2,15 @@
 
 :class:`EngineSettings` is the pydantic base of the four adapter classes: the loading settings,
 one spelling for the checkpoint's keyword (unknown keywords raise), a Hub token held as a secret,
-and a model that loads on first use and never travels in a pickle. :func:`scan_media` is the
-folder scan behind the image and video loaders and readers.
+and a model that loads on first use and never travels in a pickle. :func:`ranked` orders the
+reranker's scores for both rerankers; :class:`MediaScan` is the file and folder scan behind the
+image and video loaders and readers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,16 +25,21 @@ from pydantic import (
     model_validator,
 )
 
-from qwen3_vl_rag.media.references import ImageRoots, register_image_root
+from qwen3_vl_rag.media.references import (
+    ImageRoots,
+    register_image_root,
+    score_with_text_fallback,
+)
 
 if TYPE_CHECKING:
+    from qwen3_vl_rag.inputs import InputItem
     from qwen3_vl_rag.media.budget import MediaBudget
     from qwen3_vl_rag.media.folders import ScanReport
     from qwen3_vl_rag.media.items import MediaItem
     from qwen3_vl_rag.media.sniff import MediaKind
     from qwen3_vl_rag.protocols import EmbeddingEngine, RerankingEngine
 
-__all__ = ["EngineSettings", "EngineSlot", "scan_media"]
+__all__ = ["EngineSettings", "EngineSlot", "MediaScan", "ranked"]
 
 #: ``from_pretrained`` options that are credentials: held as ``SecretStr``, never shown or dumped.
 SECRET_OPTIONS = frozenset({"token"})
@@ -170,28 +177,78 @@ def _masked(key: str, value: Any) -> Any:
     return SecretStr(str(value)) if key in SECRET_OPTIONS and isinstance(value, str) else value
 
 
-def scan_media(
-    root: str | Path,
-    kinds: set[MediaKind],
+def ranked(
+    engine: RerankingEngine,
+    query: InputItem,
+    documents: Sequence[InputItem],
+    texts: Sequence[str],
     *,
-    budget: MediaBudget | None,
-    segment_seconds: float | None,
-    fps: float | None,
-    recursive: bool,
-    include_hidden: bool,
-) -> tuple[ScanReport, Iterator[MediaItem]]:
-    """The items of ``kinds`` under ``root`` (made absolute) and the scan's report.
+    instruction: str | None,
+    batch_tokens: int | None,
+) -> list[tuple[int, float]]:
+    """``(index, score)`` of every document, best first (ties keep input order).
 
-    ``root`` becomes an image root: the user pointed us there, so its files may be read back
-    from documents and nodes in this process.
+    One locked call into the engine; a document whose visual fails there is scored on
+    ``texts[index]`` instead, with a warning.
     """
-    from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import LoadOptions
+    from qwen3_vl_rag.engine.shared import model_lock
 
-    options = LoadOptions(budget=budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps)
-    absolute = Path(root).resolve()
-    register_image_root(absolute)
-    return stream_items(
-        absolute, options, kinds=kinds, recursive=recursive, include_hidden=include_hidden
-    )
+    with model_lock(engine):
+        scores = score_with_text_fallback(
+            engine, query, documents, texts, instruction=instruction, batch_tokens=batch_tokens
+        )
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    return [(i, float(scores[i])) for i in order]
+
+
+class MediaScan:
+    """A loader's or reader's scan of a file or folder: its options and its report."""
+
+    def __init__(
+        self,
+        *,
+        recursive: bool = True,
+        include_hidden: bool = False,
+        budget: MediaBudget | None = None,
+    ) -> None:
+        """Configure the scan.
+
+        Args:
+            recursive: Look in subfolders of a folder.
+            include_hidden: Take hidden files (they are reported as skipped otherwise).
+            budget: Pixel, frame, byte and time limits.
+        """
+        self.recursive = recursive
+        self.include_hidden = include_hidden
+        self.budget = budget
+        self.report: ScanReport | None = None
+
+    def _items(
+        self,
+        root: str | os.PathLike[str],
+        kind: MediaKind,
+        segment_seconds: float | None = None,
+        fps: float | None = None,
+    ) -> Iterator[MediaItem]:
+        """The items of ``kind`` under ``root``, by absolute path; :attr:`report` fills in.
+
+        ``root`` becomes an image root: the user pointed us there, so its files may be read
+        back from documents and nodes in this process.
+        """
+        from qwen3_vl_rag.media.budget import MediaBudget
+        from qwen3_vl_rag.media.folders import stream_items
+        from qwen3_vl_rag.media.loaders import LoadOptions
+
+        options = LoadOptions(
+            budget=self.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
+        )
+        absolute = Path(root).resolve()
+        register_image_root(absolute)
+        self.report, items = stream_items(
+            absolute,
+            options,
+            kinds={kind},
+            recursive=self.recursive,
+            include_hidden=self.include_hidden,
+        )
+        return items

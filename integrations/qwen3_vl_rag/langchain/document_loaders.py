@@ -23,16 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
-from qwen3_vl_rag._adapters import scan_media
+from qwen3_vl_rag._adapters import MediaScan
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import ScanReport
-    from qwen3_vl_rag.media.items import MediaItem
     from qwen3_vl_rag.media.page_images import PageImage
-    from qwen3_vl_rag.media.sniff import MediaKind
 
 __all__ = ["ImageLoader", "PDFPageImageLoader", "VideoClipLoader", "default_image_dir"]
 
@@ -134,7 +131,7 @@ class PDFPageImageLoader(BaseLoader):
         return Document(page_content=content, metadata=metadata)
 
 
-class _FolderLoader(BaseLoader):
+class _FolderLoader(MediaScan, BaseLoader):
     """A loader of one file or a folder's files, through :mod:`qwen3_vl_rag.media`."""
 
     def __init__(
@@ -153,25 +150,8 @@ class _FolderLoader(BaseLoader):
             include_hidden: Take hidden files (they are reported as skipped otherwise).
             budget: Pixel, frame, byte and time limits.
         """
+        super().__init__(recursive=recursive, include_hidden=include_hidden, budget=budget)
         self.path = Path(path).resolve()
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
-
-    def _items(
-        self, kind: MediaKind, segment_seconds: float | None = None, fps: float | None = None
-    ) -> Iterator[MediaItem]:
-        self.report, items = scan_media(
-            self.path,
-            {kind},
-            budget=self.budget,
-            segment_seconds=segment_seconds,
-            fps=fps,
-            recursive=self.recursive,
-            include_hidden=self.include_hidden,
-        )
-        return items
 
 
 class ImageLoader(_FolderLoader):
@@ -190,7 +170,7 @@ class ImageLoader(_FolderLoader):
 
     def lazy_load(self) -> Iterator[Document]:
         """Yield the images one at a time; :attr:`report` is complete when this ends."""
-        for item in self._items("image"):
+        for item in self._items(self.path, "image"):
             metadata = {**dict(item.metadata), "image_path": item.source}
             metadata["mime_type"] = f"image/{metadata.get('file_type', 'png')}"
             yield Document(page_content=item.source, metadata=metadata)
@@ -236,7 +216,7 @@ class VideoClipLoader(_FolderLoader):
 
     def lazy_load(self) -> Iterator[Document]:
         """Yield the clips one at a time; :attr:`report` is complete when this ends."""
-        for item in self._items("video", self.segment_seconds, self.fps):
+        for item in self._items(self.path, "video", self.segment_seconds, self.fps):
             metadata = dict(item.metadata)
             if item.kind == "clip":
                 start, end = float(metadata["start_seconds"]), float(metadata["end_seconds"])

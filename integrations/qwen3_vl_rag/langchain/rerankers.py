@@ -11,7 +11,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import Field
 
-from qwen3_vl_rag._adapters import EngineSettings
+from qwen3_vl_rag._adapters import EngineSettings, ranked
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import ConfigurationError, InputError
 from qwen3_vl_rag.inputs import InputItem
@@ -21,7 +21,7 @@ from qwen3_vl_rag.langchain._inputs import (
     fallback_text,
     text_or_visual,
 )
-from qwen3_vl_rag.media.references import ImageRoots, score_with_text_fallback, warn_unusable
+from qwen3_vl_rag.media.references import ImageRoots, warn_unusable
 from qwen3_vl_rag.protocols import RerankingEngine
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank", "ranked_copies"]
@@ -109,24 +109,19 @@ class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
             raise ConfigurationError(f"top_n must be non-negative or None, got {limit}.")
         if not documents:
             return []
-        from qwen3_vl_rag.engine.shared import model_lock
-
         roots = self._roots()
         query_input = text_or_visual(query, self.image_inputs, roots)
         texts = [fallback_text(d) for d in documents]
         inputs = [self._input(i, d, roots, texts[i]) for i, d in enumerate(documents)]
-        engine = self.reranker
-        with model_lock(engine):
-            scores = score_with_text_fallback(
-                engine,
-                query_input,
-                inputs,
-                texts,
-                instruction=self.instruction,
-                batch_tokens=self.batch_tokens,
-            )
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [{"index": i, "relevance_score": float(scores[i])} for i in order[:limit]]
+        best = ranked(
+            self.reranker,
+            query_input,
+            inputs,
+            texts,
+            instruction=self.instruction,
+            batch_tokens=self.batch_tokens,
+        )
+        return [{"index": i, "relevance_score": score} for i, score in best[:limit]]
 
     def compress_documents(
         self,

@@ -11,12 +11,12 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from qwen3_vl_rag._adapters import EngineSettings, EngineSlot
+from qwen3_vl_rag._adapters import EngineSettings, EngineSlot, ranked
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.llama_index._inputs import fallback_text, query_input, rerank_input
-from qwen3_vl_rag.media.references import ImageRoots, score_with_text_fallback, warn_unusable
+from qwen3_vl_rag.media.references import ImageRoots, warn_unusable
 from qwen3_vl_rag.protocols import RerankingEngine
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank"]
@@ -94,8 +94,6 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
             raise ValueError("Missing query bundle in extra info.")
         if not nodes:
             return []
-        from qwen3_vl_rag.engine.shared import model_lock
-
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
@@ -114,21 +112,18 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
             roots = self._roots()
             texts = [fallback_text(n.node) for n in nodes]
             documents = [self._input(i, n, roots, texts[i]) for i, n in enumerate(nodes)]
-            engine = self.reranker
-            with model_lock(engine):
-                scores = score_with_text_fallback(
-                    engine,
-                    query,
-                    documents,
-                    texts,
-                    instruction=self.instruction,
-                    batch_tokens=self.batch_tokens,
-                )
-            order = sorted(range(len(nodes)), key=lambda i: (-scores[i], i))[: self.top_n]
-            ranked = [self._scored(nodes[i], float(scores[i])) for i in order]
-            event.on_end(payload={EventPayload.NODES: ranked})
-        dispatcher.event(ReRankEndEvent(nodes=ranked))
-        return ranked
+            best = ranked(
+                self.reranker,
+                query,
+                documents,
+                texts,
+                instruction=self.instruction,
+                batch_tokens=self.batch_tokens,
+            )
+            kept = [self._scored(nodes[i], score) for i, score in best[: self.top_n]]
+            event.on_end(payload={EventPayload.NODES: kept})
+        dispatcher.event(ReRankEndEvent(nodes=kept))
+        return kept
 
     def _input(self, index: int, node: NodeWithScore, roots: ImageRoots, text: str) -> InputItem:
         try:

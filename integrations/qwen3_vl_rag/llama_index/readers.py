@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
-from qwen3_vl_rag._adapters import scan_media
+from qwen3_vl_rag._adapters import MediaScan
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import ScanReport
-    from qwen3_vl_rag.media.items import MediaItem
-    from qwen3_vl_rag.media.sniff import MediaKind
 
 __all__ = ["ImageReader", "PDFPageImageReader", "VideoClipReader"]
 
@@ -142,50 +139,7 @@ class PDFPageImageReader(BaseReader):
             )
 
 
-class _FolderReader(BaseReader):
-    """A reader of one file or a folder's files, through :mod:`qwen3_vl_rag.media`."""
-
-    def __init__(
-        self,
-        *,
-        recursive: bool = True,
-        include_hidden: bool = False,
-        budget: MediaBudget | None = None,
-    ) -> None:
-        """Configure the reader.
-
-        Args:
-            recursive: Look in subfolders of a folder.
-            include_hidden: Take hidden files (they are reported as skipped otherwise).
-            budget: Pixel, frame, byte and time limits.
-        """
-        super().__init__()
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
-
-    def _items(
-        self,
-        file: str | os.PathLike[str],
-        kind: MediaKind,
-        segment_seconds: float | None = None,
-        fps: float | None = None,
-    ) -> Iterator[MediaItem]:
-        """The items under ``file``, made absolute (so are the paths documents name)."""
-        self.report, items = scan_media(
-            Path(file),
-            {kind},
-            budget=self.budget,
-            segment_seconds=segment_seconds,
-            fps=fps,
-            recursive=self.recursive,
-            include_hidden=self.include_hidden,
-        )
-        return items
-
-
-class ImageReader(_FolderReader):
+class ImageReader(MediaScan, BaseReader):
     """One ``ImageDocument`` per image file (screenshots, photos, scans), from a file or folder.
 
     Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); in a folder, other files
@@ -216,7 +170,7 @@ class ImageReader(_FolderReader):
             )
 
 
-class VideoClipReader(_FolderReader):
+class VideoClipReader(MediaScan, BaseReader):
     """One document per video clip (or per video), from a file or a folder.
 
     Its text says which clip it is (``"Video clip: talk.mp4, 10-20 s"``) for the LLM; its
