@@ -24,7 +24,13 @@ TESTS = Path(__file__).parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tag tests by tier from their folder, so ``-m unit`` and friends work."""
     for item in items:
-        tier = Path(item.fspath).relative_to(TESTS).parts[0]
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(pytest.mark.doctest)
+            continue
+        path = Path(item.fspath)
+        if not path.is_relative_to(TESTS):
+            continue
+        tier = path.relative_to(TESTS).parts[0]
         if tier in ("unit", "integration", "parity"):
             item.add_marker(getattr(pytest.mark, tier))
 

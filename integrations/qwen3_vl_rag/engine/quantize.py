@@ -49,9 +49,17 @@ class QuantizationCalibration:
     """Per-dimension value ranges for ``int8``/``uint8`` output.
 
     Example:
-        >>> cal = QuantizationCalibration.from_embeddings(embedder.embed_documents(sample_docs))
-        >>> codes = embedder.embed_documents(docs, precision="int8", calibration=cal)
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> sample = ["Revenue grew 12% in Q3.", "Open Settings, then Billing.", "A sunset."]
+        >>> cal = QuantizationCalibration.from_embeddings(embedder.embed_documents(sample))
+        >>> codes = embedder.embed_documents(["Invoices go out monthly."], precision="int8",
+        ...                                  calibration=cal)
+        >>> codes.dtype, codes.shape[0]
+        (dtype('int8'), 1)
         >>> fixed = QuantizationCalibration.symmetric(0.2656)  # same range for every dimension
+        >>> round(float(fixed.high[0]), 4), round(float(fixed.low[0]), 4)
+        (0.2656, -0.2656)
     """
 
     low: np.ndarray

@@ -353,7 +353,17 @@ def fetch(url: str, policy: RemotePolicy | None = None) -> Fetched:
 
     Example:
         >>> fetched = fetch("https://example.com/chart.png", RemotePolicy(max_bytes=10_000_000))
-        >>> fetched.content_type, len(fetched.data)
+        ... # doctest: +SKIP
+        >>> fetched.content_type, len(fetched.data)  # doctest: +SKIP
+        ('image/png', 48213)
+
+        Schemes other than http(s), and addresses inside the machine or its network, are
+        refused before anything is sent:
+
+        >>> fetch("file:///etc/passwd")
+        Traceback (most recent call last):
+          ...
+        qwen3_vl_rag.errors.BlockedURLError: ...
     """
     policy = policy or RemotePolicy()
     deadline = time.monotonic() + policy.total_timeout
