@@ -48,11 +48,14 @@ class PDFPageImageLoader(BaseLoader):
     and the size is reused when the PDF is loaded again.
 
     Example:
+        >>> from pathlib import Path
         >>> from langchain_chroma import Chroma
+        >>> from qwen3_vl_rag.langchain import Qwen3VLEmbeddings
         >>> pages = PDFPageImageLoader("annual-report.pdf", image_dir="store/pages").load()
         >>> store = Chroma.from_documents(pages, Qwen3VLEmbeddings(), persist_directory="store")
-        >>> store.similarity_search("bar chart of revenue by region")[0].metadata["page"]
-        11
+        >>> best = store.similarity_search("bar chart of revenue by region", k=1)[0]
+        >>> best.metadata["page"] in range(len(pages)), Path(best.metadata["image_path"]).parent
+        (True, PosixPath('/.../store/pages'))
     """
 
     def __init__(
@@ -162,10 +165,13 @@ class ImageLoader(_FolderLoader):
     are skipped and, with unreadable ones, listed in :attr:`report`.
 
     Example:
+        >>> from pathlib import Path
         >>> loader = ImageLoader("screenshots/")
         >>> shots = loader.load()
-        >>> loader.report.counts()
-        {'indexed': 120, 'skipped': 2, 'failed': 1, 'items': 120}
+        >>> sorted(Path(shot.page_content).name for shot in shots)
+        ['billing.png', 'settings.png']
+        >>> Path(shots[0].metadata["image_path"]).is_absolute()
+        True
     """
 
     def lazy_load(self) -> Iterator[Document]:
@@ -185,9 +191,9 @@ class VideoClipLoader(_FolderLoader):
     and the sampling settings.
 
     Example:
-        >>> clips = VideoClipLoader("meetings/", segment_seconds=30).load()
-        >>> clips[3].page_content, clips[3].metadata["start_seconds"]
-        ('meetings/standup.mp4#t=90,120', 90.0)
+        >>> clips = VideoClipLoader("meeting.mp4", segment_seconds=1).load()
+        >>> clips[2].page_content, clips[2].metadata["start_seconds"]
+        ('/.../meeting.mp4#t=2,3', 2.0)
     """
 
     def __init__(

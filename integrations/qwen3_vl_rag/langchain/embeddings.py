@@ -47,8 +47,12 @@ class Qwen3VLEmbeddings(EngineSettings, Embeddings):
         ...     persist_directory="chroma-db",
         ...     collection_configuration={"hnsw": {"space": "cosine"}},
         ... )
-        >>> store.add_images(uris=["pages/report-p1.png", "pages/report-p2.png"])
-        >>> store.similarity_search("bar chart of revenue by region", k=2)
+        >>> ids = store.add_images(uris=["p1.png", "p7.png"])
+        >>> len(store.similarity_search("bar chart of revenue by region", k=2))
+        2
+        >>> query, (image,) = embeddings.embed_query("revenue"), embeddings.embed_image(["p1.png"])
+        >>> len(query) == len(image), type(query[0])
+        (True, <class 'float'>)
     """
 
     model: str = Field(

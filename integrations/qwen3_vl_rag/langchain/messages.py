@@ -64,11 +64,14 @@ def documents_to_content_blocks(
     Example:
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_core.messages.content import create_text_block
-        >>> docs = retriever.invoke(question)
-        >>> message = HumanMessage(
-        ...     content_blocks=[create_text_block(question), *documents_to_content_blocks(docs)]
-        ... )
-        >>> answer = vision_chat_model.invoke([message])
+        >>> from qwen3_vl_rag.langchain import PDFPageImageLoader
+        >>> pages = PDFPageImageLoader("report.pdf", image_dir="pages", pages=[0]).load()
+        >>> blocks = documents_to_content_blocks([*pages, Document("Revenue grew 12%.")])
+        >>> [block["type"] for block in blocks], blocks[0]["text"]
+        (['text', 'image', 'text'], 'report.pdf, page 1')
+        >>> question = "What does the chart show?"
+        >>> message = HumanMessage(content_blocks=[create_text_block(question), *blocks])
+        >>> # answer = vision_chat_model.invoke([message])
     """
     from PIL import Image
 

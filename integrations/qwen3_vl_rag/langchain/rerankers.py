@@ -48,11 +48,22 @@ class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
 
     Example:
         >>> from langchain_classic.retrievers import ContextualCompressionRetriever
-        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=5)
-        >>> retriever = ContextualCompressionRetriever(
-        ...     base_compressor=reranker, base_retriever=store.as_retriever(search_kwargs={"k": 20})
+        >>> from langchain_core.vectorstores import InMemoryVectorStore
+        >>> from qwen3_vl_rag.langchain import Qwen3VLEmbeddings
+        >>> store = InMemoryVectorStore.from_texts(
+        ...     ["Q1 churn was 4%.", "Q2 churn was 7%.", "Q3 churn was 3%.", "The office moved."],
+        ...     Qwen3VLEmbeddings(),
         ... )
-        >>> retriever.invoke("Which quarter had the highest churn?")
+        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=2)
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=reranker, base_retriever=store.as_retriever(search_kwargs={"k": 4})
+        ... )
+        >>> best = retriever.invoke("Which quarter had the highest churn?")
+        >>> len(best), all(0 <= doc.metadata["relevance_score"] <= 1 for doc in best)
+        (2, True)
+        >>> ranked = reranker.rerank(["a bar chart", "a cat"], "revenue chart", top_n=None)
+        >>> sorted(row["index"] for row in ranked)
+        [0, 1]
     """
 
     model: str = Field(

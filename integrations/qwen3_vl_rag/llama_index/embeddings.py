@@ -43,12 +43,18 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
 
     Example:
         >>> from llama_index.core import VectorStoreIndex
+        >>> from qwen3_vl_rag.llama_index import PDFPageImageReader
         >>> embed_model = Qwen3VLEmbedding(model_name="Qwen/Qwen3-VL-Embedding-2B")
-        >>> pages = PDFPageImageReader().load_data("report.pdf")
+        >>> pages = PDFPageImageReader(image_dir="pages").load_data("report.pdf")
         >>> index = VectorStoreIndex.from_documents(
         ...     pages, embed_model=embed_model, transformations=[embed_model]
         ... )
-        >>> index.as_retriever(similarity_top_k=3).retrieve("bar chart of revenue by region")
+        >>> hits = index.as_retriever(similarity_top_k=2).retrieve("bar chart of revenue by region")
+        >>> [(hit.node.metadata["file_name"], hit.node.metadata["page"] < 3) for hit in hits]
+        [('report.pdf', True), ('report.pdf', True)]
+        >>> image_query = embed_model.get_image_query_embedding("chart.png")
+        >>> len(image_query) == len(embed_model.get_query_embedding("revenue by region"))
+        True
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)

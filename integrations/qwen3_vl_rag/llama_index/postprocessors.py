@@ -45,9 +45,16 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
     ``metadata["retrieval_score"]`` of a copy of the node (the original is not changed).
 
     Example:
-        >>> query_engine = index.as_query_engine(
-        ...     similarity_top_k=20, node_postprocessors=[Qwen3VLRerank(top_n=5)]
-        ... )
+        >>> from llama_index.core.schema import NodeWithScore, TextNode
+        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=2)
+        >>> texts = ["Q1 churn was 4%.", "Q2 churn was 7%.", "The office moved."]
+        >>> nodes = [NodeWithScore(node=TextNode(text=text), score=0.5) for text in texts]
+        >>> best = reranker.postprocess_nodes(nodes, query_str="Which quarter had the most churn?")
+        >>> len(best), all(0 <= node.score <= 1 for node in best)
+        (2, True)
+
+        In a query engine: ``index.as_query_engine(similarity_top_k=20,
+        node_postprocessors=[Qwen3VLRerank(top_n=5)])``.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)

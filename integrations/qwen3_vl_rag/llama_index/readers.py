@@ -77,6 +77,8 @@ class PDFPageImageReader(BaseReader):
         >>> documents = SimpleDirectoryReader(
         ...     "reports/", file_extractor={".pdf": reader}
         ... ).load_data()
+        >>> sorted({(doc.metadata["file_name"], doc.metadata["total_pages"]) for doc in documents})
+        [('annual-report.pdf', 3), ('billing-manual.pdf', 2)]
     """
 
     def __init__(
@@ -145,6 +147,14 @@ class ImageReader(MediaScan, BaseReader):
     Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); in a folder, other files
     are skipped and, with unreadable ones, listed in :attr:`report`. ``image_fingerprint`` is
     the SHA-256 of the file's bytes.
+
+    Example:
+        >>> from pathlib import Path
+        >>> shots = ImageReader().load_data("screenshots/")
+        >>> sorted(doc.metadata["file_name"] for doc in shots)
+        ['billing.png', 'settings.png']
+        >>> Path(shots[0].image_path).is_absolute()
+        True
     """
 
     def lazy_load_data(
@@ -177,6 +187,11 @@ class VideoClipReader(MediaScan, BaseReader):
     metadata has ``video_path``, ``start_seconds``, ``end_seconds``, ``clip_index``, ``duration``
     and ``video_clip`` (``"talk.mp4#t=10,20"``), which the embedder and the reranker read as
     that clip.
+
+    Example:
+        >>> clips = VideoClipReader(segment_seconds=1).load_data("meeting.mp4")
+        >>> clips[2].text, clips[2].metadata["start_seconds"], clips[2].metadata["end_seconds"]
+        ('Video clip: meeting.mp4, 2-3 s', 2.0, 3.0)
     """
 
     def __init__(
