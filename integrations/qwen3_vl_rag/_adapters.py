@@ -64,7 +64,12 @@ class EngineSettings(BaseModel):
     for LlamaIndex embeddings); the other framework's spelling is refused with a hint.
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        arbitrary_types_allowed=True,
+        hide_input_in_errors=True,  # a validation error must not print a Hub token
+    )
 
     model_keyword: ClassVar[str] = "model"
 

@@ -1,4 +1,4 @@
-"""What the four adapter classes promise alike: keywords, secrets, engine protocols, paths, captions.
+"""What the four adapter classes promise alike: keywords, secrets, engines, paths, captions.
 
 The adapters run on the fake engines here; loading is observed by replacing the process's shared
 loaders, so no weights are read.
@@ -135,6 +135,16 @@ def test_the_hub_token_is_never_shown_but_reaches_the_loader(
     engine_of(adapter)
     ((_, _, options),) = loads
     assert options["token"] == TOKEN and options["revision"] == "main"
+
+
+@pytest.mark.parametrize(("cls", "right", "wrong", "loader"), ADAPTERS)
+def test_validation_errors_do_not_print_the_token(
+    cls: Any, right: str, wrong: str, loader: str
+) -> None:
+    for bad in ({wrong: "/x"}, {"colour": "red"}, {"max_pixels": 0}):
+        with pytest.raises(ValidationError) as excinfo:
+            cls(**bad, model_kwargs={"token": TOKEN})
+        assert TOKEN not in str(excinfo.value)
 
 
 @pytest.mark.parametrize(("cls", "right", "wrong", "loader"), ADAPTERS)

@@ -57,7 +57,12 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         True
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        arbitrary_types_allowed=True,
+        hide_input_in_errors=True,  # a validation error must not print a Hub token
+    )
 
     model_keyword: ClassVar[str] = "model_name"
 

@@ -57,7 +57,12 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
         node_postprocessors=[Qwen3VLRerank(top_n=5)])``.
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        arbitrary_types_allowed=True,
+        hide_input_in_errors=True,  # a validation error must not print a Hub token
+    )
 
     model: str = Field(
         default=DEFAULT_RERANKER_MODEL,
