@@ -182,6 +182,16 @@ def test_an_engine_of_the_wrong_kind_is_refused() -> None:
         Qwen3VLRerank(engine=FakeEmbedder())
 
 
+def test_a_remote_policy_is_typed() -> None:
+    from qwen3_vl_rag.media.remote import RemotePolicy
+
+    policy = RemotePolicy()
+    for cls in (Qwen3VLEmbeddings, Qwen3VLRerank):
+        assert cls(remote_policy=policy).remote_policy is policy
+        with pytest.raises(ValidationError):
+            cls(remote_policy={"timeout": 1})
+
+
 def test_the_protocols_module_imports_no_framework_and_no_torch() -> None:
     code = (
         "import sys, qwen3_vl_rag.protocols, qwen3_vl_rag.defaults; "

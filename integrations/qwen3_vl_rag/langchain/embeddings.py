@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import Field
+from pydantic import Field, InstanceOf
 
 from qwen3_vl_rag._adapters import EngineSettings
 from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL
 from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.langchain._inputs import ImageInputs, text_or_visual
 from qwen3_vl_rag.media.references import resolve_image_reference
+from qwen3_vl_rag.media.remote import RemotePolicy
 from qwen3_vl_rag.protocols import EmbeddingEngine
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbeddings"]
@@ -90,7 +90,7 @@ class Qwen3VLEmbeddings(EngineSettings, Embeddings):
         description='"auto": strings naming an image file, data:image/ URI or clip are embedded '
         'as images or clips; "never": every string is text.',
     )
-    remote_policy: Any = Field(
+    remote_policy: InstanceOf[RemotePolicy] | None = Field(
         default=None,
         exclude=True,
         description="A qwen3_vl_rag.media.RemotePolicy for those fetches (default limits if None).",

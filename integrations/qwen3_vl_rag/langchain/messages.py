@@ -7,10 +7,15 @@ import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from langchain_core.documents import Document
-from langchain_core.messages.content import create_image_block, create_text_block
+from langchain_core.messages.content import (
+    ImageContentBlock,
+    TextContentBlock,
+    create_image_block,
+    create_text_block,
+)
 
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.inputs import Video
@@ -23,6 +28,9 @@ from qwen3_vl_rag.media.references import (
     warn_unusable,
 )
 from qwen3_vl_rag.media.sniff import sniff_bytes
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 __all__ = ["documents_to_content_blocks"]
 
@@ -40,7 +48,7 @@ def documents_to_content_blocks(
     max_side: int | None = 1536,
     with_captions: bool = True,
     image_roots: Iterable[str | os.PathLike[str]] = (),
-) -> list[Any]:
+) -> list[TextContentBlock | ImageContentBlock]:
     """Content blocks for a vision chat model: each image document as an image block.
 
     A document's image is found as the reranker finds it (``image_path`` / ``image_uri``
@@ -76,7 +84,7 @@ def documents_to_content_blocks(
     from PIL import Image
 
     roots = ImageRoots.trusting(image_roots)
-    blocks: list[Any] = []
+    blocks: list[TextContentBlock | ImageContentBlock] = []
     for index, document in enumerate(documents):
         try:
             image = _image_of(document, roots)
@@ -97,7 +105,7 @@ def documents_to_content_blocks(
     return blocks
 
 
-def _image_of(document: Document, roots: ImageRoots) -> Any:
+def _image_of(document: Document, roots: ImageRoots) -> PILImage | None:
     """A PIL image for the document, or ``None`` when it is text.
 
     Raises:
@@ -115,7 +123,7 @@ def _image_of(document: Document, roots: ImageRoots) -> Any:
     return _open(visual) if visual is not None else None
 
 
-def _open(visual: Any) -> Any:
+def _open(visual: bytes | Path | Video) -> PILImage:
     from PIL import Image
 
     from qwen3_vl_rag.media.images import ALLOWED_FORMATS
@@ -126,7 +134,7 @@ def _open(visual: Any) -> Any:
     return Image.open(source, formats=ALLOWED_FORMATS)
 
 
-def _middle_frame(video: Video) -> Any:
+def _middle_frame(video: Video) -> PILImage:
     from PIL import Image
 
     from qwen3_vl_rag.media.video import probe, read_frames
@@ -141,7 +149,7 @@ def _middle_frame(video: Video) -> Any:
     return Image.fromarray(read_frames(path, [frame])[0])
 
 
-def _encode(image: Any, max_side: int | None) -> tuple[str, str]:
+def _encode(image: PILImage, max_side: int | None) -> tuple[str, str]:
     from PIL import ImageOps
 
     image = ImageOps.exif_transpose(image)

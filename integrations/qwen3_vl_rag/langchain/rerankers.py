@@ -9,7 +9,7 @@ from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import Field
+from pydantic import Field, InstanceOf
 
 from qwen3_vl_rag._adapters import EngineSettings, ranked
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
@@ -22,6 +22,7 @@ from qwen3_vl_rag.langchain._inputs import (
     text_or_visual,
 )
 from qwen3_vl_rag.media.references import ImageRoots, warn_unusable
+from qwen3_vl_rag.media.remote import RemotePolicy
 from qwen3_vl_rag.protocols import RerankingEngine
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank", "ranked_copies"]
@@ -92,7 +93,7 @@ class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
         description="Give the reranker a page's text along with its image (metadata "
         "`page_text`, or page_content when the image comes from metadata).",
     )
-    remote_policy: Any = Field(
+    remote_policy: InstanceOf[RemotePolicy] | None = Field(
         default=None, exclude=True, description="A RemotePolicy for those fetches."
     )
 

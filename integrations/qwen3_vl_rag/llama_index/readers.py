@@ -25,7 +25,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
@@ -47,13 +47,15 @@ def _no_text() -> dict[str, Any]:
     return {"text_resource": MediaResource(text="")}
 
 
+AnyDocument = TypeVar("AnyDocument", bound=Document)
+
 #: Keys that only serve bookkeeping: never shown to the LLM.
 BOOKKEEPING = ("image_path", "image_fingerprint", "video_clip", "video_path")
 
 
 def _visual_document(
-    factory: Any, reference_key: str, metadata: dict[str, Any], **fields: Any
-) -> Any:
+    factory: type[AnyDocument], reference_key: str, metadata: dict[str, Any], **fields: Any
+) -> AnyDocument:
     """A document whose embedding text is only ``"<reference_key>: <reference>"``."""
     return factory(
         metadata=metadata,
