@@ -46,7 +46,11 @@ SECRET_OPTIONS = frozenset({"token"})
 
 
 class EngineSlot:
-    """Holds an adapter's engine; pickles (and deep-copies) empty, so a copy loads its own."""
+    """Holds an adapter's engine, loaded or given.
+
+    A pickle leaves the engine behind (the copy loads its own on first use); a deep copy shares
+    it (a loaded model is never copied).
+    """
 
     __slots__ = ("loaded",)
 
@@ -55,6 +59,9 @@ class EngineSlot:
 
     def __reduce__(self) -> tuple[type[EngineSlot], tuple[()]]:
         return (EngineSlot, ())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EngineSlot:
+        return EngineSlot(self.loaded)
 
 
 class EngineSettings(BaseModel):
@@ -115,10 +122,7 @@ class EngineSettings(BaseModel):
     @field_validator("model_kwargs")
     @classmethod
     def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: SecretStr(v) if k in SECRET_OPTIONS and isinstance(v, str) else v
-            for k, v in value.items()
-        }
+        return _masked(value)
 
     @field_serializer("model_kwargs")
     def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +135,7 @@ class EngineSettings(BaseModel):
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             if name == "model_kwargs" and isinstance(value, dict):
-                value = {k: _masked(k, v) for k, v in value.items()}
+                value = _masked(value)  # also a token put in the dict after validation
             yield name, value
 
     def __getstate__(self) -> dict[Any, Any]:
@@ -178,8 +182,11 @@ class EngineSettings(BaseModel):
         return engine
 
 
-def _masked(key: str, value: Any) -> Any:
-    return SecretStr(str(value)) if key in SECRET_OPTIONS and isinstance(value, str) else value
+def _masked(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: SecretStr(v) if k in SECRET_OPTIONS and isinstance(v, str) else v
+        for k, v in options.items()
+    }
 
 
 def ranked(

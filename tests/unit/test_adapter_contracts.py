@@ -247,6 +247,18 @@ def test_a_used_adapter_pickles_without_its_engine(
     assert [(model, options["token"]) for _, model, options in loads] == [("/x", TOKEN)] * 2
 
 
+@pytest.mark.parametrize(("cls", "right", "wrong", "loader"), ADAPTERS)
+def test_a_deep_copy_shares_the_model(
+    cls: Any, right: str, wrong: str, loader: str, loads: list[Any]
+) -> None:
+    import copy
+
+    adapter = cls(**{right: "/x"})
+    engine = engine_of(adapter)
+    assert engine_of(copy.deepcopy(adapter)) is engine
+    assert len(loads) == 1
+
+
 # -- paths and captions ----------------------------------------------------------------------------
 
 
