@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from llama_index.core.bridge.pydantic import ConfigDict, Field
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
@@ -56,13 +56,6 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         >>> len(image_query) == len(embed_model.get_query_embedding("revenue by region"))
         True
     """
-
-    model_config = ConfigDict(
-        extra="forbid",
-        protected_namespaces=(),
-        arbitrary_types_allowed=True,
-        hide_input_in_errors=True,  # a validation error must not print a Hub token
-    )
 
     model_keyword: ClassVar[str] = "model_name"
 

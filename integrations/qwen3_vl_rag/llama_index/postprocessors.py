@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_index.core.bridge.pydantic import ConfigDict, Field
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -56,13 +56,6 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
         In a query engine: ``index.as_query_engine(similarity_top_k=20,
         node_postprocessors=[Qwen3VLRerank(top_n=5)])``.
     """
-
-    model_config = ConfigDict(
-        extra="forbid",
-        protected_namespaces=(),
-        arbitrary_types_allowed=True,
-        hide_input_in_errors=True,  # a validation error must not print a Hub token
-    )
 
     model: str = Field(
         default=DEFAULT_RERANKER_MODEL,
