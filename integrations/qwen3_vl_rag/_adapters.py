@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.media.references import (
     ImageRoots,
     register_image_root,
@@ -147,6 +148,15 @@ class EngineSettings(BaseModel):
         return state
 
     # -- the engine ------------------------------------------------------------------------------
+
+    def _given(self, engine: object, kind: type[Any]) -> None:
+        """Keep a loaded engine passed to ``__init__`` (LlamaIndex classes), checked for kind."""
+        if engine is not None and not isinstance(engine, kind):
+            raise ConfigurationError(
+                f"{type(self).__name__} needs an engine with the methods of {kind.__name__}, "
+                f"got {type(engine).__name__}."
+            )
+        self._engine = EngineSlot(engine)
 
     def _roots(self) -> ImageRoots:
         return ImageRoots.trusting(self.image_roots)

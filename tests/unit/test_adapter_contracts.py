@@ -176,10 +176,16 @@ def test_the_fakes_and_the_engines_implement_the_protocols() -> None:
 
 
 def test_an_engine_of_the_wrong_kind_is_refused() -> None:
+    from qwen3_vl_rag.errors import ConfigurationError
+
     with pytest.raises(ValidationError):
         Qwen3VLEmbeddings(engine=FakeReranker())
     with pytest.raises(ValidationError):
         Qwen3VLRerank(engine=FakeEmbedder())
+    with pytest.raises(ConfigurationError, match="EmbeddingEngine, got FakeReranker"):
+        Qwen3VLEmbedding(engine=FakeReranker())
+    with pytest.raises(ConfigurationError, match="RerankingEngine, got FakeEmbedder"):
+        LlamaRerank(engine=FakeEmbedder())
 
 
 def test_a_remote_policy_is_typed() -> None:

@@ -10,7 +10,7 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
-from qwen3_vl_rag._adapters import EngineSettings, EngineSlot
+from qwen3_vl_rag._adapters import EngineSettings
 from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL
 from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.llama_index._inputs import image_input, node_visual, text_input
@@ -98,7 +98,7 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         A given ``engine`` is not pickled: a copy loads ``model_name`` on first use.
         """
         super().__init__(**kwargs)
-        self._engine = EngineSlot(engine)
+        self._given(engine, EmbeddingEngine)
 
     @classmethod
     def class_name(cls) -> str:

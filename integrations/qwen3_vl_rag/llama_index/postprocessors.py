@@ -11,7 +11,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from qwen3_vl_rag._adapters import EngineSettings, EngineSlot, ranked
+from qwen3_vl_rag._adapters import EngineSettings, ranked
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.inputs import InputItem
@@ -80,7 +80,7 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
         A given ``engine`` is not pickled: a copy loads ``model`` on first use.
         """
         super().__init__(**kwargs)
-        self._engine = EngineSlot(engine)
+        self._given(engine, RerankingEngine)
 
     @classmethod
     def class_name(cls) -> str:
