@@ -49,6 +49,7 @@ from qwen3_vl_rag.inputs import (
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine.loading import PretrainedOptions
     from qwen3_vl_rag.engine.quantize import (
         Precision,
         QuantizationCalibration,
@@ -69,6 +70,7 @@ _LAZY = {
     "Qwen3VLEmbedder": "qwen3_vl_rag.engine.embedder",
     "Qwen3VLReranker": "qwen3_vl_rag.engine.reranker",
     "RerankResult": "qwen3_vl_rag.engine.reranker",
+    "PretrainedOptions": "qwen3_vl_rag.engine.loading",
     "Precision": "qwen3_vl_rag.engine.quantize",
     "QuantizationCalibration": "qwen3_vl_rag.engine.quantize",
     "quantize_embeddings": "qwen3_vl_rag.engine.quantize",
@@ -102,6 +104,7 @@ __all__ = [
     "MultimodalInput",
     "PdfError",
     "Precision",
+    "PretrainedOptions",
     "QuantizationCalibration",
     "Qwen3VLEmbedder",
     "Qwen3VLRagError",

@@ -13,6 +13,8 @@ models for real results::
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import time
 from collections.abc import Sequence
 from fractions import Fraction
@@ -22,6 +24,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["main"]
+
+_PDF_DATE = "D:20250101000000Z"
 
 
 def _draw_bar_chart(path: Path) -> Path:
@@ -95,7 +99,10 @@ def _write_pdf(path: Path, title: str, pages: Sequence[tuple[str, Path | None]])
             page.insert_textbox(pymupdf.Rect(56, 90, 540, 300), text, fontsize=11)
             if picture is not None:
                 page.insert_image(pymupdf.Rect(56, 320, 540, 640), filename=str(picture))
-        document.save(path)
+        # Same corpus, same bytes: no creation time and no random /ID, so a second demo run finds
+        # every file unchanged and embeds nothing again.
+        document.set_metadata({"title": title, "creationDate": _PDF_DATE, "modDate": _PDF_DATE})
+        document.save(path, no_new_id=True)
     return path
 
 
@@ -148,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from qwen3_vl_rag.cli.main import main as cli
+    from qwen3_vl_rag.cli.models import random_weights_note
     from qwen3_vl_rag.testing import build_tiny_checkpoint
 
     out = args.output
@@ -155,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model or build_tiny_checkpoint(out / "tiny-embedding", kind="embedding")
     reranker = args.reranker or build_tiny_checkpoint(out / "tiny-reranker", kind="reranker")
     print(f"embedding model: {model}\nreranker model:  {reranker}")
-    if args.model is None:
+    if random_weights_note([model, reranker]):
         print(
             "(tiny random-weight checkpoints: every step is real, the scores are not; pass "
             "--model/--reranker with the Qwen3-VL checkpoints for meaningful rankings)"
@@ -179,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["search", "--image", str(corpus / "sunset.png"), *common, "--top-n", "3"],
         ["status", "--index", index],
     ]
+    print(f"\nEach command below runs as printed from {shlex.quote(os.getcwd())}:")
     for step in steps:
-        print(f"\n$ qwen3-vl-rag {' '.join(step)}")
+        print(f"\n$ {shlex.join(['qwen3-vl-rag', *step])}")
         code = cli(step)
         if code not in (0, 1):
             return code

@@ -33,6 +33,8 @@ Subclassing the builtins keeps framework-level ``except ValueError`` clauses wor
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BlockedURLError",
     "ConfigurationError",
@@ -66,7 +68,11 @@ class Qwen3VLRagError(Exception):
 class InputError(Qwen3VLRagError, ValueError):
     """An input item cannot be embedded or scored.
 
+    The message is rendered from the fields whenever it is shown, so a caller may move
+    ``item_index`` (a chunked call adds its offset) and ``str(err)`` still agrees.
+
     Attributes:
+        reason: What is wrong, without the item's position, source or hint.
         item_index: Position of the offending item in the call's input list, when known.
         source: A short description of where the item came from (a path, ``"<PIL image>"``...).
         hint: What the caller can do about it.
@@ -88,7 +94,12 @@ class InputError(Qwen3VLRagError, ValueError):
         self.source = source
         self.hint = hint
         self.stage = stage
-        super().__init__(self._render())
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # Rendered from the fields when shown: a caller that moves ``item_index`` (chunked calls
+        # add their offset) or rewrites the reason still gets a message that agrees with them.
+        return self._render()
 
     def _render(self) -> str:
         where = []
@@ -112,9 +123,35 @@ class InputError(Qwen3VLRagError, ValueError):
         """Return the same error, now naming the item's position in the caller's list."""
         if self.item_index is not None:
             return self
-        err = type(self)(
-            self.reason, item_index=item_index, source=self.source, hint=self.hint, stage=self.stage
-        )
+        return self.replace(item_index=item_index)
+
+    def replace(self, **changes: Any) -> InputError:
+        """A copy of this error (same class, fields and cause) with ``changes`` to its fields.
+
+        Args:
+            **changes: New values for ``reason``, ``item_index``, ``source``, ``hint`` or
+                ``stage``.
+
+        Example:
+            >>> err = ImageDecodeError("not an image.", item_index=1, stage="open")
+            >>> str(err.replace(reason="the query: not an image.", item_index=None))
+            'the query: not an image.'
+            >>> err.replace(item_index=5).stage
+            'open'
+        """
+        fields: dict[str, Any] = {
+            "reason": self.reason,
+            "item_index": self.item_index,
+            "source": self.source,
+            "hint": self.hint,
+            "stage": self.stage,
+        }
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"InputError has no field(s) {sorted(unknown)}")
+        fields.update(changes)
+        reason = fields.pop("reason")
+        err = type(self)(reason, **fields)
         err.__cause__ = self.__cause__
         return err
 
@@ -227,9 +264,26 @@ class ResourceExhaustedError(Qwen3VLRagError, RuntimeError):
     """Out of memory even with a batch of one item.
 
     Attributes:
+        reason: What happened, without the item's position.
         item_index: Position of the item that could not be processed alone.
     """
 
     def __init__(self, message: str, *, item_index: int | None = None) -> None:
+        self.reason = message
         self.item_index = item_index
         super().__init__(message)
+
+    def __str__(self) -> str:
+        # from the fields, like InputError: a chunked call moves item_index by its offset
+        if self.item_index is None:
+            return self.reason
+        return f"item {self.item_index}: {self.reason}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_resource_error, (type(self), self.reason, self.item_index))
+
+
+def _rebuild_resource_error(
+    cls: type[ResourceExhaustedError], reason: str, item_index: int | None
+) -> ResourceExhaustedError:
+    return cls(reason, item_index=item_index)

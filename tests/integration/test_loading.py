@@ -66,7 +66,7 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
 
 
 def test_offline_hub_id_explains_itself() -> None:
-    with pytest.raises(ModelLoadError, match="Hub id needs network access or a cached copy"):
+    with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache"):
         Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B", device="cpu")
 
 

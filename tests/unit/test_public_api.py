@@ -33,6 +33,7 @@ EXPECTED_ALL = [
     "MultimodalInput",
     "PdfError",
     "Precision",
+    "PretrainedOptions",
     "QuantizationCalibration",
     "Qwen3VLEmbedder",
     "Qwen3VLRagError",

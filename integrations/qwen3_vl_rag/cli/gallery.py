@@ -1,8 +1,10 @@
-"""A search's results as one self-contained HTML page: a grid of cards to look at in a browser.
+r"""A search's results as one self-contained HTML page: a grid of cards to look at in a browser.
 
 The page needs nothing but itself: the styles are inline, the thumbnails are embedded as
 ``data:`` URIs, and a Content-Security-Policy forbids scripts and every outside resource. All
-text from the results (paths, page text, locators, metadata) and the query is escaped.
+text from the results (paths, page text, locators, metadata) and the query is escaped; control
+characters are shown as escapes in names (``\x1b``) and dropped from snippets of page text.
+When a model is a random-weight test checkpoint, a banner says that the ranking means nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from qwen3_vl_rag.cli.terminal import printable, readable
 from qwen3_vl_rag.index.paths import key_path
 from qwen3_vl_rag.index.results import SearchResult
+from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
 
 __all__ = ["write_gallery"]
 
@@ -74,6 +78,8 @@ a.card .name { color: var(--accent); }
   -webkit-box-orient: vertical; overflow: hidden; }
 .stale { margin: 0; font-size: 12px; color: #b42318; }
 .empty { text-align: center; color: var(--muted); padding: 80px 20px; font-size: 18px; }
+.warning { margin: 0; padding: 12px 32px; background: #fef0c7; color: #7a2e0e;
+  border-bottom: 1px solid #f5d68a; font-size: 14px; }
 @media (max-width: 560px) { header { padding: 16px; gap: 14px; } main { padding: 16px; }
   header img { width: 64px; height: 64px; } header h1 { font-size: 18px; } }
 """
@@ -86,6 +92,7 @@ def write_gallery(
     query: str | None = None,
     query_image: str | os.PathLike[str] | None = None,
     title: str | None = None,
+    models: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write a search's results as one self-contained HTML page of cards, best first.
 
@@ -102,20 +109,32 @@ def write_gallery(
         query_image: The query's image, shown in the header (downscaled to 256 px); skipped when
             it cannot be read.
         title: The page's title; by default derived from the query.
+        models: The models that made the ranking (Hub ids or local directories), named in the
+            header; a banner warns when one is a random-weight test checkpoint.
 
     Returns:
         The path of the written file.
 
     Example:
+        ``results`` usually come from ``index.search("quarterly revenue chart", top_n=12)``;
+        here one is made by hand:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from qwen3_vl_rag import SearchResult
         >>> from qwen3_vl_rag.cli.gallery import write_gallery
-        >>> results = index.search("quarterly revenue chart", top_k=12)
-        >>> write_gallery("out/results.html", results, query="quarterly revenue chart")
-        PosixPath('out/results.html')
+        >>> hit = SearchResult(rank=1, id="p1", kind="page", source="report.pdf",
+        ...                    locator="page 1", vector_score=0.71, rerank_score=0.93,
+        ...                    text="Revenue grew 12% in Q4.")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     page = write_gallery(Path(folder, "results.html"), [hit], query="revenue chart")
+        ...     print(page.name, "Revenue grew 12% in Q4." in page.read_text())
+        results.html True
     """
     target = Path(path)
     if title is None:
         title = f"Results for \u201c{query}\u201d" if query else "Search results"
-    document = _page(results, query=query, query_image=query_image, title=title)
+    document = _page(results, query=query, query_image=query_image, title=title, models=models)
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     temporary = Path(name)
@@ -136,6 +155,7 @@ def _page(
     query: str | None,
     query_image: str | os.PathLike[str] | None,
     title: str,
+    models: Sequence[str | os.PathLike[str]],
 ) -> str:
     esc = _escape
     picture = _query_picture(query_image) if query_image is not None else None
@@ -143,6 +163,18 @@ def _page(
     count = f"{len(results)} result{'' if len(results) == 1 else 's'}"
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     heading = esc(query) if query else esc(title)
+    named = "".join(f" &middot; {esc(str(model))}" for model in models)
+    untrained = [str(model) for model in models if is_random_test_checkpoint(model)]
+    warning = ""
+    if untrained:
+        warning = (
+            '<p class="warning" role="note"><strong>Random-weight test checkpoints:</strong> '
+            f"{esc(', '.join(untrained))} "
+            f"{'is a tiny model' if len(untrained) == 1 else 'are tiny models'} with random "
+            "weights (qwen3_vl_rag.testing), so this ranking means nothing. Every step is the real "
+            "pipeline; use the Qwen3-VL-Embedding and Qwen3-VL-Reranker checkpoints for "
+            "meaningful results.</p>\n"
+        )
     if results:
         content = '<div class="grid">\n' + "\n".join(_card(r) for r in results) + "\n</div>"
     else:
@@ -160,8 +192,8 @@ content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 </head>
 <body>
 <header>{header_image}<div><h1>{heading}</h1>
-<p class="meta">{count} &middot; generated {esc(generated)}</p></div></header>
-<main>
+<p class="meta">{count} &middot; generated {esc(generated)}{named}</p></div></header>
+{warning}<main>
 {content}
 </main>
 </body>
@@ -184,7 +216,7 @@ def _card(result: SearchResult) -> str:
     fill = 100 * min(1.0, max(0.0, score)) if math.isfinite(score) else 0.0
     snippet = ""
     if result.text:
-        text = " ".join(result.text.split())
+        text = readable(result.text)
         if len(text) > _SNIPPET_CHARS:
             text = text[:_SNIPPET_CHARS].rsplit(" ", 1)[0] + "\u2026"
         snippet = f'<p class="snippet">{esc(text)}</p>'
@@ -275,4 +307,5 @@ def _query_picture(source: str | os.PathLike[str]) -> str | None:
 
 
 def _escape(text: str) -> str:
-    return html.escape(text, quote=True)
+    """``text`` for HTML, its control and bidirectional characters shown as escapes."""
+    return html.escape(printable(text), quote=True)

@@ -5,33 +5,42 @@ Commands::
     qwen3-vl-rag index PATH... [--index DIR] [--model ID] [--reranker ID] [--dim N]
                                [--max-pixels N] [--segment-seconds S] [--device D] [--report FILE]
     qwen3-vl-rag search "QUERY" [--image IMG] [-k 20] [--top-n 5] [--no-rerank] [--kind page]
-                               [--json] [--html out.html]
+                               [--json] [--html out.html] [--quiet]
     qwen3-vl-rag status [--json]
     qwen3-vl-rag prune
     qwen3-vl-rag rebuild
     qwen3-vl-rag recover [--model ID] [--dim N] [--segment-seconds S]
+    qwen3-vl-rag --version
 
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
 listed), 2 nothing done (a usage error, a locked or damaged index, a full disk or read-only
 index directory, a model that cannot load); the one-line message says what to do.
 Output closed early (``| head``) changes none of this: the work and ``--report`` are complete.
-Human output shows control characters in names and text as escapes (see :mod:`.terminal`).
+Human output shows control characters in names as escapes and drops them from snippets of page
+text (see :mod:`.terminal`). Progress bars are drawn on a terminal only (never into a pipe or a
+log file). ``search`` loads the reranker only once the first stage has found something to rerank.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable
+from qwen3_vl_rag import __version__
+from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
+from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, readable
 from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL as DEFAULT_MODEL
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL as DEFAULT_RERANKER
 from qwen3_vl_rag.errors import Qwen3VLRagError
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
 
 __all__ = ["main"]
 
@@ -40,15 +49,27 @@ DEFAULT_INDEX = ".qwen3vl-index"
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, unless it has none or its help already says."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qwen3-vl-rag",
         description="Index PDFs, screenshots, images and videos; search them by text or image.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"qwen3-vl-rag {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = commands.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
         sub.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help="index directory")
         return sub
 
@@ -70,9 +91,21 @@ def _parser() -> argparse.ArgumentParser:
     index = command("index", "index files and folders (unchanged files are skipped)")
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     model_options(index, defaults=True)
-    index.add_argument("--dim", type=int, help="store the first N dimensions (Matryoshka)")
-    index.add_argument("--max-pixels", type=int, help="pixel budget per page or image")
-    index.add_argument("--segment-seconds", type=float, help="cut videos into clips this long")
+    index.add_argument(
+        "--dim",
+        type=int,
+        help="store the first N dimensions (Matryoshka; default: all of the model's)",
+    )
+    index.add_argument(
+        "--max-pixels",
+        type=int,
+        help="pixel budget per page or image (default: 1843200, about 1800 visual tokens)",
+    )
+    index.add_argument(
+        "--segment-seconds",
+        type=float,
+        help="cut videos into clips this long (default: one item per video)",
+    )
     index.add_argument("--report", type=Path, help="write a JSON report of the run here")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -86,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--kind", choices=["page", "image", "video", "clip"], help="only these")
     search.add_argument("--json", action="store_true", help="print JSON")
     search.add_argument("--html", type=Path, help="write an HTML result gallery here")
+    search.add_argument(
+        "--quiet", action="store_true", help="only the results: no notes, no progress bars"
+    )
 
     status = command("status", "what the index holds")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -119,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rebuild": _rebuild,
             "recover": _recover,
         }[args.command]
-        code = handler(args)
+        with _loading_bars(shown=not getattr(args, "quiet", False)):
+            code = handler(args)
         finish_output()
         return code
     except Qwen3VLRagError as err:
@@ -154,7 +191,7 @@ def _index(args: argparse.Namespace) -> int:
         args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
     ) as index:
         index.manifest.set_meta({"reranker": args.reranker})
-        report = index.index(args.paths, show_progress=not args.quiet)
+        report = index.index(args.paths, show_progress=_progress_shown(args))
     # The report first: whatever then happens to stdout (`| head`), it is written.
     unwritten = _write_report(args.report, report) if args.report else None
     _print_index_report(report, args.index)
@@ -166,7 +203,6 @@ def _index(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
     from qwen3_vl_rag.index import MultimodalIndex
 
     if not args.query and args.image is None:
@@ -178,10 +214,16 @@ def _search(args: argparse.Namespace) -> int:
     model = args.model or recorded.get("model") or DEFAULT_MODEL
     max_pixels = recorded.get("max_pixels")
     embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device, max_pixels=max_pixels)
+    models = [model]
     reranker = None
     if not args.no_rerank:
         name = args.reranker or recorded_reranker or DEFAULT_RERANKER
-        reranker = Qwen3VLReranker.from_pretrained(name, device=args.device)
+        models.append(name)
+        # loaded by the index at its first score() call: only once there are hits to rerank
+        reranker = cast("Qwen3VLReranker", RerankerOnDemand(name, device=args.device))
+    note = random_weights_note(models)
+    if note and not args.quiet:
+        print(printable(f"note: {note}"), file=sys.stderr)
     with MultimodalIndex(args.index, embedder, reranker, mode="read") as index:
         results = index.search(
             args.query,
@@ -194,12 +236,12 @@ def _search(args: argparse.Namespace) -> int:
     if args.html:
         from qwen3_vl_rag.cli.gallery import write_gallery
 
-        write_gallery(args.html, results, query=args.query, query_image=args.image)
+        write_gallery(args.html, results, query=args.query, query_image=args.image, models=models)
     if args.json:
         emit_raw(json.dumps([_result_dict(result) for result in results], indent=2))
     else:
         _print_results(args.query, args.image, results)
-        if args.html:
+        if args.html and not args.quiet:
             emit(f"gallery: {args.html}")
     return EXIT_OK
 
@@ -275,6 +317,31 @@ def _require_index(directory: Path) -> None:
         raise ConfigurationError(f"{directory} is not an index (no {MANIFEST_NAME}).")
 
 
+def _progress_shown(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal: in a pipe or a log file they are lines of noise."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _loading_bars(*, shown: bool) -> Iterator[None]:
+    """Without ``shown`` (``--quiet``), no download or weight-loading bars from the libraries below.
+
+    They are restored afterwards: ``main`` may run inside a bigger program.
+    """
+    if shown:
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # and the Hub's
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
         print(printable(text), file=sys.stderr)
@@ -341,7 +408,7 @@ def _print_results(query: str | None, image: Path | None, results: Sequence[Any]
         if result.stale:
             emit(f"{'':34}stale: {result.stale} (not read)")
         if result.text:
-            snippet = " ".join(result.text.split())[:110]
+            snippet = readable(result.text)[:110]
             emit(textwrap.indent(snippet, " " * 34))
 
 

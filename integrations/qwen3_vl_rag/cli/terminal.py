@@ -4,8 +4,10 @@ File names, PDF text and index metadata are data from the outside. Printed as th
 ``ESC [`` sequence in a file name drives the terminal (colours, cursor moves, window titles, even
 clearing the screen) and a newline in a name forges a line of the report. Every line of human
 output goes through :func:`printable`, which shows control characters (C0, DEL, C1), Unicode line
-separators and bidirectional overrides as visible escapes (``\x1b``, ``\u202e``). JSON output
-needs nothing more: ``json.dumps`` already escapes all of them.
+separators and bidirectional overrides as visible escapes (``\x1b``, ``\u202e``). Text that is
+prose, not a name (a snippet of a page's text), goes through :func:`readable` instead, which drops
+them: a stray U+0088 from a PDF is noise to a reader, not something to point at. JSON output needs
+nothing more: ``json.dumps`` already escapes all of them.
 
 ``qwen3-vl-rag index ... | head -1`` closes the command's output early. That is the reader's
 choice, not a failure: the command finishes its work, writes its ``--report``, drops the rest of
@@ -20,7 +22,7 @@ import os
 import re
 import sys
 
-__all__ = ["emit", "emit_raw", "finish_output", "printable"]
+__all__ = ["emit", "emit_raw", "finish_output", "printable", "readable"]
 
 # C0 controls (newline and tab included), DEL, C1 controls (U+0080-U+009F: U+009B is a one-byte
 # CSI on some terminals), Unicode line and paragraph separators, and the bidirectional marks,
@@ -41,6 +43,17 @@ def printable(text: object) -> str:
         'evil\\x1b[2J\\x0aname\\u202egnp.exe'
     """
     return _UNSAFE.sub(_escape, str(text))
+
+
+def readable(text: object) -> str:
+    r"""``text`` as one line of prose: whitespace runs become one space, control characters go.
+
+    Example:
+        >>> readable("Revenue\x88 grew\n\n 12%\x1b[0m in\u202e Q4")
+        'Revenue grew 12%[0m in Q4'
+    """
+    words = (_UNSAFE.sub("", word) for word in str(text).split())
+    return " ".join(word for word in words if word)
 
 
 def emit(line: str = "") -> None:

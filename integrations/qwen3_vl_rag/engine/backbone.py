@@ -12,16 +12,18 @@ see :mod:`qwen3_vl_rag.engine.prefix`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.engine.batching import is_out_of_memory, plan_batches
 from qwen3_vl_rag.engine.collate import ModelBatch, PixelLoader, collate
 from qwen3_vl_rag.engine.encoding import EncodedSequence, SequenceEncoder
-from qwen3_vl_rag.engine.loading import LoadedModel
+from qwen3_vl_rag.engine.loading import LoadedModel, PretrainedOptions, load_model
 from qwen3_vl_rag.engine.prefix import shared_prefix_length, vision_blocks
 from qwen3_vl_rag.errors import ConfigurationError, ResourceExhaustedError
 
@@ -101,6 +103,22 @@ class Backbone:
         vocab = loaded.tokenizer.get_vocab()
         self._vision_start_id = vocab["<|vision_start|>"]
         self._vision_end_id = vocab["<|vision_end|>"]
+
+    @classmethod
+    def from_pretrained(
+        cls, model_id_or_path: str | os.PathLike[str], options: PretrainedOptions
+    ) -> Backbone:
+        """Load a checkpoint with ``from_pretrained`` options; the one loading path of the engine.
+
+        Raises:
+            ModelLoadError: When the checkpoint cannot be found or is not a Qwen3-VL one.
+        """
+        loaded = load_model(model_id_or_path, options)
+        return cls(
+            loaded,
+            batch_tokens=options.get("batch_tokens"),
+            decode_workers=options.get("decode_workers"),
+        )
 
     @property
     def hidden_size(self) -> int:
@@ -221,14 +239,15 @@ class Backbone:
                     inputs.attention_mask,
                 )
                 start = prefix.length
-                hidden = model(
-                    input_ids=inputs.input_ids[:, start:],
-                    mm_token_type_ids=inputs.mm_token_type_ids[:, start:],
-                    position_ids=full_positions[:, :, start:],
-                    past_key_values=prefix.cache_for(len(batch)),
-                    use_cache=True,
-                    **inputs.pixels,
-                ).last_hidden_state
+                with _cache_deprecations_silenced():
+                    hidden = model(
+                        input_ids=inputs.input_ids[:, start:],
+                        mm_token_type_ids=inputs.mm_token_type_ids[:, start:],
+                        position_ids=full_positions[:, :, start:],
+                        past_key_values=prefix.cache_for(len(batch)),
+                        use_cache=True,
+                        **inputs.pixels,
+                    ).last_hidden_state
         last = inputs.attention_mask.sum(dim=1) - 1 - start
         pooled: torch.Tensor = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return pooled
@@ -254,7 +273,7 @@ class Backbone:
         head = EncodedSequence(sequences[0].input_ids[:length], sequences[0].parts[:parts])
         inputs = self._collate([head], [0], loader)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), _cache_deprecations_silenced():
                 output = self.loaded.model(
                     input_ids=inputs.input_ids,
                     mm_token_type_ids=inputs.mm_token_type_ids,
@@ -267,6 +286,19 @@ class Backbone:
             _release_memory(self.loaded.device)
             return None  # the plain path still works, and halves its batches if it must
         return _Prefix(length, parts, _cache_tensors(output.past_key_values))
+
+
+@contextlib.contextmanager
+def _cache_deprecations_silenced() -> Iterator[None]:
+    """Hide transformers' FutureWarnings about ``past_key_values`` around our cached passes.
+
+    The cache is built and read here, not by the user, and the warning (transformers 5.24) names
+    nothing they can change. Only FutureWarnings naming ``past_key_values`` are hidden, and the
+    filters are restored on exit.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*past_key_values", category=FutureWarning)
+        yield
 
 
 def _parts_within(sequence: EncodedSequence, length: int, vision_start_id: int) -> int:
@@ -290,7 +322,7 @@ def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def _alone_error(position: int, sequence: EncodedSequence) -> ResourceExhaustedError:
     return ResourceExhaustedError(
-        f"item {position} ({len(sequence)} tokens) does not fit in memory even alone; lower "
+        f"a sequence of {len(sequence)} tokens does not fit in memory even alone; lower "
         "max_pixels or max_frames for it, or use a device with more memory.",
         item_index=position,
     )

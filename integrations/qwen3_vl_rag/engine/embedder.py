@@ -11,7 +11,7 @@ import numpy as np
 from qwen3_vl_rag.engine import prompts
 from qwen3_vl_rag.engine.backbone import Backbone
 from qwen3_vl_rag.engine.encoding import EncodedSequence, ItemPlan, plan_items
-from qwen3_vl_rag.engine.loading import LoadOptions, load_model
+from qwen3_vl_rag.engine.loading import PretrainedOptions, check_options
 from qwen3_vl_rag.engine.quantize import (
     Precision,
     QuantizationCalibration,
@@ -25,6 +25,7 @@ from qwen3_vl_rag.inputs import InputItem
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
     from qwen3_vl_rag.engine.vision import VisionSettings
 
@@ -40,6 +41,7 @@ class Qwen3VLEmbedder:
     Use :meth:`from_pretrained` to load a checkpoint.
 
     Example:
+        >>> from pathlib import Path
         >>> from qwen3_vl_rag import Qwen3VLEmbedder, MultimodalInput
         >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
         >>> docs = embedder.embed_documents([
@@ -71,65 +73,41 @@ class Qwen3VLEmbedder:
         cls,
         model_id_or_path: str | os.PathLike[str],
         *,
-        device: str | torch.device = "auto",
-        dtype: str | torch.dtype = "auto",
-        revision: str | None = None,
-        attn_implementation: str | None = None,
         max_length: int = 8192,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        total_pixels: int | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        batch_tokens: int | None = None,
-        decode_workers: int | None = None,
         query_instruction: str = prompts.DEFAULT_QUERY_INSTRUCTION,
         document_instruction: str = prompts.DEFAULT_DOCUMENT_INSTRUCTION,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
+        **options: Unpack[PretrainedOptions],
     ) -> Qwen3VLEmbedder:
         """Load a Qwen3-VL-Embedding checkpoint (2B or 8B) from the Hub or a local directory.
 
         Args:
             model_id_or_path: A Hub id such as ``"Qwen/Qwen3-VL-Embedding-2B"`` or a local path.
-            device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:1"``...
-            dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), or an explicit dtype.
-            revision: A Hub branch, tag or commit.
-            attn_implementation: ``None`` picks FlashAttention-2 when installed, else SDPA.
             max_length: Tokens per item; longer text is cut from its end, never the vision
                 tokens nor the pooled suffix.
-            min_pixels: Lower bound on an image's pixels after resizing (default 4096).
-            max_pixels: Upper bound on an image's pixels after resizing (default 1843200, about
-                1800 tokens; lower it for speed, e.g. 602112 for about 600 tokens).
-            total_pixels: Upper bound on all frames of a video together (default 7864320).
-            fps: Frames sampled per second of a video file (default 1.0).
-            max_frames: Upper bound on frames per video (default 64).
-            batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).
-            decode_workers: Threads decoding pixels ahead of the model (default up to 4).
             query_instruction: Instruction used by :meth:`embed_queries` by default.
             document_instruction: Instruction used by :meth:`embed` and :meth:`embed_documents`.
-            cache_dir: Hugging Face cache directory.
-            local_files_only: Never touch the network.
-            token: Hugging Face token for gated or private repositories.
+            **options: How to load and run it, the same for the reranker: ``device``,
+                ``dtype``, ``attn_implementation``, the pixel and frame budgets
+                (``min_pixels``, ``max_pixels``, ``total_pixels``, ``fps``, ``max_frames``),
+                ``batch_tokens``, ``decode_workers``, and where to find it (``revision``,
+                ``cache_dir``, ``local_files_only``, ``token``); see
+                :class:`~qwen3_vl_rag.PretrainedOptions` for each one and its default.
+
+        Raises:
+            ModelLoadError: When the checkpoint cannot be found or loaded; the message says
+                why (not in the cache while offline, the Hub unreachable, no such model...).
+            TypeError: For a keyword that is not an option.
+
+        Example:
+            >>> embedder = Qwen3VLEmbedder.from_pretrained(
+            ...     "Qwen/Qwen3-VL-Embedding-2B", device="cpu", max_pixels=602112, batch_tokens=4096
+            ... )
+            >>> embedder.vision.max_pixels, embedder.backbone.batch_tokens
+            (602112, 4096)
         """
-        loaded = load_model(
-            model_id_or_path,
-            device=device,
-            dtype=dtype,
-            attn_implementation=attn_implementation,
-            options=LoadOptions(revision, cache_dir, local_files_only, token),
-            vision_overrides={
-                "min_pixels": min_pixels,
-                "max_pixels": max_pixels,
-                "total_pixels": total_pixels,
-                "fps": fps,
-                "max_frames": max_frames,
-            },
-        )
-        backbone = Backbone(loaded, batch_tokens=batch_tokens, decode_workers=decode_workers)
+        check_options(options, "from_pretrained")
         return cls(
-            backbone,
+            Backbone.from_pretrained(model_id_or_path, options),
             max_length=max_length,
             query_instruction=query_instruction,
             document_instruction=document_instruction,

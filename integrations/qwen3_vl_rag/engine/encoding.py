@@ -10,8 +10,13 @@ scored):
 * embedder: only the user's text is shortened, from its end; if the vision tokens and the fixed
   prompt alone exceed ``max_length``, :class:`~qwen3_vl_rag.errors.InputTooLongError` says which
   knob to lower. (The official embedder truncates the tail, cutting the pooled suffix.)
-* reranker: the official rule, kept exactly: the five suffix tokens stay, and the rest keeps every
-  special token plus the first ``max_length`` minus that many other tokens.
+* reranker: the official rule: the five suffix tokens stay, and the rest keeps every special
+  token plus the first ``max_length`` minus that many other tokens. One addition, so that a long
+  query cannot push every document out of its pairs (they would all get the same score): the
+  room a pair has for its query and document is ``max_length`` less the judge prompt and the
+  instruction (about 50 tokens with the default one); a query whose text and vision tokens take
+  more than half of that room has its text cut from its end to fit in that half (vision tokens
+  are never cut), with a warning. Each document so keeps at least the other half.
 
 Text is text: when a text or instruction contains a special-token string (``<|im_end|>``,
 ``<|image_pad|>``...), that prompt's user-written pieces are tokenized with special tokens split,
@@ -28,6 +33,7 @@ keeps the same ids as tokenizing it whole would.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -96,16 +102,6 @@ class EncodedSequence:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    @property
-    def images(self) -> tuple[ImagePlan, ...]:
-        """The images, in token order."""
-        return tuple(p for p in self.parts if isinstance(p, ImagePlan))
-
-    @property
-    def videos(self) -> tuple[VideoPlan, ...]:
-        """The videos, in token order."""
-        return tuple(p for p in self.parts if isinstance(p, VideoPlan))
-
 
 def plan_items(
     items: Sequence[object], settings: VisionSettings, *, first_index: int = 0
@@ -168,7 +164,9 @@ class SequenceEncoder:
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
             return []
-        return [list(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+        # verbose=False: texts over the tokenizer's model_max_length are cut right after, by us;
+        # transformers' "sequence length is longer than the specified maximum" would mislead
+        return [list(ids) for ids in self.tokenizer(list(texts), verbose=False)["input_ids"]]
 
     def _has_special_text(self, texts: Iterable[str | None], cache: dict[int, bool]) -> bool:
         """Whether any of these user-written (uncut) texts contains a special-token string."""
@@ -216,7 +214,11 @@ class SequenceEncoder:
         ids: list[int] = []
         spans = []
         for text, user in segments:
-            piece = self.tokenizer(text, split_special_tokens=user)["input_ids"] if text else []
+            piece = (
+                self.tokenizer(text, split_special_tokens=user, verbose=False)["input_ids"]
+                if text
+                else []
+            )
             spans.append((len(ids), len(ids) + len(piece)))
             ids.extend(piece)
         return ids, spans
@@ -264,7 +266,8 @@ class SequenceEncoder:
         prompt = prompts.render(segments)
         text_end = len(prompt) - len(segments[-1][0])
         text_start = text_end - len(text)
-        offsets = self.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+        encoded = self.tokenizer(prompt, return_offsets_mapping=True, verbose=False)
+        offsets = encoded["offset_mapping"]
         return [i for i, (lo, hi) in enumerate(offsets) if lo >= text_start and hi <= text_end]
 
     def _shorten_text(
@@ -306,6 +309,10 @@ class SequenceEncoder:
         cache: dict[int, str] = {}
         special: dict[int, bool] = {}
         bounded_instruction = self._bounded(instruction, max_length, cache)
+        room = max_length - self._fixed_pair_tokens(bounded_instruction)
+        cut: dict[int, tuple[ItemPlan, _QueryCut | None]] = {}
+        pairs = [(self._query_within(q, room, max_length, cache, cut), d) for q, d in pairs]
+        _warn_cut_queries([found for _, found in cut.values() if found is not None], max_length)
         for start, chunk in _chunked(list(pairs)):
             literal = [
                 self._has_special_text((instruction, q.text, d.text), special) for q, d in chunk
@@ -326,6 +333,48 @@ class SequenceEncoder:
                     EncodedSequence(np.asarray(ids, dtype=np.int32), query.parts + document.parts)
                 )
         return sequences
+
+    def _fixed_pair_tokens(self, instruction: str) -> int:
+        """Tokens of a pair's judge prompt and instruction alone (no query, no document)."""
+        nothing = prompts.content([], [], "")
+        segments = prompts.reranker_prompt(instruction, nothing, nothing)
+        return len(self._tokenize([prompts.render(segments)])[0]) - self.suffix_length
+
+    def _query_within(
+        self,
+        query: ItemPlan,
+        room: int,
+        max_length: int,
+        cache: dict[int, str],
+        done: dict[int, tuple[ItemPlan, _QueryCut | None]],
+    ) -> ItemPlan:
+        """The query, its text cut so that text and vision take at most half of ``room``."""
+        key = id(query)  # a rerank call's query plan is in every pair: measured once
+        if key not in done:
+            done[key] = self._cut_query(query, room, max_length, cache)
+        return done[key][0]
+
+    def _cut_query(
+        self, query: ItemPlan, room: int, max_length: int, cache: dict[int, str]
+    ) -> tuple[ItemPlan, _QueryCut | None]:
+        if not query.text:
+            return query, None
+        vision = sum(part.num_tokens for part in query.parts)
+        budget = max(0, room // 2 - vision)
+        text = self._bounded(query.text, max_length, cache)
+        encoded = self.tokenizer(
+            text,
+            add_special_tokens=False,
+            split_special_tokens=True,
+            return_offsets_mapping=True,
+            verbose=False,
+        )
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= budget:
+            return query, None
+        kept = text[: offsets[budget - 1][1]] if budget else ""
+        counted = len(offsets) if text is query.text else None  # else cut before tokenizing
+        return replace(query, text=kept), _QueryCut(counted, vision, budget)
 
     def _truncate_pair(
         self, ids: list[int], max_length: int, index: int, query: ItemPlan, document: ItemPlan
@@ -351,6 +400,33 @@ class SequenceEncoder:
                 kept.append(token)
                 budget -= 1
         return kept + suffix
+
+
+@dataclass(frozen=True)
+class _QueryCut:
+    """A query cut to half of ``max_length``: its text tokens (``None``: too many to count)."""
+
+    text_tokens: int | None
+    vision_tokens: int
+    kept_text_tokens: int
+
+
+def _warn_cut_queries(cuts: Sequence[_QueryCut], max_length: int) -> None:
+    """One warning per call, with the numbers of its first cut query."""
+    if not cuts:
+        return
+    first = cuts[0]
+    count = f"{first.text_tokens} text tokens" if first.text_tokens else "a very long text"
+    vision = f" and {first.vision_tokens} vision tokens" if first.vision_tokens else ""
+    others = f" ({len(cuts)} queries of this call were cut)" if len(cuts) > 1 else ""
+    warnings.warn(
+        f"the query has {count}{vision}, more than half of what max_length={max_length} leaves "
+        f"after the judge prompt: its text was cut to its first {first.kept_text_tokens} tokens "
+        f"so that each document keeps the other half of its pair{others}. Use a shorter query, "
+        "or a larger max_length (from_pretrained(..., max_length=...)).",
+        UserWarning,
+        stacklevel=5,  # the caller of score(), rerank() or score_pairs()
+    )
 
 
 def _chunked(items: list[_T]) -> Iterator[tuple[int, list[_T]]]:

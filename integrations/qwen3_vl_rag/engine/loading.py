@@ -4,6 +4,8 @@
 * ``dtype="auto"`` is bfloat16 on CUDA (float16 on GPUs without bf16), float32 on the CPU.
 * Attention is FlashAttention-2 when the ``flash_attn`` package is installed and the model runs in
   half precision on CUDA, else PyTorch SDPA.
+* A Hub id is located before anything loads, without transformers' retries (see
+  :mod:`~qwen3_vl_rag.engine.hub`).
 * Weights load with transformers' Qwen3-VL classes, ``use_safetensors=True`` and never
   ``trust_remote_code``. The reranker's score head is two rows of the LM head read directly from
   the safetensors files, so the 151k-row vocabulary projection is never materialised.
@@ -11,15 +13,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from qwen3_vl_rag.engine.hub import HubOptions, locate
 from qwen3_vl_rag.engine.vision import VisionSettings
 from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
 
@@ -27,8 +32,9 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "LoadOptions",
+    "HubOptions",
     "LoadedModel",
+    "PretrainedOptions",
     "load_model",
     "load_score_head",
     "resolve_device",
@@ -97,23 +103,59 @@ def resolve_attention(requested: str | None, device: torch.device, dtype: torch.
     return "sdpa"
 
 
-@dataclass(frozen=True)
-class LoadOptions:
-    """Where and how to load a checkpoint (the Hugging Face Hub or a local directory)."""
+class PretrainedOptions(TypedDict, total=False):
+    """How to load and run a checkpoint: the options both ``from_pretrained`` methods take.
 
-    revision: str | None = None
-    cache_dir: str | os.PathLike[str] | None = None
-    local_files_only: bool = False
-    token: str | bool | None = None
+    ``Qwen3VLEmbedder.from_pretrained`` and ``Qwen3VLReranker.from_pretrained`` accept each key
+    as a keyword argument; all are optional.
 
-    def hub_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments understood by every transformers ``from_pretrained``."""
-        return {
-            "revision": self.revision,
-            "cache_dir": self.cache_dir,
-            "local_files_only": self.local_files_only,
-            "token": self.token,
-        }
+    Attributes:
+        device: ``"auto"`` (the default: CUDA if available, else CPU), ``"cpu"``, ``"cuda:1"``...
+        dtype: ``"auto"`` (the default: bfloat16 on CUDA, float32 on CPU), or an explicit dtype.
+        attn_implementation: ``None`` (the default) picks FlashAttention-2 when installed, else
+            SDPA.
+        min_pixels: Lower bound on an image's pixels after resizing (default 4096).
+        max_pixels: Upper bound on an image's pixels after resizing (default 1843200, about
+            1800 tokens; lower it for speed, e.g. 602112 for about 600 tokens).
+        total_pixels: Upper bound on all frames of a video together (default 7864320).
+        fps: Frames sampled per second of a video file (default 1.0).
+        max_frames: Upper bound on frames per video (default 64).
+        batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).
+        decode_workers: Threads decoding pixels ahead of the model (default up to 4).
+        revision: A Hub branch, tag or commit.
+        cache_dir: Hugging Face cache directory.
+        local_files_only: Never touch the network (as ``HF_HUB_OFFLINE=1`` does).
+        token: Hugging Face token for gated or private repositories.
+    """
+
+    device: str | torch.device
+    dtype: str | torch.dtype
+    attn_implementation: str | None
+    min_pixels: int | None
+    max_pixels: int | None
+    total_pixels: int | None
+    fps: float | None
+    max_frames: int | None
+    batch_tokens: int | None
+    decode_workers: int | None
+    revision: str | None
+    cache_dir: str | os.PathLike[str] | None
+    local_files_only: bool
+    token: str | bool | None
+
+
+_VISION_KEYS = ("min_pixels", "max_pixels", "total_pixels", "fps", "max_frames")
+
+
+def check_options(options: PretrainedOptions, method: str) -> None:
+    """Refuse keys that are not options (a typo must not load with the defaults).
+
+    Raises:
+        TypeError: Naming the unknown keys, as Python does for an unknown keyword argument.
+    """
+    unknown = sorted(set(options) - set(PretrainedOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(unknown)}")
 
 
 @dataclass
@@ -127,29 +169,33 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     source: str
+    hub: HubOptions = field(default_factory=HubOptions)
 
 
-def load_model(
-    model_id_or_path: str | os.PathLike[str],
-    *,
-    device: str | torch.device,
-    dtype: str | torch.dtype,
-    attn_implementation: str | None,
-    options: LoadOptions,
-    vision_overrides: dict[str, Any],
-) -> LoadedModel:
+def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOptions) -> LoadedModel:
     """Load tokenizer and ``Qwen3VLModel`` (no LM head) from a checkpoint.
 
     Raises:
-        ModelLoadError: When the checkpoint is missing, not Qwen3-VL, or has no safetensors.
+        ModelLoadError: When the checkpoint is missing, not Qwen3-VL, or has no safetensors;
+            for a Hub id, when it is not in the cache while offline, the Hub cannot be
+            reached and it is not cached, or the Hub has no such model.
     """
     from transformers import AutoConfig, AutoTokenizer
 
     source = os.fspath(model_id_or_path)
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-    attention = resolve_attention(attn_implementation, resolved_device, resolved_dtype)
-    hub = options.hub_kwargs()
+    resolved_device = resolve_device(options.get("device", "auto"))
+    resolved_dtype = resolve_dtype(options.get("dtype", "auto"), resolved_device)
+    attention = resolve_attention(
+        options.get("attn_implementation"), resolved_device, resolved_dtype
+    )
+    hub_options = HubOptions(
+        revision=options.get("revision"),
+        cache_dir=options.get("cache_dir"),
+        local_files_only=options.get("local_files_only", False),
+        token=options.get("token"),
+    )
+    located = locate(source, hub_options)
+    hub = located.hub_kwargs()
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False, **hub)
     except (OSError, ValueError) as exc:
@@ -161,25 +207,56 @@ def load_model(
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub)
-        model = _backbone_class().from_pretrained(
-            source,
-            config=config,
-            dtype=resolved_dtype,
-            attn_implementation=attention,
-            use_safetensors=True,
-            trust_remote_code=False,
-            **hub,
-        )
+        with _quiet_weight_loading():
+            model = _backbone_class().from_pretrained(
+                source,
+                config=config,
+                dtype=resolved_dtype,
+                attn_implementation=attention,
+                use_safetensors=True,
+                trust_remote_code=False,
+                **hub,
+            )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_failure(source, exc)) from exc
     model.to(resolved_device).eval()
+    overrides = {key: options.get(key) for key in _VISION_KEYS}
     vision = _vision_settings(
-        config, _read_json(source, "preprocessor_config.json", options), vision_overrides
+        config, _read_json(source, "preprocessor_config.json", located), overrides
     )
     logger.info(
         "loaded %s on %s (%s, %s attention)", source, resolved_device, resolved_dtype, attention
     )
-    return LoadedModel(model, tokenizer, config, vision, resolved_device, resolved_dtype, source)
+    return LoadedModel(
+        model, tokenizer, config, vision, resolved_device, resolved_dtype, source, located
+    )
+
+
+@contextlib.contextmanager
+def _quiet_weight_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar (a CLI search loads two models); nothing else.
+
+    Downloads keep their bars. The previous tqdm hook is put back afterwards.
+    """
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)
+    if set_hook is None:  # pragma: no cover - transformers without tqdm hooks
+        yield
+        return
+
+    def hook(factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("desc") == "Loading weights":
+            kwargs = {**kwargs, "disable": True}
+        if previous is not None:
+            return previous(factory, args, kwargs)
+        return factory(*args, **kwargs)
+
+    previous = set_hook(hook)
+    try:
+        yield
+    finally:
+        set_hook(previous)
 
 
 @functools.cache
@@ -197,15 +274,10 @@ def _load_failure(source: str, exc: BaseException) -> str:
     text = str(exc).lower()
     if "safetensors" in text or ".bin" in text:
         message += " (only safetensors weights are loaded; pickle files are never used)"
-    elif not Path(source).exists():
-        message += (
-            " (a Hub id needs network access or a cached copy; pass a local directory, or set "
-            "HF_HUB_OFFLINE=1 to use the cache)"
-        )
     return message
 
 
-def _resolve_file(source: str, filename: str, options: LoadOptions) -> str | None:
+def _resolve_file(source: str, filename: str, options: HubOptions) -> str | None:
     local = Path(source)
     if local.is_dir():
         candidate = local / filename
@@ -220,7 +292,7 @@ def _resolve_file(source: str, filename: str, options: LoadOptions) -> str | Non
         return None
 
 
-def _read_json(source: str, filename: str, options: LoadOptions) -> dict[str, Any]:
+def _read_json(source: str, filename: str, options: HubOptions) -> dict[str, Any]:
     path = _resolve_file(source, filename, options)
     if path is None:
         return {}
@@ -249,7 +321,7 @@ def _triple(values: Any) -> tuple[float, float, float]:
     return (first, second, third)
 
 
-def load_score_head(loaded: LoadedModel, options: LoadOptions) -> torch.Tensor:
+def load_score_head(loaded: LoadedModel) -> torch.Tensor:
     """``lm_head[yes] - lm_head[no]`` as a vector, in the model's dtype, on its device.
 
     Read from the checkpoint's safetensors (``lm_head.weight``), or from the input embeddings
@@ -268,7 +340,7 @@ def load_score_head(loaded: LoadedModel, options: LoadOptions) -> torch.Tensor:
             "reranker scores with the 'yes' and 'no' tokens."
         )
     yes, no = vocab["yes"], vocab["no"]
-    rows = _lm_head_rows(loaded.source, (yes, no), options)
+    rows = _lm_head_rows(loaded.source, (yes, no), loaded.hub)
     if rows is None:
         embeddings = loaded.model.get_input_embeddings().weight
         rows = embeddings[[yes, no]].detach()
@@ -279,7 +351,7 @@ def load_score_head(loaded: LoadedModel, options: LoadOptions) -> torch.Tensor:
     return head
 
 
-def _lm_head_rows(source: str, ids: tuple[int, int], options: LoadOptions) -> torch.Tensor | None:
+def _lm_head_rows(source: str, ids: tuple[int, int], options: HubOptions) -> torch.Tensor | None:
     import torch
     from safetensors import safe_open
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from qwen3_vl_rag.engine import prompts
 from qwen3_vl_rag.engine.backbone import Backbone
 from qwen3_vl_rag.engine.encoding import ItemPlan, plan_items
-from qwen3_vl_rag.engine.loading import LoadOptions, load_model, load_score_head
+from qwen3_vl_rag.engine.loading import PretrainedOptions, check_options, load_score_head
 from qwen3_vl_rag.errors import ConfigurationError, InputError
 from qwen3_vl_rag.inputs import InputItem
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
     from qwen3_vl_rag.engine.vision import VisionSettings
 
@@ -36,12 +37,15 @@ class Qwen3VLReranker:
     token budget, not one forward pass per pair, and a query image is decoded once per call.
 
     Example:
+        >>> from pathlib import Path
         >>> from qwen3_vl_rag import Qwen3VLReranker
         >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
         >>> ranked = reranker.rerank("red bar chart of 2023 revenue",
         ...                          [Path("p1.png"), "Revenue table", Path("p7.png")], top_n=2)
-        >>> for index, score in ranked:  # best first
-        ...     print(index, round(score, 3))
+        >>> [type(index).__name__ for index, score in ranked]  # best first: (index, score) pairs
+        ['int', 'int']
+        >>> all(0.0 <= score <= 1.0 for _, score in ranked)
+        True
     """
 
     def __init__(
@@ -64,61 +68,26 @@ class Qwen3VLReranker:
         cls,
         model_id_or_path: str | os.PathLike[str],
         *,
-        device: str | torch.device = "auto",
-        dtype: str | torch.dtype = "auto",
-        revision: str | None = None,
-        attn_implementation: str | None = None,
         max_length: int = 10240,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        total_pixels: int | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        batch_tokens: int | None = None,
-        decode_workers: int | None = None,
         instruction: str = prompts.DEFAULT_RERANK_INSTRUCTION,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
+        **options: Unpack[PretrainedOptions],
     ) -> Qwen3VLReranker:
         """Load a Qwen3-VL-Reranker checkpoint (2B or 8B) from the Hub or a local directory.
 
         Args:
             model_id_or_path: A Hub id such as ``"Qwen/Qwen3-VL-Reranker-2B"`` or a local path.
-            device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:1"``...
-            dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), or an explicit dtype.
-            revision: A Hub branch, tag or commit.
-            attn_implementation: ``None`` picks FlashAttention-2 when installed, else SDPA.
             max_length: Tokens per pair before the five-token answer suffix (official: 10240).
-            min_pixels: Lower bound on an image's pixels after resizing (default 4096).
-            max_pixels: Upper bound on an image's pixels after resizing (default 1843200).
-            total_pixels: Upper bound on all frames of a video together (default 7864320).
-            fps: Frames sampled per second of a video file (default 1.0).
-            max_frames: Upper bound on frames per video (default 64).
-            batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).
-            decode_workers: Threads decoding pixels ahead of the model (default up to 4).
             instruction: The default task instruction.
-            cache_dir: Hugging Face cache directory.
-            local_files_only: Never touch the network.
-            token: Hugging Face token for gated or private repositories.
+            **options: How to load and run it, the same as for the embedder's
+                ``from_pretrained``; see :class:`~qwen3_vl_rag.PretrainedOptions`.
+
+        Raises:
+            ModelLoadError: When the checkpoint cannot be found or loaded, saying why.
+            TypeError: For a keyword that is not an option.
         """
-        options = LoadOptions(revision, cache_dir, local_files_only, token)
-        loaded = load_model(
-            model_id_or_path,
-            device=device,
-            dtype=dtype,
-            attn_implementation=attn_implementation,
-            options=options,
-            vision_overrides={
-                "min_pixels": min_pixels,
-                "max_pixels": max_pixels,
-                "total_pixels": total_pixels,
-                "fps": fps,
-                "max_frames": max_frames,
-            },
-        )
-        head = load_score_head(loaded, options)
-        backbone = Backbone(loaded, batch_tokens=batch_tokens, decode_workers=decode_workers)
+        check_options(options, "from_pretrained")
+        backbone = Backbone.from_pretrained(model_id_or_path, options)
+        head = load_score_head(backbone.loaded)
         return cls(backbone, head, max_length=max_length, instruction=instruction)
 
     @property
@@ -170,7 +139,8 @@ class Qwen3VLReranker:
         try:
             (query_plan,) = plan_items([query], self.backbone.loaded.vision)
         except InputError as err:
-            raise type(err)(f"the query: {err.reason}", source=err.source, hint=err.hint) from err
+            # not an item of the documents' list: no position, every other field kept
+            raise err.replace(reason=f"the query: {err.reason}", item_index=None) from err
         document_plans = plan_items(documents, self.backbone.loaded.vision)
         return self._score_pairs(
             [(query_plan, d) for d in document_plans],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,31 +41,37 @@ def shared_embedder(model: str | os.PathLike[str], **options: Any) -> Qwen3VLEmb
     """The process's embedder for ``model`` with these ``from_pretrained`` options.
 
     Example:
-        >>> a = shared_embedder("Qwen/Qwen3-VL-Embedding-2B", device="cuda")
-        >>> b = shared_embedder("Qwen/Qwen3-VL-Embedding-2B", device="cuda")
+        >>> a = shared_embedder("Qwen/Qwen3-VL-Embedding-2B", device="cpu")
+        >>> b = shared_embedder("Qwen/Qwen3-VL-Embedding-2B", device="cpu")
         >>> a is b
         True
     """
     from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
 
-    key = _key("embedder", model, options)
-    with _loading:
-        if key not in _loaded:
-            _loaded[key] = Qwen3VLEmbedder.from_pretrained(model, **options)
-        embedder: Qwen3VLEmbedder = _loaded[key]
-        return embedder
+    embedder: Qwen3VLEmbedder = _shared("embedder", Qwen3VLEmbedder.from_pretrained, model, options)
+    return embedder
 
 
 def shared_reranker(model: str | os.PathLike[str], **options: Any) -> Qwen3VLReranker:
     """The process's reranker for ``model`` with these ``from_pretrained`` options."""
     from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
 
-    key = _key("reranker", model, options)
+    reranker: Qwen3VLReranker = _shared("reranker", Qwen3VLReranker.from_pretrained, model, options)
+    return reranker
+
+
+def _shared(
+    kind: str,
+    load: Callable[..., Any],
+    model: str | os.PathLike[str],
+    options: dict[str, Any],
+) -> Any:
+    """The engine loaded once per kind, model and options (loads run one at a time)."""
+    key = _key(kind, model, options)
     with _loading:
         if key not in _loaded:
-            _loaded[key] = Qwen3VLReranker.from_pretrained(model, **options)
-        reranker: Qwen3VLReranker = _loaded[key]
-        return reranker
+            _loaded[key] = load(model, **options)
+        return _loaded[key]
 
 
 def loading_options(
@@ -100,12 +106,13 @@ def embed_in_chunks(
 ) -> list[list[float]]:
     """Embed ``inputs`` as queries or documents, ``chunk_size`` per locked call into the model.
 
-    Returns lists of Python floats (what LangChain and LlamaIndex expect). An input error's
-    ``item_index`` is the position in ``inputs``, not in the chunk.
+    Returns lists of Python floats (what LangChain and LlamaIndex expect). An input or
+    out-of-memory error's ``item_index`` (and its message) is the position in ``inputs``, not in
+    the chunk.
     """
     from tqdm.auto import tqdm
 
-    from qwen3_vl_rag.errors import InputError
+    from qwen3_vl_rag.errors import InputError, ResourceExhaustedError
 
     if not inputs:
         return []
@@ -119,9 +126,9 @@ def embed_in_chunks(
                     array = method(
                         chunk, instruction=instruction, dim=dim, batch_tokens=batch_tokens
                     )
-            except InputError as err:
+            except (InputError, ResourceExhaustedError) as err:
                 if err.item_index is not None:
-                    err.item_index += start
+                    err.item_index += start  # the message is rendered from it when shown
                 raise
             vectors.extend(array.astype(float).tolist())
             bar.update(len(chunk))

@@ -126,7 +126,9 @@ class TextBudget:
         )
 
         def count(text: str) -> int:
-            encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=True)
+            encoded = tokenizer(
+                text, add_special_tokens=False, split_special_tokens=True, verbose=False
+            )
             return len(encoded["input_ids"])
 
         return cls(count, added)

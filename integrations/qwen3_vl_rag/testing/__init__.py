@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from qwen3_vl_rag.testing.checkpoints import (
     PRESETS,
+    RANDOM_WEIGHTS_MARKER,
     CheckpointPreset,
     build_tiny_checkpoint,
     checkpoint_fingerprint,
+    is_random_test_checkpoint,
 )
 
-__all__ = ["PRESETS", "CheckpointPreset", "build_tiny_checkpoint", "checkpoint_fingerprint"]
+__all__ = [
+    "PRESETS",
+    "RANDOM_WEIGHTS_MARKER",
+    "CheckpointPreset",
+    "build_tiny_checkpoint",
+    "checkpoint_fingerprint",
+    "is_random_test_checkpoint",
+]

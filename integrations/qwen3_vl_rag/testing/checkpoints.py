@@ -13,6 +13,12 @@ transformers 4.57.3 load it.
   stable), not from transformers' initialisers, so the bytes do not change with library versions.
 
 Same arguments, same bytes: tests rely on it for the parity golden files.
+
+The weights file says what it is: its safetensors metadata carries :data:`RANDOM_WEIGHTS_MARKER`,
+which :func:`is_random_test_checkpoint` reads, so the CLI and the gallery can warn that rankings
+made with these models mean nothing. The marker lives in the weights (not ``config.json``): it goes
+wherever the weights go, leaves :func:`checkpoint_fingerprint` (and so the parity goldens) as they
+are, and disappears when a model is trained and saved again, its weights no longer random.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import random
 import zlib
 from collections import Counter
@@ -30,9 +37,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["PRESETS", "CheckpointPreset", "build_tiny_checkpoint", "checkpoint_fingerprint"]
+__all__ = [
+    "PRESETS",
+    "RANDOM_WEIGHTS_MARKER",
+    "CheckpointPreset",
+    "build_tiny_checkpoint",
+    "checkpoint_fingerprint",
+    "is_random_test_checkpoint",
+]
 
 Kind = Literal["embedding", "reranker"]
+
+RANDOM_WEIGHTS_MARKER = "qwen3_vl_rag_random_test_checkpoint"
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the format's own limit
 
 QWEN_PRETOKENIZE_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -274,6 +291,55 @@ def checkpoint_fingerprint(path: str | Path) -> str:
                 digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
                 digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def is_random_test_checkpoint(model: str | os.PathLike[str]) -> bool:
+    """Whether ``model`` is a checkpoint written by :func:`build_tiny_checkpoint`.
+
+    Reads only safetensors headers: those in a local directory, or for a Hub id the
+    ``model.safetensors`` already in the local Hub cache (nothing is downloaded). A model that is
+    not there, or an unreadable file, answers ``False``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     print(is_random_test_checkpoint(build_tiny_checkpoint(folder)))
+        True
+        >>> is_random_test_checkpoint("nobody/no-such-model")  # neither a folder nor cached
+        False
+    """
+    try:
+        weights = sorted(Path(model).glob("*.safetensors"))
+    except (OSError, ValueError):
+        return False
+    if not weights:
+        weights = _cached_hub_weights(str(model))
+    return any(_safetensors_metadata(file).get(RANDOM_WEIGHTS_MARKER) == "true" for file in weights)
+
+
+def _cached_hub_weights(repo_id: str) -> list[Path]:
+    """The Hub model's ``model.safetensors`` if the local cache holds it (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "model.safetensors")
+    except (OSError, ValueError):  # not a Hub id (HFValidationError is a ValueError)
+        return []
+    return [Path(cached)] if isinstance(cached, str) else []
+
+
+def _safetensors_metadata(file: Path) -> dict[str, Any]:
+    """The ``__metadata__`` of a safetensors file's JSON header; empty when it cannot be read."""
+    try:
+        with file.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= _MAX_SAFETENSORS_HEADER:
+                return {}
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError):
+        return {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,7 +637,8 @@ def _write_weights(
         name: _init_tensor(name, shape, seed).to(dtype) for name, shape in sorted(shapes.items())
     }
     (out / "model.safetensors").unlink(missing_ok=True)
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    metadata = {"format": "pt", RANDOM_WEIGHTS_MARKER: "true"}
+    save_file(tensors, str(out / "model.safetensors"), metadata=metadata)
 
 
 def _init_tensor(name: str, shape: tuple[int, ...], seed: int) -> Any:

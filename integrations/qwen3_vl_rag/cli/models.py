@@ -1,0 +1,69 @@
+"""The models behind a command: a reranker loaded only when needed, and a word on test weights."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
+
+if TYPE_CHECKING:
+    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.inputs import InputItem
+
+__all__ = ["RerankerOnDemand", "random_weights_note"]
+
+
+class RerankerOnDemand:
+    """A reranker that loads its checkpoint at its first :meth:`score` call.
+
+    A search pays for loading the reranker only when the first stage found something to
+    rerank; one that finds nothing, or fails before, never loads it.
+
+    Args:
+        model: A Hub id or a local directory.
+        device: ``"cuda"``, ``"cpu"`` or ``"auto"``.
+    """
+
+    def __init__(self, model: str | os.PathLike[str], *, device: str = "auto") -> None:
+        self.model = model
+        self.device = device
+        self._loaded: Qwen3VLReranker | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the checkpoint has been loaded."""
+        return self._loaded is not None
+
+    def load(self) -> Qwen3VLReranker:
+        """The reranker, loaded on the first call."""
+        if self._loaded is None:
+            from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+
+            self._loaded = Qwen3VLReranker.from_pretrained(self.model, device=self.device)
+        return self._loaded
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else a reranker has: the model is loaded for it."""
+        if name.startswith("_"):  # never load for copy/pickle probes, nor recurse in them
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+    def score(
+        self, query: InputItem, documents: Sequence[InputItem], **options: Any
+    ) -> list[float]:
+        """:meth:`Qwen3VLReranker.score`, loading the model first if needed."""
+        return self.load().score(query, documents, **options)
+
+
+def random_weights_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
+    """One line saying which of ``models`` are random-weight test checkpoints, or ``None``."""
+    untrained = [str(model) for model in models if is_random_test_checkpoint(model)]
+    if not untrained:
+        return None
+    return (
+        f"{', '.join(untrained)}: random-weight test checkpoint"
+        f"{'' if len(untrained) == 1 else 's'} (qwen3_vl_rag.testing); the scores and the ranking "
+        "mean nothing."
+    )
