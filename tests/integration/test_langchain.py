@@ -211,7 +211,7 @@ def test_visual_rag_flow_load_index_retrieve_rerank_answer_blocks(
     # the answer step: the retrieved pages as image blocks for a vision chat model
     blocks = documents_to_content_blocks(reranked)
     assert [b["type"] for b in blocks] == ["text", "image", "text", "image"]
-    assert blocks[0]["text"] == f"{pdf}, page {best[0] + 1}"
+    assert blocks[0]["text"] == f"{pdf.name}, page {best[0] + 1}"
     shown = Image.open(io.BytesIO(base64.b64decode(blocks[1]["base64"])))
     assert shown.size == page_items[best[0]].image.size
 

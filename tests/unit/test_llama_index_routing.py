@@ -191,7 +191,7 @@ def test_to_dict_from_dict_round_trip_without_the_model(fake: FakeEmbedder) -> N
     assert "engine" not in data and "_engine" not in data
     again = Qwen3VLEmbedding.from_dict(data)
     assert (again.model_name, again.dimensions) == ("some/checkpoint", 32)
-    assert again._engine is None  # loaded lazily, on first use
+    assert again._engine.loaded is None  # loaded lazily, on first use
     assert Qwen3VLEmbedding.from_json(embed.to_json()).model_name == "some/checkpoint"
 
 
@@ -204,8 +204,8 @@ def test_secrets_stay_out_of_dumps_and_pickles_leave_the_model_behind(fake: Fake
     reranker = Qwen3VLRerank(engine=FakeReranker(), model_kwargs={"token": "hf_secret"})
     assert "hf_secret" not in reranker.to_json()
     copy = pickle.loads(pickle.dumps(embed))  # what IngestionPipeline(num_workers>1) does
-    assert copy._engine is None and copy.model_kwargs["revision"] == "main"
-    assert embed._engine is fake  # the original keeps its model
+    assert copy._engine.loaded is None and copy.model_kwargs["revision"] == "main"
+    assert embed.embedder is fake  # the original keeps its model
 
 
 def test_image_documents_are_embedded_as_images(fake: FakeEmbedder, png: Path) -> None:

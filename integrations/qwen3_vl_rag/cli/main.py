@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, cast
 from qwen3_vl_rag import __version__
 from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
 from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, readable
+from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL as DEFAULT_MODEL
+from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL as DEFAULT_RERANKER
 from qwen3_vl_rag.errors import Qwen3VLRagError
 
 if TYPE_CHECKING:
@@ -42,8 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-DEFAULT_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
-DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
 DEFAULT_INDEX = ".qwen3vl-index"
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2

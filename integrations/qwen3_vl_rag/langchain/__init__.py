@@ -4,12 +4,16 @@ Install with ``pip install "qwen3-vl-rag[langchain]"`` (add ``pdf`` for PDF page
 for the embedded vector store). Importing this module loads no model and does not import torch.
 
 Example:
+    >>> from langchain_chroma import Chroma
     >>> from qwen3_vl_rag.langchain import PDFPageImageLoader, Qwen3VLEmbeddings, Qwen3VLRerank
-    >>> pages = PDFPageImageLoader("report.pdf").load()
+    >>> pages = PDFPageImageLoader("report.pdf", image_dir="pages").load()
     >>> store = Chroma.from_documents(pages, Qwen3VLEmbeddings())
-    >>> reranked = Qwen3VLRerank(top_n=3).compress_documents(
-    ...     store.similarity_search("revenue chart", k=20), "revenue chart"
+    >>> reranked = Qwen3VLRerank(top_n=2).compress_documents(
+    ...     store.similarity_search("revenue chart", k=3), "revenue chart"
     ... )
+    >>> [(doc.metadata["source"].endswith("report.pdf"), "relevance_score" in doc.metadata)
+    ...  for doc in reranked]
+    [(True, True), (True, True)]
 """
 
 from __future__ import annotations

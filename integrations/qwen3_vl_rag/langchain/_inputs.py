@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from qwen3_vl_rag.media.references import (
     ImageRoots,
@@ -17,6 +17,7 @@ from qwen3_vl_rag.media.references import (
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
+    from qwen3_vl_rag.inputs import InputItem
     from qwen3_vl_rag.media.remote import RemotePolicy
 
 ImageInputs = Literal["auto", "never"]
@@ -26,7 +27,7 @@ ImageInputs = Literal["auto", "never"]
 IMAGE_KEYS = ("image_path", "image_uri", "image_url", "image_source")
 
 
-def text_or_visual(text: str, image_inputs: ImageInputs, roots: ImageRoots) -> Any:
+def text_or_visual(text: str, image_inputs: ImageInputs, roots: ImageRoots) -> InputItem:
     """``text`` itself, or the image or clip it names (``"auto"`` mode, files under ``roots``).
 
     Raises:
@@ -47,7 +48,7 @@ def document_input(
     allow_remote: bool,
     policy: RemotePolicy | None,
     roots: ImageRoots,
-) -> Any:
+) -> InputItem:
     """What the reranker reads for a Document: its image, its clip, or its text.
 
     Looked at in order: an image named in metadata (``image_path``, ``image_uri``...), page
@@ -60,7 +61,7 @@ def document_input(
             be used (see :func:`fallback_text` for what to score instead).
     """
     content = document.page_content
-    visual: Any = None
+    visual: InputItem | None = None
     if image_inputs == "auto":
         for key in IMAGE_KEYS:
             value = document.metadata.get(key)

@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
+from qwen3_vl_rag._adapters import MediaScan
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import ScanReport
-    from qwen3_vl_rag.media.items import MediaItem
     from qwen3_vl_rag.media.page_images import PageImage
-    from qwen3_vl_rag.media.sniff import MediaKind
 
 __all__ = ["ImageLoader", "PDFPageImageLoader", "VideoClipLoader", "default_image_dir"]
 
@@ -50,11 +48,14 @@ class PDFPageImageLoader(BaseLoader):
     and the size is reused when the PDF is loaded again.
 
     Example:
+        >>> from pathlib import Path
         >>> from langchain_chroma import Chroma
+        >>> from qwen3_vl_rag.langchain import Qwen3VLEmbeddings
         >>> pages = PDFPageImageLoader("annual-report.pdf", image_dir="store/pages").load()
         >>> store = Chroma.from_documents(pages, Qwen3VLEmbeddings(), persist_directory="store")
-        >>> store.similarity_search("bar chart of revenue by region")[0].metadata["page"]
-        11
+        >>> best = store.similarity_search("bar chart of revenue by region", k=1)[0]
+        >>> best.metadata["page"] in range(len(pages)), Path(best.metadata["image_path"]).parent
+        (True, PosixPath('/.../store/pages'))
     """
 
     def __init__(
@@ -69,6 +70,8 @@ class PDFPageImageLoader(BaseLoader):
     ) -> None:
         """Configure the loader (nothing is read until :meth:`lazy_load`).
 
+        Paths are made absolute here, so documents name their files wherever they are used.
+
         Args:
             file_path: The PDF.
             image_dir: Where page PNGs are written (default :func:`default_image_dir`).
@@ -80,8 +83,8 @@ class PDFPageImageLoader(BaseLoader):
         """
         if content not in ("image", "text"):
             raise ValueError(f'content must be "image" or "text", got {content!r}')
-        self.file_path = Path(file_path)
-        self.image_dir = Path(image_dir) if image_dir is not None else default_image_dir()
+        self.file_path = Path(file_path).resolve()
+        self.image_dir = Path(image_dir if image_dir is not None else default_image_dir()).resolve()
         self.content = content
         self.pages = pages
         self.password = password
@@ -131,19 +134,8 @@ class PDFPageImageLoader(BaseLoader):
         return Document(page_content=content, metadata=metadata)
 
 
-class ImageLoader(BaseLoader):
-    """One Document per image file (screenshots, photos, scans), from a file or a folder.
-
-    ``page_content`` is the image's path, so :class:`Qwen3VLEmbeddings` embeds the image.
-    Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); a folder's other files
-    are skipped and, with unreadable ones, listed in :attr:`report`.
-
-    Example:
-        >>> loader = ImageLoader("screenshots/")
-        >>> shots = loader.load()
-        >>> loader.report.counts()
-        {'loaded': 2, 'skipped': 0, 'failed': 0, 'items': 2}
-    """
+class _FolderLoader(MediaScan, BaseLoader):
+    """A loader of one file or a folder's files, through :mod:`qwen3_vl_rag.media`."""
 
     def __init__(
         self,
@@ -156,26 +148,43 @@ class ImageLoader(BaseLoader):
         """Configure the loader (nothing is read until :meth:`lazy_load`).
 
         Args:
-            path: An image file or a folder.
+            path: A file or a folder (made absolute here, as are the paths documents name).
             recursive: Look in subfolders.
             include_hidden: Take hidden files (they are reported as skipped otherwise).
-            budget: Pixel and byte limits.
+            budget: Pixel, frame, byte and time limits.
         """
-        self.path = Path(path)
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
+        super().__init__(recursive=recursive, include_hidden=include_hidden, budget=budget)
+        self.path = Path(path).resolve()
+
+
+class ImageLoader(_FolderLoader):
+    """One Document per image file (screenshots, photos, scans), from a file or a folder.
+
+    ``page_content`` is the image's path, so :class:`Qwen3VLEmbeddings` embeds the image.
+    Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); a folder's other files
+    are skipped and, with unreadable ones, listed in :attr:`report`.
+
+    Example:
+        >>> from pathlib import Path
+        >>> loader = ImageLoader("screenshots/")
+        >>> shots = loader.load()
+        >>> sorted(Path(shot.page_content).name for shot in shots)
+        ['billing.png', 'settings.png']
+        >>> Path(shots[0].metadata["image_path"]).is_absolute()
+        True
+        >>> loader.report.counts()
+        {'loaded': 2, 'skipped': 0, 'failed': 0, 'items': 2}
+    """
 
     def lazy_load(self) -> Iterator[Document]:
         """Yield the images one at a time; :attr:`report` is complete when this ends."""
-        for item in _scan(self, {"image"}, None):
+        for item in self._items(self.path, "image"):
             metadata = {**dict(item.metadata), "image_path": item.source}
             metadata["mime_type"] = f"image/{metadata.get('file_type', 'png')}"
             yield Document(page_content=item.source, metadata=metadata)
 
 
-class VideoClipLoader(BaseLoader):
+class VideoClipLoader(_FolderLoader):
     """One Document per video clip (or per video), from a file or a folder.
 
     ``page_content`` is the clip's reference, ``"talk.mp4#t=10,20"`` (W3C media-fragment
@@ -184,9 +193,9 @@ class VideoClipLoader(BaseLoader):
     and the sampling settings.
 
     Example:
-        >>> clips = VideoClipLoader("meetings/", segment_seconds=30).load()
-        >>> clips[3].page_content, clips[3].metadata["start_seconds"]
-        ('meetings/standup.mp4#t=90,120', 90.0)
+        >>> clips = VideoClipLoader("meeting.mp4", segment_seconds=1).load()
+        >>> clips[2].page_content, clips[2].metadata["start_seconds"]
+        ('/.../meeting.mp4#t=2,3', 2.0)
     """
 
     def __init__(
@@ -202,24 +211,20 @@ class VideoClipLoader(BaseLoader):
         """Configure the loader (nothing is read until :meth:`lazy_load`).
 
         Args:
-            path: A video file or a folder.
+            path: A video file or a folder (made absolute here).
             segment_seconds: Clip length; ``None`` gives one document per whole video.
             fps: Frames sampled per second (default 1.0, as the official code).
             recursive: Look in subfolders.
             include_hidden: Take hidden files.
             budget: Frame, clip, byte and time limits.
         """
-        self.path = Path(path)
+        super().__init__(path, recursive=recursive, include_hidden=include_hidden, budget=budget)
         self.segment_seconds = segment_seconds
         self.fps = fps
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
 
     def lazy_load(self) -> Iterator[Document]:
         """Yield the clips one at a time; :attr:`report` is complete when this ends."""
-        for item in _scan(self, {"video"}, self.segment_seconds):
+        for item in self._items(self.path, "video", self.segment_seconds, self.fps):
             metadata = dict(item.metadata)
             if item.kind == "clip":
                 start, end = float(metadata["start_seconds"]), float(metadata["end_seconds"])
@@ -227,24 +232,3 @@ class VideoClipLoader(BaseLoader):
             else:
                 content = item.source
             yield Document(page_content=content, metadata=metadata)
-
-
-def _scan(loader: Any, kinds: set[MediaKind], segment_seconds: float | None) -> Iterator[MediaItem]:
-    from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import MediaOptions
-
-    options = MediaOptions(
-        budget=loader.budget or MediaBudget(),
-        segment_seconds=segment_seconds,
-        fps=getattr(loader, "fps", None),
-    )
-    register_image_root(loader.path)  # the user pointed us here: its files may be read back
-    loader.report, items = stream_items(
-        loader.path,
-        options,
-        kinds=kinds,
-        recursive=loader.recursive,
-        include_hidden=loader.include_hidden,
-    )
-    return items

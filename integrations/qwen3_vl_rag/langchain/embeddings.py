@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
+from pydantic import Field, InstanceOf
 
+from qwen3_vl_rag._adapters import EngineSettings
+from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL
+from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.langchain._inputs import ImageInputs, text_or_visual
-from qwen3_vl_rag.media.references import ImageRoots, resolve_image_reference
+from qwen3_vl_rag.media.references import resolve_image_reference
+from qwen3_vl_rag.media.remote import RemotePolicy
+from qwen3_vl_rag.protocols import EmbeddingEngine
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbeddings"]
 
-DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
 
-
-class Qwen3VLEmbeddings(BaseModel, Embeddings):
+class Qwen3VLEmbeddings(EngineSettings, Embeddings):
     """Qwen3-VL-Embedding as LangChain ``Embeddings``, with images and video clips.
 
     Text and images land in one vector space, so a text query finds page images, screenshots
@@ -46,24 +47,24 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
         ...     persist_directory="chroma-db",
         ...     collection_configuration={"hnsw": {"space": "cosine"}},
         ... )
-        >>> store.add_images(uris=["pages/report-p1.png", "pages/report-p2.png"])
-        >>> store.similarity_search("bar chart of revenue by region", k=2)
+        >>> ids = store.add_images(uris=["p1.png", "p7.png"])
+        >>> len(store.similarity_search("bar chart of revenue by region", k=2))
+        2
+        >>> query, (image,) = embeddings.embed_query("revenue"), embeddings.embed_image(["p1.png"])
+        >>> len(query) == len(image), type(query[0])
+        (True, <class 'float'>)
     """
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
 
     model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
         description="A Hub id (Qwen/Qwen3-VL-Embedding-2B or -8B) or a local checkpoint directory.",
     )
-    engine: Any = Field(
+    engine: EmbeddingEngine | None = Field(
         default=None,
         exclude=True,
         description="An already loaded Qwen3VLEmbedder (or an object with its methods) to use "
-        "instead of loading `model`.",
+        "instead of loading `model`; not pickled (a copy loads `model`).",
     )
-    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
-    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
     dimensions: int | None = Field(
         default=None,
         ge=32,
@@ -84,64 +85,24 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
     batch_size: int = Field(
         default=32, ge=1, description="Inputs per call into the model (bounds decoded pixels)."
     )
-    batch_tokens: int | None = Field(
-        default=None,
-        ge=1,
-        description="Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).",
-    )
-    max_pixels: int | None = Field(
-        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
-    )
     image_inputs: ImageInputs = Field(
         default="auto",
         description='"auto": strings naming an image file, data:image/ URI or clip are embedded '
         'as images or clips; "never": every string is text.',
     )
-    image_roots: list[Path] = Field(
-        default_factory=list,
-        description="Folders (or files) whose images and videos a document's text may name, "
-        "besides those our loaders wrote to or loaded from in this process. Checked on the real "
-        "path (no .. or symlink escapes); any other path in a document is text.",
-    )
-    allow_remote: bool = Field(
-        default=False,
-        description="Let embed_image fetch http(s) URLs (private and metadata addresses stay "
-        "refused, with size and time limits).",
-    )
-    remote_policy: Any = Field(
+    remote_policy: InstanceOf[RemotePolicy] | None = Field(
         default=None,
         exclude=True,
         description="A qwen3_vl_rag.media.RemotePolicy for those fetches (default limits if None).",
     )
     show_progress: bool = Field(default=False, description="Show a progress bar.")
-    model_kwargs: dict[str, Any] = Field(
-        default_factory=dict,
-        description="More Qwen3VLEmbedder.from_pretrained options (revision, cache_dir...).",
-    )
-
-    _loaded: Any = PrivateAttr(default=None)
-
-    @field_serializer("model_kwargs")
-    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in value.items() if k != "token"}  # never in a dump
-
-    @field_serializer("image_roots")
-    def _roots_as_text(self, value: list[Path]) -> list[str]:
-        return [str(root) for root in value]  # to_json / from_json round-trip
 
     # -- the model -----------------------------------------------------------------------------
 
     @property
-    def embedder(self) -> Any:
-        """The embedding engine (loaded now if needed)."""
-        if self.engine is not None:
-            return self.engine
-        if self._loaded is None:
-            from qwen3_vl_rag.engine.shared import loading_options, shared_embedder
-
-            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
-            self._loaded = shared_embedder(self.model, **options)
-        return self._loaded
+    def embedder(self) -> EmbeddingEngine:
+        """The embedding engine: ``engine``, or ``model`` (loaded now if needed)."""
+        return self.engine if self.engine is not None else self._shared_embedder()
 
     # -- LangChain's interface -------------------------------------------------------------------
 
@@ -187,15 +148,13 @@ class Qwen3VLEmbeddings(BaseModel, Embeddings):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _roots(self) -> ImageRoots:
-        return ImageRoots.trusting(self.image_roots)
-
-    def _image(self, uri: str) -> Any:
-        return resolve_image_reference(
+    def _image(self, uri: str) -> InputItem:
+        image: InputItem = resolve_image_reference(
             uri, allow_remote=self.allow_remote, policy=self.remote_policy
         )
+        return image
 
-    def _embed(self, inputs: Sequence[Any], *, query: bool) -> list[list[float]]:
+    def _embed(self, inputs: Sequence[InputItem], *, query: bool) -> list[list[float]]:
         if not inputs:
             return []
         from qwen3_vl_rag.engine.shared import embed_in_chunks

@@ -7,10 +7,15 @@ import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from langchain_core.documents import Document
-from langchain_core.messages.content import create_image_block, create_text_block
+from langchain_core.messages.content import (
+    ImageContentBlock,
+    TextContentBlock,
+    create_image_block,
+    create_text_block,
+)
 
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.inputs import Video
@@ -23,6 +28,9 @@ from qwen3_vl_rag.media.references import (
     warn_unusable,
 )
 from qwen3_vl_rag.media.sniff import sniff_bytes
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 __all__ = ["documents_to_content_blocks"]
 
@@ -40,7 +48,7 @@ def documents_to_content_blocks(
     max_side: int | None = 1536,
     with_captions: bool = True,
     image_roots: Iterable[str | os.PathLike[str]] = (),
-) -> list[Any]:
+) -> list[TextContentBlock | ImageContentBlock]:
     """Content blocks for a vision chat model: each image document as an image block.
 
     A document's image is found as the reranker finds it (``image_path`` / ``image_uri``
@@ -64,16 +72,19 @@ def documents_to_content_blocks(
     Example:
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_core.messages.content import create_text_block
-        >>> docs = retriever.invoke(question)
-        >>> message = HumanMessage(
-        ...     content_blocks=[create_text_block(question), *documents_to_content_blocks(docs)]
-        ... )
-        >>> answer = vision_chat_model.invoke([message])
+        >>> from qwen3_vl_rag.langchain import PDFPageImageLoader
+        >>> pages = PDFPageImageLoader("report.pdf", image_dir="pages", pages=[0]).load()
+        >>> blocks = documents_to_content_blocks([*pages, Document("Revenue grew 12%.")])
+        >>> [block["type"] for block in blocks], blocks[0]["text"]
+        (['text', 'image', 'text'], 'report.pdf, page 1')
+        >>> question = "What does the chart show?"
+        >>> message = HumanMessage(content_blocks=[create_text_block(question), *blocks])
+        >>> # answer = vision_chat_model.invoke([message])
     """
     from PIL import Image
 
     roots = ImageRoots.trusting(image_roots)
-    blocks: list[Any] = []
+    blocks: list[TextContentBlock | ImageContentBlock] = []
     for index, document in enumerate(documents):
         try:
             image = _image_of(document, roots)
@@ -94,7 +105,7 @@ def documents_to_content_blocks(
     return blocks
 
 
-def _image_of(document: Document, roots: ImageRoots) -> Any:
+def _image_of(document: Document, roots: ImageRoots) -> PILImage | None:
     """A PIL image for the document, or ``None`` when it is text.
 
     Raises:
@@ -112,7 +123,7 @@ def _image_of(document: Document, roots: ImageRoots) -> Any:
     return _open(visual) if visual is not None else None
 
 
-def _open(visual: Any) -> Any:
+def _open(visual: bytes | Path | Video) -> PILImage:
     from PIL import Image
 
     from qwen3_vl_rag.media.images import ALLOWED_FORMATS
@@ -123,7 +134,7 @@ def _open(visual: Any) -> Any:
     return Image.open(source, formats=ALLOWED_FORMATS)
 
 
-def _middle_frame(video: Video) -> Any:
+def _middle_frame(video: Video) -> PILImage:
     from PIL import Image
 
     from qwen3_vl_rag.video_frames import probe, read_frames
@@ -138,7 +149,7 @@ def _middle_frame(video: Video) -> Any:
     return Image.fromarray(read_frames(path, [frame])[0])
 
 
-def _encode(image: Any, max_side: int | None) -> tuple[str, str]:
+def _encode(image: PILImage, max_side: int | None) -> tuple[str, str]:
     from PIL import ImageOps
 
     image = ImageOps.exif_transpose(image)
@@ -155,8 +166,10 @@ def _encode(image: Any, max_side: int | None) -> tuple[str, str]:
 
 
 def _caption(document: Document) -> str:
+    """``"report.pdf, page 3"``, ``"talk.mp4, 10-20 s"`` or ``"shot.png"``: names, not paths."""
     meta = document.metadata
-    source = str(meta.get("source") or meta.get("file_path") or "image")
+    named = meta.get("source") or meta.get("file_path")
+    source = Path(str(named)).name if named else "image"
     if "page_label" in meta:
         return f"{source}, page {meta['page_label']}"
     if "start_seconds" in meta and "end_seconds" in meta:

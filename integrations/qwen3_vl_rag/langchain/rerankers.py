@@ -5,28 +5,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from copy import deepcopy
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr, field_serializer
+from pydantic import Field, InstanceOf
 
+from qwen3_vl_rag._adapters import EngineSettings, ranked
+from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import ConfigurationError, InputError
+from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.langchain._inputs import (
     ImageInputs,
     document_input,
     fallback_text,
     text_or_visual,
 )
-from qwen3_vl_rag.media.references import ImageRoots, score_with_text_fallback, warn_unusable
+from qwen3_vl_rag.media.references import ImageRoots, warn_unusable
+from qwen3_vl_rag.media.remote import RemotePolicy
+from qwen3_vl_rag.protocols import RerankingEngine
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank", "ranked_copies"]
 
-DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
 
-
-class Qwen3VLRerank(BaseDocumentCompressor):
+class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
     """Qwen3-VL-Reranker as a LangChain document compressor: one score per (query, document).
 
     Each document is read as what it is: the image named in its metadata (``image_path``,
@@ -47,37 +49,39 @@ class Qwen3VLRerank(BaseDocumentCompressor):
 
     Example:
         >>> from langchain_classic.retrievers import ContextualCompressionRetriever
-        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=5)
-        >>> retriever = ContextualCompressionRetriever(
-        ...     base_compressor=reranker, base_retriever=store.as_retriever(search_kwargs={"k": 20})
+        >>> from langchain_core.vectorstores import InMemoryVectorStore
+        >>> from qwen3_vl_rag.langchain import Qwen3VLEmbeddings
+        >>> store = InMemoryVectorStore.from_texts(
+        ...     ["Q1 churn was 4%.", "Q2 churn was 7%.", "Q3 churn was 3%.", "The office moved."],
+        ...     Qwen3VLEmbeddings(),
         ... )
-        >>> retriever.invoke("Which quarter had the highest churn?")
+        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=2)
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=reranker, base_retriever=store.as_retriever(search_kwargs={"k": 4})
+        ... )
+        >>> best = retriever.invoke("Which quarter had the highest churn?")
+        >>> len(best), all(0 <= doc.metadata["relevance_score"] <= 1 for doc in best)
+        (2, True)
+        >>> ranked = reranker.rerank(["a bar chart", "a cat"], "revenue chart", top_n=None)
+        >>> sorted(row["index"] for row in ranked)
+        [0, 1]
     """
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
 
     model: str = Field(
         default=DEFAULT_RERANKER_MODEL,
         description="A Hub id (Qwen/Qwen3-VL-Reranker-2B or -8B) or a local checkpoint directory.",
     )
-    engine: Any = Field(
+    engine: RerankingEngine | None = Field(
         default=None,
         exclude=True,
-        description="An already loaded Qwen3VLReranker (or an object with its `score` method).",
+        description="An already loaded Qwen3VLReranker (or an object with its `score` method); "
+        "not pickled (a copy loads `model`).",
     )
-    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
-    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
     top_n: int | None = Field(default=3, ge=0, description="Documents kept (None keeps all).")
     instruction: str | None = Field(
         default=None,
         description='The task, e.g. "Retrieve charts that answer the question." (default: the '
         'official "Given a search query, retrieve relevant candidates that answer the query.").',
-    )
-    batch_tokens: int | None = Field(
-        default=None, ge=1, description="Padded tokens per forward pass (default by device)."
-    )
-    max_pixels: int | None = Field(
-        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
     )
     image_inputs: ImageInputs = Field(
         default="auto",
@@ -89,42 +93,14 @@ class Qwen3VLRerank(BaseDocumentCompressor):
         description="Give the reranker a page's text along with its image (metadata "
         "`page_text`, or page_content when the image comes from metadata).",
     )
-    image_roots: list[Path] = Field(
-        default_factory=list,
-        description="Folders (or files) whose images and videos documents may name, besides "
-        "those our loaders wrote to or loaded from in this process (checked on the real path).",
-    )
-    allow_remote: bool = Field(
-        default=False, description="Fetch image URLs found in metadata (guarded, size-limited)."
-    )
-    remote_policy: Any = Field(
+    remote_policy: InstanceOf[RemotePolicy] | None = Field(
         default=None, exclude=True, description="A RemotePolicy for those fetches."
     )
-    model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="More Qwen3VLReranker.from_pretrained options."
-    )
-
-    _loaded: Any = PrivateAttr(default=None)
-
-    @field_serializer("model_kwargs")
-    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in value.items() if k != "token"}  # never in a dump
-
-    @field_serializer("image_roots")
-    def _roots_as_text(self, value: list[Path]) -> list[str]:
-        return [str(root) for root in value]  # to_json / from_json round-trip
 
     @property
-    def reranker(self) -> Any:
-        """The reranking engine (loaded now if needed)."""
-        if self.engine is not None:
-            return self.engine
-        if self._loaded is None:
-            from qwen3_vl_rag.engine.shared import loading_options, shared_reranker
-
-            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
-            self._loaded = shared_reranker(self.model, **options)
-        return self._loaded
+    def reranker(self) -> RerankingEngine:
+        """The reranking engine: ``engine``, or ``model`` (loaded now if needed)."""
+        return self.engine if self.engine is not None else self._shared_reranker()
 
     def rerank(
         self,
@@ -145,24 +121,19 @@ class Qwen3VLRerank(BaseDocumentCompressor):
             raise ConfigurationError(f"top_n must be non-negative or None, got {limit}.")
         if not documents:
             return []
-        from qwen3_vl_rag.engine.shared import model_lock
-
-        roots = ImageRoots.trusting(self.image_roots)
+        roots = self._roots()
         query_input = text_or_visual(query, self.image_inputs, roots)
         texts = [fallback_text(d) for d in documents]
         inputs = [self._input(i, d, roots, texts[i]) for i, d in enumerate(documents)]
-        engine = self.reranker
-        with model_lock(engine):
-            scores = score_with_text_fallback(
-                engine,
-                query_input,
-                inputs,
-                texts,
-                instruction=self.instruction,
-                batch_tokens=self.batch_tokens,
-            )
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [{"index": i, "relevance_score": float(scores[i])} for i in order[:limit]]
+        best = ranked(
+            self.reranker,
+            query_input,
+            inputs,
+            texts,
+            instruction=self.instruction,
+            batch_tokens=self.batch_tokens,
+        )
+        return [{"index": i, "relevance_score": score} for i, score in best[:limit]]
 
     def compress_documents(
         self,
@@ -182,7 +153,9 @@ class Qwen3VLRerank(BaseDocumentCompressor):
         """:meth:`compress_documents` in a worker thread (the event loop keeps running)."""
         return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
 
-    def _input(self, index: int, document: Document | str, roots: ImageRoots, text: str) -> Any:
+    def _input(
+        self, index: int, document: Document | str, roots: ImageRoots, text: str
+    ) -> InputItem:
         try:
             if isinstance(document, str):
                 return text_or_visual(document, self.image_inputs, roots)

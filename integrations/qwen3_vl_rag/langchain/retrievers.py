@@ -28,11 +28,21 @@ class Qwen3VLRerankRetriever(BaseRetriever):
     store's embeddings are :class:`~qwen3_vl_rag.langchain.Qwen3VLEmbeddings`).
 
     Example:
-        >>> retriever = Qwen3VLRerankRetriever(
-        ...     vectorstore=store, reranker=Qwen3VLRerank(), k=5, fetch_k=20
+        >>> from langchain_core.vectorstores import InMemoryVectorStore
+        >>> from qwen3_vl_rag.langchain import Qwen3VLEmbeddings
+        >>> store = InMemoryVectorStore.from_texts(
+        ...     ["Q1 churn was 4%.", "Q2 churn was 7%.", "The office moved."],
+        ...     Qwen3VLEmbeddings(),
+        ...     metadatas=[{"source": "q1.txt"}, {"source": "q2.txt"}, {"source": "news.txt"}],
         ... )
-        >>> for doc in retriever.invoke("Which quarter had the highest churn?"):
-        ...     print(doc.metadata["relevance_score"], doc.metadata["source"])
+        >>> retriever = Qwen3VLRerankRetriever(
+        ...     vectorstore=store, reranker=Qwen3VLRerank(), k=2, fetch_k=3
+        ... )
+        >>> docs = retriever.invoke("Which quarter had the highest churn?")
+        >>> [sorted(doc.metadata) for doc in docs]
+        [['relevance_score', 'source'], ['relevance_score', 'source']]
+        >>> len(retriever.invoke("Which quarter had the highest churn?", k=1))
+        1
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")

@@ -5,13 +5,17 @@ this module loads no model and does not import torch.
 
 Example:
     >>> from llama_index.core import VectorStoreIndex
+    >>> from llama_index.core.llms import MockLLM
     >>> from qwen3_vl_rag.llama_index import PDFPageImageReader, Qwen3VLEmbedding, Qwen3VLRerank
     >>> embed_model = Qwen3VLEmbedding()
-    >>> pages = PDFPageImageReader().load_data("report.pdf")
+    >>> pages = PDFPageImageReader(image_dir="pages").load_data("report.pdf")
     >>> index = VectorStoreIndex.from_documents(pages, embed_model=embed_model)
     >>> engine = index.as_query_engine(
-    ...     similarity_top_k=20, node_postprocessors=[Qwen3VLRerank(top_n=3)], llm=llm
+    ...     similarity_top_k=3, node_postprocessors=[Qwen3VLRerank(top_n=2)], llm=MockLLM()
     ... )
+    >>> response = engine.query("Which chart shows revenue by region?")
+    >>> [node.metadata["file_name"] for node in response.source_nodes]
+    ['report.pdf', 'report.pdf']
 """
 
 from __future__ import annotations

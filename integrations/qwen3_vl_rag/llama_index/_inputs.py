@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, QueryBundle
 
 from qwen3_vl_rag.errors import UnsupportedInputError
-from qwen3_vl_rag.inputs import MultimodalInput, Video
+from qwen3_vl_rag.inputs import InputItem, MultimodalInput, Video
 from qwen3_vl_rag.media.references import (
     UNUSABLE_VISUAL,
     ImageRoots,
@@ -21,6 +21,7 @@ from qwen3_vl_rag.media.references import (
 )
 
 if TYPE_CHECKING:
+    from qwen3_vl_rag.inputs import ImageSource
     from qwen3_vl_rag.media.remote import RemotePolicy
 
 #: Metadata keys our video reader sets: a node that has them is that clip.
@@ -30,7 +31,7 @@ VIDEO_PATH, CLIP_START, CLIP_END = "video_path", "start_seconds", "end_seconds"
 _REFERENCE_PREFIXES = ("image_path: ", "video_clip: ")
 
 
-def text_input(text: str, image_inputs: Literal["auto", "never"], roots: ImageRoots) -> Any:
+def text_input(text: str, image_inputs: Literal["auto", "never"], roots: ImageRoots) -> InputItem:
     """``text`` itself, or (``"auto"``) the image or clip it names.
 
     A text names a visual when it is a ``data:image/`` URI, an image file path or a clip
@@ -55,7 +56,7 @@ def text_input(text: str, image_inputs: Literal["auto", "never"], roots: ImageRo
     return text
 
 
-def image_input(image: Any, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
+def image_input(image: object, *, allow_remote: bool, policy: RemotePolicy | None) -> InputItem:
     """An image in any form LlamaIndex or a user passes, as the engine takes it.
 
     Accepts a path (``str`` or ``Path``), a ``data:`` URI, an http(s) URL (only with
@@ -67,9 +68,13 @@ def image_input(image: Any, *, allow_remote: bool, policy: RemotePolicy | None) 
     if isinstance(image, bytes | bytearray):
         return bytes(image)
     if isinstance(image, str | os.PathLike):
-        return resolve_image_reference(image, allow_remote=allow_remote, policy=policy)
+        resolved: InputItem = resolve_image_reference(
+            image, allow_remote=allow_remote, policy=policy
+        )
+        return resolved
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return image
+        pil: InputItem = image  # type: ignore[assignment]
+        return pil
     raise UnsupportedInputError(
         f"expected an image path, URL, bytes, BytesIO or PIL image, got {type(image).__name__}.",
         stage="open",
@@ -78,7 +83,7 @@ def image_input(image: Any, *, allow_remote: bool, policy: RemotePolicy | None) 
 
 def node_visual(
     node: BaseNode, *, allow_remote: bool, policy: RemotePolicy | None, roots: ImageRoots
-) -> Any:
+) -> InputItem | None:
     """The image or clip a node carries, or ``None`` for a text node.
 
     An ``ImageNode`` / ``ImageDocument`` (its base64 ``image``, ``image_path`` or
@@ -107,19 +112,24 @@ def node_visual(
             return decode_inline_base64(node.image, label="<ImageNode.image>")
         for reference in (node.image_path, node.image_url):
             if reference:
-                return resolve_image_reference(
-                    str(reference), allow_remote=allow_remote, policy=policy, roots=roots
-                )
+                return _referenced(reference, allow_remote, policy, roots)
     resource = getattr(node, "image_resource", None)
     if resource is not None:
         if resource.data:  # MediaResource keeps data base64-encoded
             return decode_inline_base64(resource.data, label="<image_resource.data>")
         for reference in (resource.path, resource.url):
             if reference:
-                return resolve_image_reference(
-                    str(reference), allow_remote=allow_remote, policy=policy, roots=roots
-                )
+                return _referenced(reference, allow_remote, policy, roots)
     return None
+
+
+def _referenced(
+    reference: object, allow_remote: bool, policy: RemotePolicy | None, roots: ImageRoots
+) -> InputItem:
+    visual: InputItem = resolve_image_reference(
+        str(reference), allow_remote=allow_remote, policy=policy, roots=roots
+    )
+    return visual
 
 
 def rerank_input(
@@ -129,7 +139,7 @@ def rerank_input(
     policy: RemotePolicy | None,
     with_text: bool,
     roots: ImageRoots,
-) -> Any:
+) -> InputItem:
     """What the reranker reads for a node: its image or clip, or its text.
 
     Besides :func:`node_visual`, a text node whose ``metadata["image_path"]`` (or, ColPali's
@@ -175,7 +185,9 @@ def _local_image(value: str, roots: ImageRoots) -> Path | None:
     return named if isinstance(named, Path) else None  # a PDF or a video here stays text
 
 
-def query_input(bundle: QueryBundle, *, allow_remote: bool, policy: RemotePolicy | None) -> Any:
+def query_input(
+    bundle: QueryBundle, *, allow_remote: bool, policy: RemotePolicy | None
+) -> InputItem:
     """The query of a bundle: its text, its image (``image_path``), or both together."""
     image = None
     if bundle.image_path:
@@ -183,4 +195,4 @@ def query_input(bundle: QueryBundle, *, allow_remote: bool, policy: RemotePolicy
     text = bundle.query_str.strip() if bundle.query_str else ""
     if image is None:
         return text
-    return MultimodalInput(text=text or None, images=(image,))
+    return MultimodalInput(text=text or None, images=(cast("ImageSource", image),))

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
+from qwen3_vl_rag._adapters import EngineSettings
+from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL
+from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.llama_index._inputs import image_input, node_visual, text_input
-from qwen3_vl_rag.media.references import ImageRoots
+from qwen3_vl_rag.protocols import EmbeddingEngine
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Qwen3VLEmbedding"]
 
-DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
 
-
-class Qwen3VLEmbedding(MultiModalEmbedding):
+class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
     """Qwen3-VL-Embedding for LlamaIndex: text, queries, images and video clips in one space.
 
     Works as ``embed_model`` and ``image_embed_model`` of a ``MultiModalVectorStoreIndex``, and,
@@ -43,13 +43,21 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
 
     Example:
         >>> from llama_index.core import VectorStoreIndex
+        >>> from qwen3_vl_rag.llama_index import PDFPageImageReader
         >>> embed_model = Qwen3VLEmbedding(model_name="Qwen/Qwen3-VL-Embedding-2B")
-        >>> pages = PDFPageImageReader().load_data("report.pdf")
+        >>> pages = PDFPageImageReader(image_dir="pages").load_data("report.pdf")
         >>> index = VectorStoreIndex.from_documents(
         ...     pages, embed_model=embed_model, transformations=[embed_model]
         ... )
-        >>> index.as_retriever(similarity_top_k=3).retrieve("bar chart of revenue by region")
+        >>> hits = index.as_retriever(similarity_top_k=2).retrieve("bar chart of revenue by region")
+        >>> [(hit.node.metadata["file_name"], hit.node.metadata["page"] < 3) for hit in hits]
+        [('report.pdf', True), ('report.pdf', True)]
+        >>> image_query = embed_model.get_image_query_embedding("chart.png")
+        >>> len(image_query) == len(embed_model.get_query_embedding("revenue by region"))
+        True
     """
+
+    model_keyword: ClassVar[str] = "model_name"
 
     model_name: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
@@ -61,8 +69,6 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
     image_batch_size: int = Field(
         default=8, gt=0, description="Images or clips per call into the model (GPU memory)."
     )
-    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
-    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
     dimensions: int | None = Field(
         default=None,
         ge=32,
@@ -79,73 +85,30 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
         description='Instruction for documents: text, images and clips (default: "Represent the '
         "user's input.\").",
     )
-    batch_tokens: int | None = Field(
-        default=None, ge=1, description="Padded tokens per forward pass (default by device)."
-    )
-    max_pixels: int | None = Field(
-        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
-    )
     image_inputs: Literal["auto", "never"] = Field(
         default="auto",
         description='"auto": a text that names an image file, data:image/ URI or clip (or whose '
         'first line is "image_path: ..." as our readers write) is embedded as that visual; '
         '"never": texts are always text.',
     )
-    image_roots: list[Path] = Field(
-        default_factory=list,
-        description="Folders (or files) whose images and videos a text or a node may name, "
-        "besides those our readers wrote to or read from in this process. Checked on the real "
-        "path (no .. or symlink escapes); any other path in a text is text.",
-    )
-    allow_remote: bool = Field(
-        default=False,
-        description="Fetch http(s) image URLs (guarded: private and metadata addresses are "
-        "refused, with size and time limits). LlamaIndex's own unguarded fetch is never used.",
-    )
-    model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="More Qwen3VLEmbedder.from_pretrained options."
-    )
 
-    _engine: Any = PrivateAttr(default=None)
+    def __init__(self, *, engine: EmbeddingEngine | None = None, **kwargs: Any) -> None:
+        """Args are the fields; ``engine`` is an already loaded ``Qwen3VLEmbedder`` to use.
 
-    def __init__(self, *, engine: Any = None, **kwargs: Any) -> None:
-        """Args are the fields; ``engine`` is an already loaded ``Qwen3VLEmbedder`` to use."""
+        A given ``engine`` is not pickled: a copy loads ``model_name`` on first use.
+        """
         super().__init__(**kwargs)
-        self._engine = engine
+        self._given(engine, EmbeddingEngine)
 
     @classmethod
     def class_name(cls) -> str:
         """The name ``to_dict`` / ``from_dict`` use."""
         return "Qwen3VLEmbedding"
 
-    @field_serializer("model_kwargs")
-    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in value.items() if k != "token"}  # to_dict / to_payload
-
-    @field_serializer("image_roots")
-    def _roots_as_text(self, value: list[Path]) -> list[str]:
-        return [str(root) for root in value]  # to_json / from_json round-trip
-
-    def __getstate__(self) -> dict[Any, Any]:
-        """Pickle without the loaded model; a worker process loads ``model_name`` on first use.
-
-        ``IngestionPipeline(num_workers>1)`` pickles its transformations into worker processes.
-        """
-        state = super().__getstate__()
-        private = dict(state.get("__pydantic_private__") or {})
-        private["_engine"] = None
-        state["__pydantic_private__"] = private
-        return state
-
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> EmbeddingEngine:
         """The embedding engine (loaded now if needed)."""
-        if self._engine is None:
-            from qwen3_vl_rag.engine.shared import loading_options, shared_embedder
-
-            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
-            self._engine = shared_embedder(self.model_name, **options)
-        return self._engine
+        return self._shared_embedder()
 
     # -- text and queries --------------------------------------------------------------------------
 
@@ -202,7 +165,7 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
         Nodes that already have an embedding are left as they are.
         """
         todo = [node for node in nodes if node.embedding is None]
-        visuals: list[tuple[BaseNode, Any]] = []
+        visuals: list[tuple[BaseNode, InputItem]] = []
         texts: list[BaseNode] = []
         roots = self._roots()
         for node in todo:
@@ -227,14 +190,11 @@ class Qwen3VLEmbedding(MultiModalEmbedding):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _roots(self) -> ImageRoots:
-        return ImageRoots.trusting(self.image_roots)
-
-    def _image(self, image: ImageType) -> Any:
+    def _image(self, image: ImageType) -> InputItem:
         return image_input(image, allow_remote=self.allow_remote, policy=None)
 
     def _embed(
-        self, inputs: Sequence[Any], *, query: bool, images: bool = False
+        self, inputs: Sequence[InputItem], *, query: bool, images: bool = False
     ) -> list[list[float]]:
         if not inputs:
             return []

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from qwen3_vl_rag._adapters import EngineSettings, ranked
+from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import InputError
+from qwen3_vl_rag.inputs import InputItem
 from qwen3_vl_rag.llama_index._inputs import fallback_text, query_input, rerank_input
-from qwen3_vl_rag.media.references import ImageRoots, score_with_text_fallback, warn_unusable
+from qwen3_vl_rag.media.references import ImageRoots, warn_unusable
+from qwen3_vl_rag.protocols import RerankingEngine
 
 __all__ = ["DEFAULT_RERANKER_MODEL", "Qwen3VLRerank"]
-
-DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
 
 dispatcher = get_dispatcher(__name__)
 
 
-class Qwen3VLRerank(BaseNodePostprocessor):
+class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
     """Qwen3-VL-Reranker as a node postprocessor: one score per (query, node), best first.
 
     Each node is read as what it is: an ``ImageNode``'s image, a node's ``image_resource``, a
@@ -44,9 +45,16 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     ``metadata["retrieval_score"]`` of a copy of the node (the original is not changed).
 
     Example:
-        >>> query_engine = index.as_query_engine(
-        ...     similarity_top_k=20, node_postprocessors=[Qwen3VLRerank(top_n=5)]
-        ... )
+        >>> from llama_index.core.schema import NodeWithScore, TextNode
+        >>> reranker = Qwen3VLRerank(model="Qwen/Qwen3-VL-Reranker-2B", top_n=2)
+        >>> texts = ["Q1 churn was 4%.", "Q2 churn was 7%.", "The office moved."]
+        >>> nodes = [NodeWithScore(node=TextNode(text=text), score=0.5) for text in texts]
+        >>> best = reranker.postprocess_nodes(nodes, query_str="Which quarter had the most churn?")
+        >>> len(best), all(0 <= node.score <= 1 for node in best)
+        (2, True)
+
+        In a query engine: ``index.as_query_engine(similarity_top_k=20,
+        node_postprocessors=[Qwen3VLRerank(top_n=5)])``.
     """
 
     model: str = Field(
@@ -54,8 +62,6 @@ class Qwen3VLRerank(BaseNodePostprocessor):
         description="A Hub id (Qwen/Qwen3-VL-Reranker-2B or -8B) or a local checkpoint directory.",
     )
     top_n: int = Field(default=3, ge=1, description="Nodes kept.")
-    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
-    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
     keep_retrieval_score: bool = Field(
         default=False, description='Keep the retrieval score in metadata["retrieval_score"].'
     )
@@ -67,53 +73,24 @@ class Qwen3VLRerank(BaseNodePostprocessor):
     with_text: bool = Field(
         default=False, description="Give the reranker an image node's text along with its image."
     )
-    batch_tokens: int | None = Field(
-        default=None, ge=1, description="Padded tokens per forward pass (default by device)."
-    )
-    max_pixels: int | None = Field(
-        default=None, ge=1, description="Pixel budget per image (default about 1800 tokens)."
-    )
-    image_roots: list[Path] = Field(
-        default_factory=list,
-        description="Folders (or files) whose images and videos nodes may name, besides those "
-        "our readers wrote to or read from in this process (checked on the real path).",
-    )
-    allow_remote: bool = Field(
-        default=False, description="Fetch image URLs of nodes (guarded, size-limited)."
-    )
-    model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="More Qwen3VLReranker.from_pretrained options."
-    )
 
-    _engine: Any = PrivateAttr(default=None)
+    def __init__(self, *, engine: RerankingEngine | None = None, **kwargs: Any) -> None:
+        """Args are the fields; ``engine`` is an already loaded ``Qwen3VLReranker`` to use.
 
-    def __init__(self, *, engine: Any = None, **kwargs: Any) -> None:
-        """Args are the fields; ``engine`` is an already loaded ``Qwen3VLReranker`` to use."""
+        A given ``engine`` is not pickled: a copy loads ``model`` on first use.
+        """
         super().__init__(**kwargs)
-        self._engine = engine
+        self._given(engine, RerankingEngine)
 
     @classmethod
     def class_name(cls) -> str:
         """The name ``to_dict`` / ``from_dict`` use."""
         return "Qwen3VLRerank"
 
-    @field_serializer("model_kwargs")
-    def _without_secrets(self, value: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in value.items() if k != "token"}
-
-    @field_serializer("image_roots")
-    def _roots_as_text(self, value: list[Path]) -> list[str]:
-        return [str(root) for root in value]  # to_json / from_json round-trip
-
     @property
-    def reranker(self) -> Any:
+    def reranker(self) -> RerankingEngine:
         """The reranking engine (loaded now if needed)."""
-        if self._engine is None:
-            from qwen3_vl_rag.engine.shared import loading_options, shared_reranker
-
-            options = loading_options(self.device, self.dtype, self.max_pixels, self.model_kwargs)
-            self._engine = shared_reranker(self.model, **options)
-        return self._engine
+        return self._shared_reranker()
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -122,8 +99,6 @@ class Qwen3VLRerank(BaseNodePostprocessor):
             raise ValueError("Missing query bundle in extra info.")
         if not nodes:
             return []
-        from qwen3_vl_rag.engine.shared import model_lock
-
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
@@ -139,26 +114,23 @@ class Qwen3VLRerank(BaseNodePostprocessor):
             },
         ) as event:
             query = query_input(query_bundle, allow_remote=self.allow_remote, policy=None)
-            roots = ImageRoots.trusting(self.image_roots)
+            roots = self._roots()
             texts = [fallback_text(n.node) for n in nodes]
             documents = [self._input(i, n, roots, texts[i]) for i, n in enumerate(nodes)]
-            engine = self.reranker
-            with model_lock(engine):
-                scores = score_with_text_fallback(
-                    engine,
-                    query,
-                    documents,
-                    texts,
-                    instruction=self.instruction,
-                    batch_tokens=self.batch_tokens,
-                )
-            order = sorted(range(len(nodes)), key=lambda i: (-scores[i], i))[: self.top_n]
-            ranked = [self._scored(nodes[i], float(scores[i])) for i in order]
-            event.on_end(payload={EventPayload.NODES: ranked})
-        dispatcher.event(ReRankEndEvent(nodes=ranked))
-        return ranked
+            best = ranked(
+                self.reranker,
+                query,
+                documents,
+                texts,
+                instruction=self.instruction,
+                batch_tokens=self.batch_tokens,
+            )
+            kept = [self._scored(nodes[i], score) for i, score in best[: self.top_n]]
+            event.on_end(payload={EventPayload.NODES: kept})
+        dispatcher.event(ReRankEndEvent(nodes=kept))
+        return kept
 
-    def _input(self, index: int, node: NodeWithScore, roots: ImageRoots, text: str) -> Any:
+    def _input(self, index: int, node: NodeWithScore, roots: ImageRoots, text: str) -> InputItem:
         try:
             return rerank_input(
                 node.node,

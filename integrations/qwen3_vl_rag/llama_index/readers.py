@@ -22,22 +22,20 @@ folder as their ``image_roots``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
+from qwen3_vl_rag._adapters import MediaScan
 from qwen3_vl_rag.checked_files import file_sha256
 from qwen3_vl_rag.media.page_images import default_image_dir
 from qwen3_vl_rag.media.references import clip_reference, register_image_root
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import ScanReport
-    from qwen3_vl_rag.media.items import MediaItem
-    from qwen3_vl_rag.media.sniff import MediaKind
 
 __all__ = ["ImageReader", "PDFPageImageReader", "VideoClipReader"]
 
@@ -49,13 +47,15 @@ def _no_text() -> dict[str, Any]:
     return {"text_resource": MediaResource(text="")}
 
 
+AnyDocument = TypeVar("AnyDocument", bound=Document)
+
 #: Keys that only serve bookkeeping: never shown to the LLM.
 BOOKKEEPING = ("image_path", "image_fingerprint", "video_clip", "video_path")
 
 
 def _visual_document(
-    factory: Any, reference_key: str, metadata: dict[str, Any], **fields: Any
-) -> Any:
+    factory: type[AnyDocument], reference_key: str, metadata: dict[str, Any], **fields: Any
+) -> AnyDocument:
     """A document whose embedding text is only ``"<reference_key>: <reference>"``."""
     return factory(
         metadata=metadata,
@@ -79,6 +79,8 @@ class PDFPageImageReader(BaseReader):
         >>> documents = SimpleDirectoryReader(
         ...     "reports/", file_extractor={".pdf": reader}
         ... ).load_data()
+        >>> sorted({(doc.metadata["file_name"], doc.metadata["total_pages"]) for doc in documents})
+        [('annual-report.pdf', 3), ('billing-manual.pdf', 2)]
     """
 
     def __init__(
@@ -92,13 +94,14 @@ class PDFPageImageReader(BaseReader):
         """Configure the reader (nothing is read until :meth:`lazy_load_data`).
 
         Args:
-            image_dir: Where page PNGs are written (default ``~/.cache/qwen3-vl-rag/pages``).
+            image_dir: Where page PNGs are written (default ``~/.cache/qwen3-vl-rag/pages``; made
+                absolute here, as are the PDF paths documents name).
             pages: 0-based pages to read (default: all, up to ``budget.max_pages``).
             password: For encrypted PDFs.
             budget: Pixel and page limits (default ``MediaBudget()``: the embedder's defaults).
         """
         super().__init__()
-        self.image_dir = Path(image_dir) if image_dir is not None else default_image_dir()
+        self.image_dir = Path(image_dir if image_dir is not None else default_image_dir()).resolve()
         self.pages = pages
         self.password = password
         self.budget = budget
@@ -118,7 +121,7 @@ class PDFPageImageReader(BaseReader):
         """
         from qwen3_vl_rag.media.page_images import page_images
 
-        path = Path(file)
+        path = Path(file).resolve()
         register_image_root(self.image_dir)  # our pages' paths may be read back from nodes
         for page in page_images(
             path, self.image_dir, pages=self.pages, password=self.password, budget=self.budget
@@ -140,33 +143,21 @@ class PDFPageImageReader(BaseReader):
             )
 
 
-class ImageReader(BaseReader):
+class ImageReader(MediaScan, BaseReader):
     """One ``ImageDocument`` per image file (screenshots, photos, scans), from a file or folder.
 
     Files are recognised by content (PNG, JPEG, WebP, GIF, BMP, TIFF); in a folder, other files
     are skipped and, with unreadable ones, listed in :attr:`report`. ``image_fingerprint`` is
     the SHA-256 of the file's bytes.
+
+    Example:
+        >>> from pathlib import Path
+        >>> shots = ImageReader().load_data("screenshots/")
+        >>> sorted(doc.metadata["file_name"] for doc in shots)
+        ['billing.png', 'settings.png']
+        >>> Path(shots[0].image_path).is_absolute()
+        True
     """
-
-    def __init__(
-        self,
-        *,
-        recursive: bool = True,
-        include_hidden: bool = False,
-        budget: MediaBudget | None = None,
-    ) -> None:
-        """Configure the reader.
-
-        Args:
-            recursive: Look in subfolders of a folder.
-            include_hidden: Take hidden files (they are reported as skipped otherwise).
-            budget: Pixel and byte limits.
-        """
-        super().__init__()
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
 
     def lazy_load_data(
         self,
@@ -175,7 +166,7 @@ class ImageReader(BaseReader):
         fs: Any = None,
     ) -> Iterable[ImageDocument]:
         """Yield the image (or a folder's images) one at a time."""
-        for item in _scan(self, Path(file), {"image"}, None, None):
+        for item in self._items(file, "image"):
             source = item.source
             metadata = {
                 **(extra_info or {}),
@@ -191,13 +182,18 @@ class ImageReader(BaseReader):
             )
 
 
-class VideoClipReader(BaseReader):
+class VideoClipReader(MediaScan, BaseReader):
     """One document per video clip (or per video), from a file or a folder.
 
     Its text says which clip it is (``"Video clip: talk.mp4, 10-20 s"``) for the LLM; its
     metadata has ``video_path``, ``start_seconds``, ``end_seconds``, ``clip_index``, ``duration``
     and ``video_clip`` (``"talk.mp4#t=10,20"``), which the embedder and the reranker read as
     that clip.
+
+    Example:
+        >>> clips = VideoClipReader(segment_seconds=1).load_data("meeting.mp4")
+        >>> clips[2].text, clips[2].metadata["start_seconds"], clips[2].metadata["end_seconds"]
+        ('Video clip: meeting.mp4, 2-3 s', 2.0, 3.0)
     """
 
     def __init__(
@@ -218,13 +214,9 @@ class VideoClipReader(BaseReader):
             include_hidden: Take hidden files.
             budget: Frame, clip, byte and time limits.
         """
-        super().__init__()
+        super().__init__(recursive=recursive, include_hidden=include_hidden, budget=budget)
         self.segment_seconds = segment_seconds
         self.fps = fps
-        self.recursive = recursive
-        self.include_hidden = include_hidden
-        self.budget = budget
-        self.report: ScanReport | None = None
 
     def lazy_load_data(
         self,
@@ -233,7 +225,7 @@ class VideoClipReader(BaseReader):
         fs: Any = None,
     ) -> Iterable[Document]:
         """Yield the clips one at a time."""
-        for item in _scan(self, Path(file), {"video"}, self.segment_seconds, self.fps):
+        for item in self._items(file, "video", self.segment_seconds, self.fps):
             meta = dict(item.metadata)
             start = float(meta.get("start_seconds", 0.0))
             end = float(meta.get("end_seconds", meta.get("duration", 0.0)))
@@ -249,28 +241,3 @@ class VideoClipReader(BaseReader):
             }
             text = f"Video clip: {Path(item.source).name}, {start:g}-{end:g} s"
             yield _visual_document(Document, "video_clip", metadata, text=text)
-
-
-def _scan(
-    reader: Any,
-    root: Path,
-    kinds: set[MediaKind],
-    segment_seconds: float | None,
-    fps: float | None,
-) -> Iterator[MediaItem]:
-    from qwen3_vl_rag.media.budget import MediaBudget
-    from qwen3_vl_rag.media.folders import stream_items
-    from qwen3_vl_rag.media.loaders import MediaOptions
-
-    options = MediaOptions(
-        budget=reader.budget or MediaBudget(), segment_seconds=segment_seconds, fps=fps
-    )
-    register_image_root(root)  # the user pointed us here: its files may be read back
-    reader.report, items = stream_items(
-        root,
-        options,
-        kinds=kinds,
-        recursive=reader.recursive,
-        include_hidden=reader.include_hidden,
-    )
-    return items

@@ -23,12 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from qwen3_vl_rag.engine.prompts import DEFAULT_DOCUMENT_INSTRUCTION, DEFAULT_QUERY_INSTRUCTION
 from qwen3_vl_rag.inputs import MultimodalInput, Video
 
 __all__ = ["FakeCall", "FakeEmbedder", "FakeReranker", "describe"]
-
-DEFAULT_QUERY_INSTRUCTION = "Retrieve images or text relevant to the user's query."
-DEFAULT_DOCUMENT_INSTRUCTION = "Represent the user's input."
 
 
 def describe(item: Any) -> str:
