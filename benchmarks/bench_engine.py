@@ -122,7 +122,7 @@ def make_workload(root: Path, scale: int = 1) -> dict[str, Any]:
 
 
 def _model_inputs(backbone: Any, sequences: Sequence[Any]) -> dict[str, Any]:
-    from qwen3_vl_rag.engine.collate import PixelLoader, collate
+    from qwen3_vl_rag.engine._collate import PixelLoader, collate
 
     encoder, loaded = backbone.encoder, backbone.loaded
     loader = PixelLoader(loaded.vision, sequences, workers=0)
@@ -148,7 +148,7 @@ def naive_embed(embedder: Any, items: Sequence[Any], batch_size: int = 8) -> np.
     import torch
     import torch.nn.functional as F
 
-    from qwen3_vl_rag.engine.encoding import plan_items
+    from qwen3_vl_rag.engine._encoding import plan_items
 
     backbone = embedder.backbone
     out = []
@@ -170,7 +170,7 @@ def per_pair_scores(reranker: Any, query: Any, documents: Sequence[Any]) -> list
     """The official reranker loop: every pair prepared and run on its own."""
     import torch
 
-    from qwen3_vl_rag.engine.encoding import plan_items
+    from qwen3_vl_rag.engine._encoding import plan_items
 
     backbone = reranker.backbone
     head = reranker.score_head.float().cpu()

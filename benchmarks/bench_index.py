@@ -122,7 +122,7 @@ def time_pixels(stages: Stages) -> None:
     """Sum the time the engine's decoding threads spend producing pixels (pages rendered here)."""
     import importlib
 
-    collate = importlib.import_module("qwen3_vl_rag.engine.collate")
+    collate = importlib.import_module("qwen3_vl_rag.engine._collate")
     stages.within(collate, "load_image_pixels", RENDER)
     stages.within(collate, "load_video_pixels", RENDER)
 
@@ -258,9 +258,9 @@ def child_query(args: argparse.Namespace) -> dict[str, Any]:
     import importlib
 
     from qwen3_vl_rag.index import MultimodalIndex
-    from qwen3_vl_rag.index.reopen import Reopener
+    from qwen3_vl_rag.index._reopen import Reopener
 
-    search_module = importlib.import_module("qwen3_vl_rag.index.search")
+    search_module = importlib.import_module("qwen3_vl_rag.index._search")
 
     embedder, reranker = load_models(args, reranker=True)
     warm_up(embedder, args.corpus)

@@ -207,7 +207,7 @@ def clip_frames(path: Path, segment_seconds: float, *, from_start: bool) -> int:
     import av
 
     from qwen3_vl_rag import video_frames as media_video
-    from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
+    from qwen3_vl_rag.engine._vision import VisionSettings, plan_video
     from qwen3_vl_rag.media import load_video
 
     media_video._TIMELINES.clear()  # each run pays for reading the file's timeline once

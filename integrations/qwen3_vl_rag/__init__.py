@@ -49,18 +49,18 @@ from qwen3_vl_rag.inputs import (
 )
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-    from qwen3_vl_rag.engine.loading import PretrainedOptions
-    from qwen3_vl_rag.engine.quantize import (
+    from qwen3_vl_rag.engine import (
         Precision,
+        PretrainedOptions,
         QuantizationCalibration,
+        Qwen3VLEmbedder,
+        Qwen3VLReranker,
+        RerankResult,
+        VisionSettings,
         quantize_embeddings,
         truncate_embeddings,
     )
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker, RerankResult
-    from qwen3_vl_rag.engine.vision import VisionSettings
-    from qwen3_vl_rag.index.multimodal import MultimodalIndex
-    from qwen3_vl_rag.index.results import SearchResult
+    from qwen3_vl_rag.index import MultimodalIndex, SearchResult
 
 # A library prints nothing through logging's last-resort handler: an application that configures
 # logging sees the package's warnings, one that does not sees nothing (reports say it all).
@@ -72,17 +72,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 _LAZY = {
-    "Qwen3VLEmbedder": "qwen3_vl_rag.engine.embedder",
-    "Qwen3VLReranker": "qwen3_vl_rag.engine.reranker",
-    "RerankResult": "qwen3_vl_rag.engine.reranker",
-    "PretrainedOptions": "qwen3_vl_rag.engine.loading",
-    "Precision": "qwen3_vl_rag.engine.quantize",
-    "QuantizationCalibration": "qwen3_vl_rag.engine.quantize",
-    "quantize_embeddings": "qwen3_vl_rag.engine.quantize",
-    "truncate_embeddings": "qwen3_vl_rag.engine.quantize",
-    "VisionSettings": "qwen3_vl_rag.engine.vision",
-    "MultimodalIndex": "qwen3_vl_rag.index.multimodal",
-    "SearchResult": "qwen3_vl_rag.index.results",
+    "Qwen3VLEmbedder": "qwen3_vl_rag.engine",
+    "Qwen3VLReranker": "qwen3_vl_rag.engine",
+    "RerankResult": "qwen3_vl_rag.engine",
+    "PretrainedOptions": "qwen3_vl_rag.engine",
+    "Precision": "qwen3_vl_rag.engine",
+    "QuantizationCalibration": "qwen3_vl_rag.engine",
+    "quantize_embeddings": "qwen3_vl_rag.engine",
+    "truncate_embeddings": "qwen3_vl_rag.engine",
+    "VisionSettings": "qwen3_vl_rag.engine",
+    "MultimodalIndex": "qwen3_vl_rag.index",
+    "SearchResult": "qwen3_vl_rag.index",
 }
 
 __all__ = [

@@ -162,7 +162,7 @@ class EngineSettings(BaseModel):
         return ImageRoots.trusting(self.image_roots)
 
     def _load_options(self) -> dict[str, Any]:
-        from qwen3_vl_rag.engine.shared import loading_options
+        from qwen3_vl_rag.engine import loading_options
 
         extra = {
             k: v.get_secret_value() if isinstance(v, SecretStr) else v
@@ -176,18 +176,22 @@ class EngineSettings(BaseModel):
     def _shared_embedder(self) -> EmbeddingEngine:
         """The engine given, or the process's model for these settings (loaded now if needed)."""
         if self._engine.loaded is None:
-            from qwen3_vl_rag.engine import shared
+            from qwen3_vl_rag import engine as eng
 
-            self._engine.loaded = shared.shared_embedder(self._checkpoint(), **self._load_options())
+            self._engine.loaded = eng.shared_embedder(
+                self._checkpoint(), **self._load_options()
+            )
         engine: EmbeddingEngine = self._engine.loaded
         return engine
 
     def _shared_reranker(self) -> RerankingEngine:
         """The engine given, or the process's model for these settings (loaded now if needed)."""
         if self._engine.loaded is None:
-            from qwen3_vl_rag.engine import shared
+            from qwen3_vl_rag import engine as eng
 
-            self._engine.loaded = shared.shared_reranker(self._checkpoint(), **self._load_options())
+            self._engine.loaded = eng.shared_reranker(
+                self._checkpoint(), **self._load_options()
+            )
         engine: RerankingEngine = self._engine.loaded
         return engine
 
@@ -213,7 +217,7 @@ def ranked(
     One locked call into the engine; a document whose visual fails there is scored on
     ``texts[index]`` instead, with a warning.
     """
-    from qwen3_vl_rag.engine.shared import model_lock
+    from qwen3_vl_rag.engine import model_lock
 
     with model_lock(engine):
         scores = score_with_text_fallback(

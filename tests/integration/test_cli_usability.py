@@ -21,10 +21,10 @@ from qwen3_vl_rag.cli.gallery import write_gallery
 from qwen3_vl_rag.cli.main import main
 from qwen3_vl_rag.demo import main as demo
 from qwen3_vl_rag.demo import make_corpus
-from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
+from qwen3_vl_rag.engine._reranker import Qwen3VLReranker
 from qwen3_vl_rag.index import MultimodalIndex
-from qwen3_vl_rag.index.results import SearchResult
+from qwen3_vl_rag.index._results import SearchResult
 from qwen3_vl_rag.testing import RANDOM_WEIGHTS_MARKER, is_random_test_checkpoint
 
 # What no line of human output or HTML text may carry (C0 but newline, DEL, C1).

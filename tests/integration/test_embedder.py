@@ -26,7 +26,7 @@ from qwen3_vl_rag import (
     VideoDecodeError,
 )
 from qwen3_vl_rag import video_frames as media_video
-from qwen3_vl_rag.engine import vision
+from qwen3_vl_rag.engine import _vision as vision
 from tests.conftest import write_mp4
 
 TOL = 1e-5
@@ -250,7 +250,7 @@ def test_long_text_is_cut_from_its_end_keeping_the_pooled_suffix(
     short = Qwen3VLEmbedder(embedder.backbone, max_length=limit)
     text = "revenue" + " revenue" * 300
     assert short.count_tokens([text]) == [limit]
-    from qwen3_vl_rag.engine.encoding import plan_items
+    from qwen3_vl_rag.engine._encoding import plan_items
 
     (plan,) = plan_items([text], embedder.backbone.loaded.vision)
     (sequence,) = encoder.encode_embeddings([plan], [short.document_instruction], limit)
@@ -426,7 +426,7 @@ def test_special_token_strings_in_text_are_plain_text(
     embedder: Qwen3VLEmbedder, marker: str
 ) -> None:
     """A document about tokenizers can neither rewrite the prompt nor break the vision count."""
-    from qwen3_vl_rag.engine.encoding import plan_items
+    from qwen3_vl_rag.engine._encoding import plan_items
 
     text = f"The token {marker} marks the image."
     (plan,) = plan_items(
@@ -460,7 +460,7 @@ def test_special_token_strings_in_long_text_still_truncate_the_text(
     text = "<|im_end|> " + "revenue " * 200
     assert short.count_tokens([text]) == [48]
     suffix = embedder.backbone.encoder.suffix_ids()
-    from qwen3_vl_rag.engine.encoding import plan_items
+    from qwen3_vl_rag.engine._encoding import plan_items
 
     (plan,) = plan_items([text], embedder.backbone.loaded.vision)
     (sequence,) = embedder.backbone.encoder.encode_embeddings([plan], ["Represent."], 48)

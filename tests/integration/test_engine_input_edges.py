@@ -17,8 +17,8 @@ from qwen3_vl_rag import (
     Video,
     VideoDecodeError,
 )
-from qwen3_vl_rag.engine.encoding import plan_items
-from qwen3_vl_rag.engine.shared import embed_in_chunks
+from qwen3_vl_rag.engine._encoding import plan_items
+from qwen3_vl_rag.engine._shared import embed_in_chunks
 
 MAX_LENGTH = 128
 LONG_QUERY = "which quarter had the highest revenue growth " * 40  # ~280 tokens

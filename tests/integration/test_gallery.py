@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from qwen3_vl_rag.cli.gallery import write_gallery
-from qwen3_vl_rag.index.results import SearchResult
+from qwen3_vl_rag.index._results import SearchResult
 
 CSP = (
     '<meta http-equiv="Content-Security-Policy" '

@@ -27,9 +27,9 @@ from qwen3_vl_rag import Qwen3VLEmbedder, Qwen3VLReranker
 from qwen3_vl_rag.cli.main import main
 from qwen3_vl_rag.errors import IndexCorruptedError, IndexMismatchError
 from qwen3_vl_rag.index import MultimodalIndex
-from qwen3_vl_rag.index.ids import item_id, signature_hash
-from qwen3_vl_rag.index.manifest import ItemRow, Manifest
-from qwen3_vl_rag.index.store import VectorStore
+from qwen3_vl_rag.index._ids import item_id, signature_hash
+from qwen3_vl_rag.index._manifest import ItemRow, Manifest
+from qwen3_vl_rag.index._store import VectorStore
 
 MANIFEST = "manifest.sqlite3"
 DIMENSION = 8
@@ -157,7 +157,7 @@ def built(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 KILLED_REBUILD = """
 import sys, time
 from qwen3_vl_rag.index import MultimodalIndex
-from qwen3_vl_rag.index.store import VectorStore
+from qwen3_vl_rag.index._store import VectorStore
 
 def stalled(self, *args, **kwargs):
     print("writing", flush=True)  # the store was just emptied: the parent kills us now
@@ -340,7 +340,7 @@ def png(path: Path, colour: tuple[int, int, int]) -> Path:
 def test_a_latin1_name_and_its_escaped_lookalike_stay_two_files(
     tmp_path: Path, embedder: Qwen3VLEmbedder, reranker: Qwen3VLReranker
 ) -> None:
-    from qwen3_vl_rag.index.paths import key_path
+    from qwen3_vl_rag.index._paths import key_path
 
     folder = tmp_path / "corpus"
     folder.mkdir()

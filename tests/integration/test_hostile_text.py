@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from qwen3_vl_rag import InputTooLongError, MultimodalInput, Qwen3VLEmbedder, Qwen3VLReranker
-from qwen3_vl_rag.engine.encoding import EncodedSequence, SequenceEncoder, plan_items
-from qwen3_vl_rag.engine.text_budget import RUN_MARGIN, TextBudget
+from qwen3_vl_rag.engine._encoding import EncodedSequence, SequenceEncoder, plan_items
+from qwen3_vl_rag.engine._text_budget import RUN_MARGIN, TextBudget
 from tests.bounded import run_bounded
 
 KEEP = 64

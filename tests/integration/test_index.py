@@ -34,8 +34,8 @@ from qwen3_vl_rag.errors import (
     IndexMismatchError,
 )
 from qwen3_vl_rag.index import IndexReport, MultimodalIndex, PruneReport
-from qwen3_vl_rag.index.ids import item_id
-from qwen3_vl_rag.index.store import check_vectors, clean_metadata
+from qwen3_vl_rag.index._ids import item_id
+from qwen3_vl_rag.index._store import check_vectors, clean_metadata
 from tests.conftest import write_mp4
 
 HEX32 = re.compile(r"[0-9a-f]{32}")

@@ -16,9 +16,9 @@ from qwen3_vl_rag import Qwen3VLEmbedder
 from qwen3_vl_rag.cli.main import main
 from qwen3_vl_rag.errors import IndexMismatchError, ModelLoadError
 from qwen3_vl_rag.index import MultimodalIndex
-from qwen3_vl_rag.index.ids import signature_hash
-from qwen3_vl_rag.index.manifest import Manifest
-from qwen3_vl_rag.index.signature import FINGERPRINT
+from qwen3_vl_rag.index._ids import signature_hash
+from qwen3_vl_rag.index._manifest import Manifest
+from qwen3_vl_rag.index._signature import FINGERPRINT
 from qwen3_vl_rag.testing import build_tiny_checkpoint
 
 

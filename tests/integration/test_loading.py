@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from qwen3_vl_rag import ConfigurationError, ModelLoadError, Qwen3VLEmbedder, Qwen3VLReranker
-from qwen3_vl_rag.engine.loading import resolve_attention, resolve_device, resolve_dtype
+from qwen3_vl_rag.engine._loading import resolve_attention, resolve_device, resolve_dtype
 
 
 def test_auto_device_and_dtype_on_a_cpu_machine() -> None:

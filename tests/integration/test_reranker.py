@@ -18,8 +18,8 @@ from qwen3_vl_rag import (
     RerankResult,
     Video,
 )
-from qwen3_vl_rag.engine import collate as collate_module
-from qwen3_vl_rag.engine.encoding import plan_items
+from qwen3_vl_rag.engine import _collate as collate_module
+from qwen3_vl_rag.engine._encoding import plan_items
 from qwen3_vl_rag.testing import build_tiny_checkpoint
 from tests.conftest import write_mp4
 

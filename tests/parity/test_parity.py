@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from qwen3_vl_rag import MultimodalInput, Qwen3VLEmbedder, Qwen3VLReranker, Video
-from qwen3_vl_rag.engine import prompts
-from qwen3_vl_rag.engine.encoding import plan_items
-from qwen3_vl_rag.engine.vision import load_image_pixels, load_video_pixels, patchify
+from qwen3_vl_rag.engine import _prompts as prompts
+from qwen3_vl_rag.engine._encoding import plan_items
+from qwen3_vl_rag.engine._vision import load_image_pixels, load_video_pixels, patchify
 from qwen3_vl_rag.testing import checkpoint_fingerprint
 
 HERE = Path(__file__).parent

@@ -45,7 +45,7 @@ TOKEN = "hf_a1b2c3d4e5f6secret"
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, dict[str, Any]]]:
     """Every load the adapters ask for: (loader, checkpoint, options); fakes are returned."""
-    from qwen3_vl_rag.engine import shared
+    from qwen3_vl_rag import engine as shared
 
     seen: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -162,8 +162,8 @@ def test_a_token_set_after_construction_is_hidden_too(
 
 
 def test_the_fakes_and_the_engines_implement_the_protocols() -> None:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine._reranker import Qwen3VLReranker
     from qwen3_vl_rag.protocols import EmbeddingEngine, RerankingEngine
 
     assert isinstance(FakeEmbedder(), EmbeddingEngine)
@@ -227,7 +227,7 @@ def test_the_default_models_are_defined_once() -> None:
 
 
 def test_the_fakes_use_the_engines_default_instructions() -> None:
-    from qwen3_vl_rag.engine import prompts
+    from qwen3_vl_rag.engine import _prompts as prompts
 
     fake = FakeEmbedder()
     assert fake.query_instruction is prompts.DEFAULT_QUERY_INSTRUCTION

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from qwen3_vl_rag.engine.batching import is_out_of_memory, plan_batches
+from qwen3_vl_rag.engine._batching import is_out_of_memory, plan_batches
 
 
 def test_docstring_example() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from qwen3_vl_rag.engine.shared import embed_in_chunks
+from qwen3_vl_rag.engine._shared import embed_in_chunks
 from qwen3_vl_rag.errors import (
     ImageDecodeError,
     InputError,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qwen3_vl_rag.checked_files import display_path
-from qwen3_vl_rag.index.paths import key_path, path_key
+from qwen3_vl_rag.index._paths import key_path, path_key
 
 NAMES = [
     b"/data/plain.png",
@@ -47,7 +47,7 @@ def test_a_readable_name_is_its_own_key() -> None:
 
 def test_the_gallery_links_to_the_exact_file() -> None:
     from qwen3_vl_rag.cli.gallery import _link
-    from qwen3_vl_rag.index.results import SearchResult
+    from qwen3_vl_rag.index._results import SearchResult
 
     def link(raw: bytes) -> str | None:
         result = SearchResult(

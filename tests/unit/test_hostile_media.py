@@ -368,7 +368,7 @@ def test_a_one_pixel_wide_strip_is_refused_from_its_header(tmp_path: Path) -> No
 ENGINE_QUERY_IMAGE = """
 import json
 from pathlib import Path
-from qwen3_vl_rag.engine.vision import VisionSettings, decode_image, plan_image
+from qwen3_vl_rag.engine._vision import VisionSettings, decode_image, plan_image
 path = Path({path!r})
 found = []
 for call in (lambda: plan_image(path, VisionSettings()), lambda: decode_image(path),
@@ -398,7 +398,7 @@ def test_the_engine_refuses_an_image_over_the_pixel_budget_before_decoding(
 
 
 def test_the_engine_takes_a_normal_image_file_and_refuses_a_fifo(tmp_path: Path) -> None:
-    from qwen3_vl_rag.engine.vision import VisionSettings, decode_image, plan_image
+    from qwen3_vl_rag.engine._vision import VisionSettings, decode_image, plan_image
 
     path = tmp_path / "ok.png"
     Image.new("RGB", (64, 48), (1, 2, 3)).save(path)
@@ -415,7 +415,7 @@ def test_the_engine_reads_only_the_formats_media_load_reads(tmp_path: Path, form
     import base64
     import io
 
-    from qwen3_vl_rag.engine.vision import VisionSettings, plan_image
+    from qwen3_vl_rag.engine._vision import VisionSettings, plan_image
 
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), (9, 9, 9)).save(buffer, format="TGA")  # Pillow reads TGA

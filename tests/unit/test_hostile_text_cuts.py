@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from qwen3_vl_rag import ImageDecodeError, InputTooLargeError, MultimodalInput
-from qwen3_vl_rag.engine import vision
-from qwen3_vl_rag.engine.encoding import plan_items
-from qwen3_vl_rag.engine.text_budget import (
+from qwen3_vl_rag.engine import _vision as vision
+from qwen3_vl_rag.engine._encoding import plan_items
+from qwen3_vl_rag.engine._text_budget import (
     QWEN_SPLIT_PATTERN,
     RUN_MARGIN,
     TextBudget,

@@ -69,7 +69,7 @@ def test_the_index_modules_import_one_another_without_a_cycle() -> None:
 def test_ingest_and_search_take_what_they_use_not_the_whole_index() -> None:
     graph = index_graph()
     for part in ("ingest", "search", "reopen", "recovery"):
-        assert "qwen3_vl_rag.index.multimodal" not in graph[f"qwen3_vl_rag.index.{part}"], part
+        assert "qwen3_vl_rag.index._multimodal" not in graph[f"qwen3_vl_rag.index._{part}"], part
 
 
 def test_the_model_fingerprint_is_a_leaf_of_the_standard_library() -> None:
@@ -92,6 +92,6 @@ def test_the_command_line_reads_and_writes_an_index_through_its_methods() -> Non
             if name.startswith("qwen3_vl_rag.index.")
             and name
             not in {"qwen3_vl_rag.index.MultimodalIndex", "qwen3_vl_rag.index.SearchResult"}
-            and not name.startswith("qwen3_vl_rag.index.results")
+            and not name.startswith("qwen3_vl_rag.index._results")
         }
         assert not internal, f"{path.name} imports index internals: {sorted(internal)}"

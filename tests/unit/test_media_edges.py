@@ -17,7 +17,7 @@ from PIL import Image
 import qwen3_vl_rag.media as media
 from qwen3_vl_rag import ImageDecodeError, UnsupportedInputError
 from qwen3_vl_rag.checked_files import file_sha256, open_checked
-from qwen3_vl_rag.engine.vision import decode_image, open_image
+from qwen3_vl_rag.engine._vision import decode_image, open_image
 from qwen3_vl_rag.index import FileOutcome
 from qwen3_vl_rag.media import MediaOptions, load_image, load_pdf, scan_folder
 from qwen3_vl_rag.media.folders import FileReport, stream_items

@@ -150,7 +150,7 @@ def test_clips_decode_from_the_nearest_keyframe_with_the_same_frames(
         np.testing.assert_array_equal(read_frames(video, case), frames)
     # the frames the engine plans for each clip of the video, too
     monkeypatch.undo()
-    from qwen3_vl_rag.engine.vision import VisionSettings, plan_video
+    from qwen3_vl_rag.engine._vision import VisionSettings, plan_video
 
     clips = list(load_video(video, segment_seconds=3))
     assert len(clips) >= 3

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qwen3_vl_rag.engine.encoding import EncodedSequence
-from qwen3_vl_rag.engine.prefix import shared_parts, shared_prefix_length
-from qwen3_vl_rag.engine.vision import ImagePlan
+from qwen3_vl_rag.engine._encoding import EncodedSequence
+from qwen3_vl_rag.engine._prefix import shared_parts, shared_prefix_length
+from qwen3_vl_rag.engine._vision import ImagePlan
 
 START, END, PAD = 90, 91, 92
 

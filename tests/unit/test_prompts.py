@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from qwen3_vl_rag import MultimodalInput, Video
-from qwen3_vl_rag.engine import prompts
-from qwen3_vl_rag.engine.encoding import plan_items
-from qwen3_vl_rag.engine.vision import VisionSettings
+from qwen3_vl_rag.engine import _prompts as prompts
+from qwen3_vl_rag.engine._encoding import plan_items
+from qwen3_vl_rag.engine._vision import VisionSettings
 
 IMG = "<|vision_start|><|image_pad|><|vision_end|>"
 VID = "<|vision_start|><|video_pad|><|vision_end|>"

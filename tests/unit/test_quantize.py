@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qwen3_vl_rag import ConfigurationError, QuantizationCalibration, quantize_embeddings
-from qwen3_vl_rag.engine.quantize import truncate_embeddings
+from qwen3_vl_rag.engine._quantize import truncate_embeddings
 
 
 @pytest.fixture

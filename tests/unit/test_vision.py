@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from qwen3_vl_rag import ImageDecodeError, UnsupportedInputError, Video, VideoDecodeError
-from qwen3_vl_rag.engine.vision import (
+from qwen3_vl_rag.engine._vision import (
     VisionSettings,
     load_image_pixels,
     load_video_pixels,

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from qwen3_vl_rag.cli.terminal import printable, readable
-from qwen3_vl_rag.index.results import SearchResult
+from qwen3_vl_rag.index import SearchResult
 from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
 
 __all__ = ["write_gallery"]

@@ -40,7 +40,7 @@ from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL as DEFAULT_RERANKER
 from qwen3_vl_rag.errors import Qwen3VLRagError
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine import Qwen3VLReranker
 
 __all__ = ["main"]
 
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder
     from qwen3_vl_rag.index import MultimodalIndex
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -210,7 +210,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder
     from qwen3_vl_rag.index import MultimodalIndex
 
     if not args.query and args.image is None:
@@ -300,7 +300,7 @@ def _recover(args: argparse.Namespace) -> int:
 
     embedder = None
     if args.model:
-        from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+        from qwen3_vl_rag.engine import Qwen3VLEmbedder
 
         embedder = Qwen3VLEmbedder.from_pretrained(args.model, device=args.device)
     recovered = MultimodalIndex.recover(

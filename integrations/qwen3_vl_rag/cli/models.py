@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine import Qwen3VLReranker
     from qwen3_vl_rag.inputs import InputItem
 
 __all__ = ["RerankerOnDemand", "random_weights_note"]
@@ -39,7 +39,7 @@ class RerankerOnDemand:
     def load(self) -> Qwen3VLReranker:
         """The reranker, loaded on the first call."""
         if self._loaded is None:
-            from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+            from qwen3_vl_rag.engine import Qwen3VLReranker
 
             self._loaded = Qwen3VLReranker.from_pretrained(self.model, device=self.device)
         return self._loaded

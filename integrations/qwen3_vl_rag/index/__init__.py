@@ -16,14 +16,14 @@ Example:
 
 from __future__ import annotations
 
-from qwen3_vl_rag.index.ingest import FileOutcome, IndexReport
-from qwen3_vl_rag.index.multimodal import (
+from qwen3_vl_rag.index._ingest import FileOutcome, IndexReport
+from qwen3_vl_rag.index._multimodal import (
     DEFAULT_INDEX_DIR,
     IndexStatus,
     MultimodalIndex,
     PruneReport,
 )
-from qwen3_vl_rag.index.results import SearchResult
+from qwen3_vl_rag.index._results import SearchResult
 
 __all__ = [
     "DEFAULT_INDEX_DIR",

@@ -157,7 +157,7 @@ class Qwen3VLEmbeddings(EngineSettings, Embeddings):
     def _embed(self, inputs: Sequence[InputItem], *, query: bool) -> list[list[float]]:
         if not inputs:
             return []
-        from qwen3_vl_rag.engine.shared import embed_in_chunks
+        from qwen3_vl_rag.engine import embed_in_chunks
 
         return embed_in_chunks(
             self.embedder,

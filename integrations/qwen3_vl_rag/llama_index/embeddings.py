@@ -198,7 +198,7 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
     ) -> list[list[float]]:
         if not inputs:
             return []
-        from qwen3_vl_rag.engine.shared import embed_in_chunks
+        from qwen3_vl_rag.engine import embed_in_chunks
 
         return embed_in_chunks(
             self.embedder,

@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from qwen3_vl_rag.engine.prompts import DEFAULT_DOCUMENT_INSTRUCTION, DEFAULT_QUERY_INSTRUCTION
+from qwen3_vl_rag.engine._prompts import (  # constants only: no torch
+    DEFAULT_DOCUMENT_INSTRUCTION,
+    DEFAULT_QUERY_INSTRUCTION,
+)
 from qwen3_vl_rag.inputs import MultimodalInput, Video
 
 __all__ = ["FakeCall", "FakeEmbedder", "FakeReranker", "describe"]

@@ -6,10 +6,10 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from qwen3_vl_rag.engine import prompts
-from qwen3_vl_rag.engine.backbone import Backbone
-from qwen3_vl_rag.engine.encoding import ItemPlan, plan_items
-from qwen3_vl_rag.engine.loading import PretrainedOptions, check_options, load_score_head
+from qwen3_vl_rag.engine import _prompts as prompts
+from qwen3_vl_rag.engine._backbone import Backbone
+from qwen3_vl_rag.engine._encoding import ItemPlan, plan_items
+from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options, load_score_head
 from qwen3_vl_rag.errors import ConfigurationError, InputError
 from qwen3_vl_rag.inputs import InputItem
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from typing_extensions import Unpack
 
-    from qwen3_vl_rag.engine.vision import VisionSettings
+    from qwen3_vl_rag.engine._vision import VisionSettings
 
 __all__ = ["Qwen3VLReranker", "RerankResult"]
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from qwen3_vl_rag.errors import ModelLoadError
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder
 
 __all__ = [
     "FINGERPRINT",

@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMismatchError
-from qwen3_vl_rag.index.faults import storage_fault
-from qwen3_vl_rag.index.ids import signature_hash
-from qwen3_vl_rag.index.ingest import IndexReport, IngestTarget, ingest
-from qwen3_vl_rag.index.lock import IndexLock
-from qwen3_vl_rag.index.manifest import MANIFEST_NAME, REBUILDING, SCHEMA_VERSION, Manifest
-from qwen3_vl_rag.index.paths import key_path
-from qwen3_vl_rag.index.recovery import recover_manifest
-from qwen3_vl_rag.index.results import SearchResult
-from qwen3_vl_rag.index.search import SearchSource, search
-from qwen3_vl_rag.index.signature import (
+from qwen3_vl_rag.index._faults import storage_fault
+from qwen3_vl_rag.index._ids import signature_hash
+from qwen3_vl_rag.index._ingest import IndexReport, IngestTarget, ingest
+from qwen3_vl_rag.index._lock import IndexLock
+from qwen3_vl_rag.index._manifest import MANIFEST_NAME, REBUILDING, SCHEMA_VERSION, Manifest
+from qwen3_vl_rag.index._paths import key_path
+from qwen3_vl_rag.index._recovery import recover_manifest
+from qwen3_vl_rag.index._results import SearchResult
+from qwen3_vl_rag.index._search import SearchSource, search
+from qwen3_vl_rag.index._signature import (
     FINGERPRINT,
     could_be_hub_id,
     differences,
@@ -42,15 +42,14 @@ from qwen3_vl_rag.index.signature import (
     mismatch_details,
     recorded_name,
 )
-from qwen3_vl_rag.index.store import STORE_DIR, VectorStore, check_vectors
+from qwen3_vl_rag.index._store import STORE_DIR, VectorStore, check_vectors
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder, Qwen3VLReranker
     from qwen3_vl_rag.media.isolation import WorkerPool
 
 __all__ = ["IndexStatus", "MultimodalIndex", "PruneReport", "embedding_signature"]

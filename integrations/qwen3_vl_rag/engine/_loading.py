@@ -5,7 +5,7 @@
 * Attention is FlashAttention-2 when the ``flash_attn`` package is installed and the model runs in
   half precision on CUDA, else PyTorch SDPA.
 * A Hub id is located before anything loads, without transformers' retries (see
-  :mod:`~qwen3_vl_rag.engine.hub`).
+  :mod:`~qwen3_vl_rag.engine._hub`).
 * Weights load with transformers' Qwen3-VL classes, ``use_safetensors=True`` and never
   ``trust_remote_code``. The reranker's score head is two rows of the LM head read directly from
   the safetensors files, so the 151k-row vocabulary projection is never materialised.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from qwen3_vl_rag.engine.hub import HubOptions, locate
-from qwen3_vl_rag.engine.vision import VisionSettings
+from qwen3_vl_rag.engine._hub import HubOptions, locate
+from qwen3_vl_rag.engine._vision import VisionSettings
 from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
 from qwen3_vl_rag.model_identity import CheckpointLocation
 

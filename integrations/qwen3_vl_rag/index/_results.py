@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwen3_vl_rag.index.paths import key_path
+from qwen3_vl_rag.index._paths import key_path
 from qwen3_vl_rag.media.items import MetadataValue
 
 __all__ = ["SearchResult"]

@@ -2,7 +2,7 @@
 
 To rerank, each recalled item is read again from its source file (a page rendered again, a clip
 cut again), since the reranker reads the pixels, not the vectors. Files are reopened only while
-they are still what was indexed (see :mod:`qwen3_vl_rag.index.reopen`): inside the indexed
+they are still what was indexed (see :mod:`qwen3_vl_rag.index._reopen`): inside the indexed
 folders, regular files, with the recorded content hash; and they are decoded in worker processes
 under the index's time and memory limits. An item whose file fails that check is *stale*: it is
 not read, keeps its vector score, goes after the reranked items (ordered by vector score, as
@@ -26,18 +26,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qwen3_vl_rag.errors import ConfigurationError, InputError
-from qwen3_vl_rag.index.manifest import Manifest
-from qwen3_vl_rag.index.reopen import Reopener, StaleSourceError
-from qwen3_vl_rag.index.results import SearchResult
-from qwen3_vl_rag.index.store import Hit, VectorStore
+from qwen3_vl_rag.index._manifest import Manifest
+from qwen3_vl_rag.index._reopen import Reopener, StaleSourceError
+from qwen3_vl_rag.index._results import SearchResult
+from qwen3_vl_rag.index._store import Hit, VectorStore
 from qwen3_vl_rag.inputs import MultimodalInput
 from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder, Qwen3VLReranker
     from qwen3_vl_rag.media.isolation import WorkerPool
 
 __all__ = ["SearchSource", "search"]

@@ -21,17 +21,17 @@ import numpy as np
 
 from qwen3_vl_rag.checked_files import display_path
 from qwen3_vl_rag.errors import InputError
-from qwen3_vl_rag.index.ids import item_id, item_locator
-from qwen3_vl_rag.index.manifest import ItemRow, Manifest
-from qwen3_vl_rag.index.paths import path_key
-from qwen3_vl_rag.index.reopen import record_roots
-from qwen3_vl_rag.index.store import VectorStore, check_vectors
+from qwen3_vl_rag.index._ids import item_id, item_locator
+from qwen3_vl_rag.index._manifest import ItemRow, Manifest
+from qwen3_vl_rag.index._paths import path_key
+from qwen3_vl_rag.index._reopen import record_roots
+from qwen3_vl_rag.index._store import VectorStore, check_vectors
 from qwen3_vl_rag.media.folders import FileReport, FolderScan
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import MediaOptions
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder
 
 __all__ = ["FileOutcome", "IndexReport", "IngestTarget", "ingest"]
 

@@ -7,7 +7,7 @@ retried down to a single item, and later batches are kept at the size that fitte
 
 When the sequences start with a long common prefix (the judge prompt and query of a rerank call,
 the system prompt of many short texts), the prefix is run once and its key/value cache reused:
-see :mod:`qwen3_vl_rag.engine.prefix`.
+see :mod:`qwen3_vl_rag.engine._prefix`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qwen3_vl_rag.engine.batching import is_out_of_memory, plan_batches
-from qwen3_vl_rag.engine.collate import ModelBatch, PixelLoader, collate
-from qwen3_vl_rag.engine.encoding import EncodedSequence, SequenceEncoder
-from qwen3_vl_rag.engine.loading import LoadedModel, PretrainedOptions, load_model
-from qwen3_vl_rag.engine.prefix import shared_prefix_length, vision_blocks
+from qwen3_vl_rag.engine._batching import is_out_of_memory, plan_batches
+from qwen3_vl_rag.engine._collate import ModelBatch, PixelLoader, collate
+from qwen3_vl_rag.engine._encoding import EncodedSequence, SequenceEncoder
+from qwen3_vl_rag.engine._loading import LoadedModel, PretrainedOptions, load_model
+from qwen3_vl_rag.engine._prefix import shared_prefix_length, vision_blocks
 from qwen3_vl_rag.errors import ConfigurationError, ResourceExhaustedError
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from qwen3_vl_rag.errors import (
     IndexStorageError,
     MissingDependencyError,
 )
-from qwen3_vl_rag.index.faults import disk_fault
+from qwen3_vl_rag.index._faults import disk_fault
 
 __all__ = ["Hit", "StoredItem", "VectorStore", "check_vectors", "clean_metadata"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from qwen3_vl_rag.errors import IndexLockedError, IndexStorageError
-from qwen3_vl_rag.index.faults import disk_fault
+from qwen3_vl_rag.index._faults import disk_fault
 
 __all__ = ["IndexLock"]
 

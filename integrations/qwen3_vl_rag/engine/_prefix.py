@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qwen3_vl_rag.engine.encoding import EncodedSequence, VisionPart
-from qwen3_vl_rag.engine.vision import ImagePlan
+from qwen3_vl_rag.engine._encoding import EncodedSequence, VisionPart
+from qwen3_vl_rag.engine._vision import ImagePlan
 
 __all__ = ["shared_parts", "shared_prefix_length", "vision_blocks"]
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qwen3_vl_rag.engine import prompts
-from qwen3_vl_rag.engine.backbone import Backbone
-from qwen3_vl_rag.engine.encoding import EncodedSequence, ItemPlan, plan_items
-from qwen3_vl_rag.engine.loading import PretrainedOptions, check_options
-from qwen3_vl_rag.engine.quantize import (
+from qwen3_vl_rag.engine import _prompts as prompts
+from qwen3_vl_rag.engine._backbone import Backbone
+from qwen3_vl_rag.engine._encoding import EncodedSequence, ItemPlan, plan_items
+from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options
+from qwen3_vl_rag.engine._quantize import (
     Precision,
     QuantizationCalibration,
     check_dimension,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from typing_extensions import Unpack
 
-    from qwen3_vl_rag.engine.vision import VisionSettings
+    from qwen3_vl_rag.engine._vision import VisionSettings
 
 __all__ = ["Qwen3VLEmbedder"]
 
@@ -167,7 +167,7 @@ class Qwen3VLEmbedder:
             dim: Keep the first ``dim`` dimensions (Matryoshka, 32 up to :attr:`dimension`),
                 re-normalised when ``normalize`` is true.
             precision: ``"float32"``, ``"float16"``, ``"int8"``, ``"uint8"``, ``"binary"`` or
-                ``"ubinary"`` (packed bits); see :mod:`qwen3_vl_rag.engine.quantize`.
+                ``"ubinary"`` (packed bits); see :mod:`qwen3_vl_rag.engine._quantize`.
             normalize: L2-normalise the vectors (the official default).
             calibration: Value ranges for ``int8``/``uint8`` (required for them).
             batch_tokens: Padded tokens per forward pass, for this call only.

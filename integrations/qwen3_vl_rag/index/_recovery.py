@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMismatchError
-from qwen3_vl_rag.index.ids import item_id, locator_of, signature_hash
-from qwen3_vl_rag.index.lock import IndexLock
-from qwen3_vl_rag.index.manifest import MANIFEST_NAME, SCHEMA_VERSION, ItemRow, Manifest
-from qwen3_vl_rag.index.signature import differences, embedding_signature, mismatch_details
-from qwen3_vl_rag.index.store import STORE_DIR, StoredItem, VectorStore
+from qwen3_vl_rag.index._ids import item_id, locator_of, signature_hash
+from qwen3_vl_rag.index._lock import IndexLock
+from qwen3_vl_rag.index._manifest import MANIFEST_NAME, SCHEMA_VERSION, ItemRow, Manifest
+from qwen3_vl_rag.index._signature import differences, embedding_signature, mismatch_details
+from qwen3_vl_rag.index._store import STORE_DIR, StoredItem, VectorStore
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder
 
 __all__ = ["recover_manifest"]
 

@@ -13,8 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qwen3_vl_rag.engine.encoding import EncodedSequence, VisionPart
-from qwen3_vl_rag.engine.vision import (
+from qwen3_vl_rag.engine._encoding import EncodedSequence, VisionPart
+from qwen3_vl_rag.engine._vision import (
     ImagePlan,
     VisionSettings,
     load_image_pixels,

@@ -26,7 +26,7 @@ exactly as the official pipeline does.
 
 Only what truncation can keep is tokenized: a text or instruction longer than ``max_length``
 tokens is first cut to a prefix with exactly the same first tokens (see
-:mod:`~qwen3_vl_rag.engine.text_budget`), so a 100 MB text costs what an 8,000-token one does and
+:mod:`~qwen3_vl_rag.engine._text_budget`), so a 100 MB text costs what an 8,000-token one does and
 keeps the same ids as tokenizing it whole would.
 """
 
@@ -40,9 +40,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from qwen3_vl_rag.engine import prompts
-from qwen3_vl_rag.engine.text_budget import TextBudget
-from qwen3_vl_rag.engine.vision import ImagePlan, VideoPlan, VisionSettings, plan_image, plan_video
+from qwen3_vl_rag.engine import _prompts as prompts
+from qwen3_vl_rag.engine._text_budget import TextBudget
+from qwen3_vl_rag.engine._vision import ImagePlan, VideoPlan, VisionSettings, plan_image, plan_video
 from qwen3_vl_rag.errors import InputError, InputTooLongError, UnsupportedInputError
 from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input, is_single_image
 

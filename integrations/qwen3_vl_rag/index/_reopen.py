@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.checked_files import OpenedFile, open_checked
 from qwen3_vl_rag.errors import InputError, InputTooLargeError
-from qwen3_vl_rag.index.paths import key_path
+from qwen3_vl_rag.index._paths import key_path
 from qwen3_vl_rag.inputs import LazyImage, MultimodalInput, Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.isolation import WorkerPool
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.index.manifest import Manifest, SourceRow
+    from qwen3_vl_rag.index._manifest import Manifest, SourceRow
     from qwen3_vl_rag.media.loaders import MediaOptions
 
 __all__ = ["ROOTS_KEY", "Reopener", "StaleSourceError", "record_roots", "source_path"]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from qwen3_vl_rag.index.signature import FINGERPRINT
+from qwen3_vl_rag.index._signature import FINGERPRINT
 from qwen3_vl_rag.media.items import MediaItem
 
 __all__ = ["item_id", "item_locator", "locator_of", "signature_hash"]

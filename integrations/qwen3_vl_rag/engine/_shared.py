@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine._reranker import Qwen3VLReranker
 
 __all__ = [
     "embed_in_chunks",
@@ -46,7 +46,7 @@ def shared_embedder(model: str | os.PathLike[str], **options: Any) -> Qwen3VLEmb
         >>> a is b
         True
     """
-    from qwen3_vl_rag.engine.embedder import Qwen3VLEmbedder
+    from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
 
     embedder: Qwen3VLEmbedder = _shared("embedder", Qwen3VLEmbedder.from_pretrained, model, options)
     return embedder
@@ -54,7 +54,7 @@ def shared_embedder(model: str | os.PathLike[str], **options: Any) -> Qwen3VLEmb
 
 def shared_reranker(model: str | os.PathLike[str], **options: Any) -> Qwen3VLReranker:
     """The process's reranker for ``model`` with these ``from_pretrained`` options."""
-    from qwen3_vl_rag.engine.reranker import Qwen3VLReranker
+    from qwen3_vl_rag.engine._reranker import Qwen3VLReranker
 
     reranker: Qwen3VLReranker = _shared("reranker", Qwen3VLReranker.from_pretrained, model, options)
     return reranker

@@ -29,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 
 from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexStorageError
-from qwen3_vl_rag.index.faults import disk_fault, read_only_fault
+from qwen3_vl_rag.index._faults import disk_fault, read_only_fault
 
 __all__ = ["ItemRow", "Manifest", "SourceRow"]
 
