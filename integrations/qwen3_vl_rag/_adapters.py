@@ -178,9 +178,7 @@ class EngineSettings(BaseModel):
         if self._engine.loaded is None:
             from qwen3_vl_rag import engine as eng
 
-            self._engine.loaded = eng.shared_embedder(
-                self._checkpoint(), **self._load_options()
-            )
+            self._engine.loaded = eng.shared_embedder(self._checkpoint(), **self._load_options())
         engine: EmbeddingEngine = self._engine.loaded
         return engine
 
@@ -189,9 +187,7 @@ class EngineSettings(BaseModel):
         if self._engine.loaded is None:
             from qwen3_vl_rag import engine as eng
 
-            self._engine.loaded = eng.shared_reranker(
-                self._checkpoint(), **self._load_options()
-            )
+            self._engine.loaded = eng.shared_reranker(self._checkpoint(), **self._load_options())
         engine: RerankingEngine = self._engine.loaded
         return engine
 

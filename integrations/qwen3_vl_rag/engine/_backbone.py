@@ -30,7 +30,9 @@ from qwen3_vl_rag.errors import ConfigurationError, ResourceExhaustedError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Backbone", "default_batch_tokens"]
+    from qwen3_vl_rag.engine._vision import VisionSettings
+
+__all__ = ["Backbone", "HoldsBackbone", "default_batch_tokens"]
 
 _MAX_ITEMS_PER_BATCH = 128
 # Share a prefix when it is at least this many tokens and this share of all tokens (or holds a
@@ -346,3 +348,24 @@ def _release_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+class HoldsBackbone:
+    """What an engine says about the model it holds (the embedder and the reranker alike)."""
+
+    backbone: Backbone
+
+    @property
+    def model_id(self) -> str:
+        """The checkpoint the model was loaded from."""
+        return self.backbone.loaded.source
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on."""
+        return self.backbone.loaded.device
+
+    @property
+    def vision(self) -> VisionSettings:
+        """Pixel and frame budgets in use (pass them on with ``MediaBudget.matching(self)``)."""
+        return self.backbone.loaded.vision

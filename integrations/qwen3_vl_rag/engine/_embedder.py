@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qwen3_vl_rag.engine import _prompts as prompts
-from qwen3_vl_rag.engine._backbone import Backbone
+from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone
 from qwen3_vl_rag.engine._encoding import EncodedSequence, ItemPlan, plan_items
 from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options
 from qwen3_vl_rag.engine._quantize import (
@@ -24,15 +24,13 @@ from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.inputs import InputItem
 
 if TYPE_CHECKING:
-    import torch
     from typing_extensions import Unpack
 
-    from qwen3_vl_rag.engine._vision import VisionSettings
 
 __all__ = ["Qwen3VLEmbedder"]
 
 
-class Qwen3VLEmbedder:
+class Qwen3VLEmbedder(HoldsBackbone):
     """Embeds text, images, screenshots, PDF pages, video and mixes with Qwen3-VL-Embedding.
 
     Produces exactly the official implementation's vectors (same prompt, preprocessing, pooling and
@@ -119,21 +117,6 @@ class Qwen3VLEmbedder:
     def dimension(self) -> int:
         """Size of the full embeddings (2048 for the 2B model, 4096 for the 8B)."""
         return self.backbone.hidden_size
-
-    @property
-    def model_id(self) -> str:
-        """The checkpoint this embedder was loaded from."""
-        return self.backbone.loaded.source
-
-    @property
-    def device(self) -> torch.device:
-        """The device the model runs on."""
-        return self.backbone.loaded.device
-
-    @property
-    def vision(self) -> VisionSettings:
-        """Pixel and frame budgets in use (pass them on with ``MediaBudget.matching(self)``)."""
-        return self.backbone.loaded.vision
 
     def __repr__(self) -> str:
         loaded = self.backbone.loaded

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from qwen3_vl_rag.engine import _prompts as prompts
-from qwen3_vl_rag.engine._backbone import Backbone
+from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone
 from qwen3_vl_rag.engine._encoding import ItemPlan, plan_items
 from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options, load_score_head
 from qwen3_vl_rag.errors import ConfigurationError, InputError
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import torch
     from typing_extensions import Unpack
 
-    from qwen3_vl_rag.engine._vision import VisionSettings
 
 __all__ = ["Qwen3VLReranker", "RerankResult"]
 
@@ -29,7 +28,7 @@ class RerankResult(NamedTuple):
     score: float
 
 
-class Qwen3VLReranker:
+class Qwen3VLReranker(HoldsBackbone):
     """Scores how well documents answer a query with Qwen3-VL-Reranker (text, images, video).
 
     The score is the official one: ``sigmoid(h . (w_yes - w_no))`` at the last token of the judge
@@ -89,21 +88,6 @@ class Qwen3VLReranker:
         backbone = Backbone.from_pretrained(model_id_or_path, options)
         head = load_score_head(backbone.loaded)
         return cls(backbone, head, max_length=max_length, instruction=instruction)
-
-    @property
-    def model_id(self) -> str:
-        """The checkpoint this reranker was loaded from."""
-        return self.backbone.loaded.source
-
-    @property
-    def device(self) -> torch.device:
-        """The device the model runs on."""
-        return self.backbone.loaded.device
-
-    @property
-    def vision(self) -> VisionSettings:
-        """Pixel and frame budgets in use (pass them on with ``MediaBudget.matching(self)``)."""
-        return self.backbone.loaded.vision
 
     def __repr__(self) -> str:
         loaded = self.backbone.loaded
