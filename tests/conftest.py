@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 TESTS = Path(__file__).parent
 
+# With --doctest-modules every .py file is a module to search for examples; conftest files hold
+# none, and two of them (here and integrations/) would clash as the top-level module "conftest".
+collect_ignore = ["conftest.py"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tag tests by tier from their folder, so ``-m unit`` and friends work."""

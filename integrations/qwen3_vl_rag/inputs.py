@@ -60,6 +60,14 @@ class LazyImage:
         height: Height in pixels of the image ``load`` returns.
         load: Produces the image (may raise an :class:`~qwen3_vl_rag.errors.InputError`).
         description: A short name for messages, such as ``"report.pdf, page 3"``.
+
+    Example:
+        >>> from PIL import Image
+        >>> from qwen3_vl_rag import LazyImage, MultimodalInput
+        >>> blank = LazyImage(640, 480, lambda: Image.new("RGB", (640, 480), "white"), "blank")
+        >>> blank.size
+        (640, 480)
+        >>> item = MultimodalInput(images=[blank])  # drawn only when its batch runs
     """
 
     width: int

@@ -22,7 +22,18 @@ __all__ = ["Qwen3VLReranker", "RerankResult"]
 
 
 class RerankResult(NamedTuple):
-    """One reranked document: its position in the input list and its relevance in [0, 1]."""
+    """One reranked document: its position in the input list and its relevance in [0, 1].
+
+    Example:
+        >>> from qwen3_vl_rag import Qwen3VLReranker
+        >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+        >>> ranked = reranker.rerank("quarterly revenue", ["Revenue table", "Team photo"])
+        >>> sorted(result.index for result in ranked)  # best first; index into the documents
+        [0, 1]
+        >>> best = ranked[0]  # a named tuple: (index, score)
+        >>> best.index == best[0], 0.0 <= best.score <= 1.0
+        (True, True)
+    """
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, as rerank APIs name it
     score: float

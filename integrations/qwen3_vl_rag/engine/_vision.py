@@ -98,6 +98,14 @@ class VisionSettings:
         temporal_patch_size: Frames per temporal patch (from the checkpoint).
         image_mean: Per-channel normalisation mean (from the checkpoint).
         image_std: Per-channel normalisation std (from the checkpoint).
+
+    Example:
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained(
+        ...     "Qwen/Qwen3-VL-Embedding-2B", max_pixels=602112, max_frames=32
+        ... )
+        >>> embedder.vision.max_pixels, embedder.vision.max_frames, embedder.vision.factor
+        (602112, 32, 32)
     """
 
     min_pixels: int = 4 * 32 * 32

@@ -58,6 +58,17 @@ class IndexReport:
         reused: Items whose vectors were already recorded (an interrupted run, a copied file).
         deleted: Vectors removed because their file changed.
         seconds: Wall-clock time of the run.
+
+    Example:
+        >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> with MultimodalIndex("my-index", embedder) as index:
+        ...     first = index.index(["chart.png", "photo.png"])
+        ...     again = index.index(["chart.png", "photo.png"])  # nothing changed: nothing embedded
+        >>> first.counts(), first.embedded, first.complete
+        ({'indexed': 2, 'unchanged': 0, 'skipped': 0, 'failed': 0, 'items': 2}, 2, True)
+        >>> [(Path(file.path).name, file.status) for file in again.files]  # FileOutcome
+        [('chart.png', 'unchanged'), ('photo.png', 'unchanged')]
     """
 
     files: list[FileOutcome] = field(default_factory=list)

@@ -60,7 +60,17 @@ _RERANKER = "reranker"  # manifest setting: the reranker `record_reranker` chose
 
 @dataclass(frozen=True)
 class IndexStatus:
-    """What an index holds."""
+    """What an index holds.
+
+    Example:
+        >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> with MultimodalIndex("my-index", embedder) as index:
+        ...     report = index.index(["chart.png", "photo.png"])
+        ...     status = index.status()
+        >>> status.model, status.sources, status.items, status.vectors
+        ('Qwen/Qwen3-VL-Embedding-2B', 2, 2, 2)
+    """
 
     directory: str
     model: str | None
@@ -75,7 +85,18 @@ class IndexStatus:
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What ``prune`` removed."""
+    """What ``prune`` removed.
+
+    Example:
+        >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> with MultimodalIndex("my-index", embedder) as index:
+        ...     report = index.index(["chart.png", "photo.png"])
+        ...     Path("photo.png").unlink()
+        ...     pruned = index.prune()
+        >>> [Path(source).name for source in pruned.sources], pruned.vectors
+        (['photo.png'], 1)
+    """
 
     sources: list[str]
     vectors: int

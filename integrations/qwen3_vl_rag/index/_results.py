@@ -33,6 +33,17 @@ class SearchResult:
             more"``, ``"the file is outside the folders the index was built from"``); ``None``
             when the file was verified. A stale item keeps its vector score but has no rerank
             score and no thumbnail.
+
+    Example:
+        >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> with MultimodalIndex("my-index", embedder) as index:
+        ...     report = index.index(["chart.png", "photo.png"])
+        ...     hits = index.search("a bar chart", top_n=2, rerank=False)
+        >>> [(hit.rank, hit.kind, hit.locator) for hit in hits]
+        [(1, 'image', ''), (2, 'image', '')]
+        >>> sorted(hit.path.name for hit in hits), hits[0].rerank_score
+        (['chart.png', 'photo.png'], None)
     """
 
     rank: int

@@ -34,6 +34,14 @@ class VideoDocument:
     """A video file as items: one for the whole video, or one per clip.
 
     Iterate it for the items; ``warnings`` notes clips left out by the budget.
+
+    Example:
+        >>> from qwen3_vl_rag.media import load_video
+        >>> video = load_video("clip.mp4", segment_seconds=2)
+        >>> video.header.duration, video.clips
+        (4.0, [(0.0, 2.0), (2.0, 4.0)])
+        >>> [(clip.kind, clip.locator) for clip in video]
+        [('clip', '0:00-0:02'), ('clip', '0:02-0:04')]
     """
 
     path: Path

@@ -70,6 +70,14 @@ class FileReport(Generic[StatusT]):
 
     The same record serves a scan (``FileReport[Status]``) and the index's runs, which have
     statuses of their own (``indexed``, ``unchanged``...).
+
+    Example:
+        >>> from qwen3_vl_rag.media import scan_folder
+        >>> with scan_folder("documents/") as scan:
+        ...     items = list(scan)
+        >>> first = scan.report.files[0]
+        >>> first.path, first.status, first.kind, first.items
+        ('documents/annual-report.pdf', 'loaded', 'pdf', 3)
     """
 
     path: str
@@ -84,7 +92,19 @@ class FileReport(Generic[StatusT]):
 
 @dataclass
 class ScanReport:
-    """Every file met by a scan, in the order met."""
+    """Every file met by a scan, in the order met.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from qwen3_vl_rag.media import scan_folder
+        >>> _ = Path("documents/notes.txt").write_text("not a picture")
+        >>> with scan_folder("documents/") as scan:
+        ...     items = list(scan)
+        >>> scan.report.counts()
+        {'loaded': 5, 'skipped': 1, 'failed': 0, 'items': 8}
+        >>> [(file.path, file.reason) for file in scan.report.by_status("skipped")]
+        [('documents/notes.txt', ...)]
+    """
 
     root: str
     files: list[FileReport[Status]] = field(default_factory=list)

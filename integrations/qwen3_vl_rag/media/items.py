@@ -35,6 +35,16 @@ class MediaItem:
         video: The video or clip to sample frames from.
         text: The page's text (PDF pages), or ``None``.
         frame_times: Seconds of the frames the model samples (videos and clips).
+
+    Example:
+        >>> from qwen3_vl_rag import Qwen3VLEmbedder
+        >>> from qwen3_vl_rag.media import load
+        >>> pages = list(load("report.pdf"))
+        >>> pages[0], pages[0].metadata["page"], pages[0].load_image().size
+        (MediaItem(page, 'report.pdf', page 1), 0, (1152, 1600))
+        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+        >>> len(embedder.embed_documents(pages))  # one vector per page
+        3
     """
 
     kind: ItemKind

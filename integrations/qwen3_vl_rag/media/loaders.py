@@ -26,7 +26,17 @@ __all__ = ["MediaOptions", "MediaDocument", "load", "load_path", "load_url"]
 
 
 class MediaDocument(Protocol):
-    """A loaded file: its items (produced lazily) and what was noticed while loading it."""
+    """A loaded file: its items (produced lazily) and what was noticed while loading it.
+
+    Example:
+        >>> from qwen3_vl_rag.media import load
+        >>> for name in ["report.pdf", "chart.png", "clip.mp4"]:
+        ...     document = load(name)
+        ...     print(type(document).__name__, document.source, list(document), document.warnings)
+        PdfDocument report.pdf [MediaItem(page, 'report.pdf', page 1), ...] []
+        ImageDocument chart.png [MediaItem(image, 'chart.png')] []
+        VideoDocument clip.mp4 [MediaItem(video, 'clip.mp4')] []
+    """
 
     source: str
     warnings: list[str]
@@ -38,7 +48,14 @@ class MediaDocument(Protocol):
 
 @dataclass
 class ImageDocument:
-    """An image file: one item."""
+    """An image file: one item.
+
+    Example:
+        >>> from qwen3_vl_rag.media import load
+        >>> document = load("chart.png")
+        >>> type(document).__name__, len(document), document.item.metadata["image_width"]
+        ('ImageDocument', 1, 640)
+    """
 
     source: str
     item: MediaItem
@@ -64,6 +81,16 @@ class MediaOptions:
         frames: Animated images: ``"first"`` frame, or their frames as a ``"video"``.
         fps: Frames sampled per second of video (default 1.0).
         segment_seconds: Cut videos into clips this long (default: one item per video).
+
+    Example:
+        >>> from qwen3_vl_rag.media import MediaOptions, load, scan_folder
+        >>> options = MediaOptions(pages=[0, 2], segment_seconds=2.0)
+        >>> [item.locator for item in load("report.pdf", options)]
+        ['page 1', 'page 3']
+        >>> [item.locator for item in load("clip.mp4", options)]
+        ['0:00-0:02', '0:02-0:04']
+        >>> with scan_folder("documents/", options) as scan:  # the same options for a folder
+        ...     items = list(scan)
     """
 
     budget: MediaBudget = field(default_factory=MediaBudget)

@@ -259,6 +259,14 @@ class PdfDocument:
 
     Iterate it for the items. ``warnings`` lists what was left out (pages over the budget) and
     what was noticed (a repaired file), for reports.
+
+    Example:
+        >>> from qwen3_vl_rag.media import MediaBudget, load_pdf
+        >>> document = load_pdf("report.pdf", budget=MediaBudget(max_pages=2))
+        >>> document.total_pages, len(document), [page.locator for page in document]
+        (3, 2, ['page 1', 'page 2'])
+        >>> document.warnings
+        ['only the first 2 of 3 pages were read (max_pages)']
     """
 
     path: Path

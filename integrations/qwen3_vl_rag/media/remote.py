@@ -71,6 +71,17 @@ class RemotePolicy:
             ``"10.20.0.0/16"``); empty by default.
         resolver: ``(host, port) -> addresses``; the system resolver by default (tests inject one).
         user_agent: The ``User-Agent`` header.
+
+    Example:
+        >>> from qwen3_vl_rag.media import RemotePolicy, load
+        >>> policy = RemotePolicy(max_bytes=10_000_000, allowed_networks=("10.20.0.0/16",))
+        >>> policy.networks()
+        [IPv4Network('10.20.0.0/16')]
+        >>> load("http://metadata.google.internal/v1/", allow_remote=True, policy=policy)
+        Traceback (most recent call last):
+          ...
+        qwen3_vl_rag.errors.BlockedURLError: http://metadata.google.internal/v1/: cloud metadata
+        hosts are never fetched.
     """
 
     schemes: frozenset[str] = frozenset({"https", "http"})
@@ -90,7 +101,16 @@ class RemotePolicy:
 
 @dataclass(frozen=True)
 class Fetched:
-    """A fetched body: the final URL (after redirects), the bytes and the declared type."""
+    """A fetched body: the final URL (after redirects), the bytes and the declared type.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from qwen3_vl_rag.media import Fetched, load_image
+        >>> fetched = Fetched("https://example.com/chart.png", Path("chart.png").read_bytes(),
+        ...                   "image/png")  # what fetch("https://example.com/chart.png") returns
+        >>> load_image(fetched.data, source=fetched.url)
+        MediaItem(image, 'https://example.com/chart.png')
+    """
 
     url: str
     data: bytes

@@ -138,7 +138,17 @@ _FIXED_LINES = (
 
 @dataclass(frozen=True)
 class CheckpointPreset:
-    """Sizes of a random-weight Qwen3-VL architecture."""
+    """Sizes of a random-weight Qwen3-VL architecture.
+
+    Example:
+        >>> import json
+        >>> from qwen3_vl_rag.testing import PRESETS, build_tiny_checkpoint
+        >>> sorted(PRESETS), PRESETS["tiny"].hidden_size
+        (['2b', 'bench', 'tiny'], 64)
+        >>> folder = build_tiny_checkpoint("tiny-embedding", preset="tiny")
+        >>> json.loads((folder / "config.json").read_text())["text_config"]["hidden_size"]
+        64
+    """
 
     hidden_size: int
     intermediate_size: int
