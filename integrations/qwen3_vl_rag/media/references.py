@@ -120,9 +120,10 @@ class ImageRoots:
     """The folders (or single files) whose images and videos document strings may name.
 
     Example:
-        >>> roots = ImageRoots.trusting(["store/pages"])  # plus the loaders' roots
-        >>> roots.resolve("store/pages/report-p1.png")  # its real path, when it is a file
-        >>> roots.resolve("../../etc/passwd") is None
+        >>> roots = ImageRoots.trusting(["report"])  # plus the loaders' roots
+        >>> roots.resolve("report/page-3.png").is_absolute()  # its real path, when it is a file
+        True
+        >>> roots.resolve("report/../../../etc/passwd") is None
         True
     """
 
@@ -194,8 +195,10 @@ def visual_input(text: str, *, roots: ImageRoots | None = None) -> bytes | Path 
     Example:
         >>> visual_input("a chart of revenue") is None
         True
-        >>> visual_input("pages/report-p3.png", roots=ImageRoots.trusting(["pages"]))
-        PosixPath('/work/pages/report-p3.png')
+        >>> visual_input("report/page-3.png", roots=ImageRoots.trusting(["report"])).name
+        'page-3.png'
+        >>> visual_input("chart.png", roots=ImageRoots.trusting(["report"])) is None  # not under it
+        True
     """
     if is_data_uri(text):
         return decode_data_uri(text)
