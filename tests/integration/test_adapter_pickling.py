@@ -29,7 +29,7 @@ def weight_bytes(checkpoint: Path) -> int:
 
 def forget_loaded_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh process: the shared models loaded so far are not there."""
-    from qwen3_vl_rag import engine as shared
+    from qwen3_vl_rag.engine import _shared as shared
 
     monkeypatch.setattr(shared, "_loaded", {})
 

@@ -304,7 +304,7 @@ def test_no_model_is_loaded_until_first_use(monkeypatch: pytest.MonkeyPatch) -> 
 def test_adapters_with_the_same_settings_share_one_loaded_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from qwen3_vl_rag import engine as shared
+    from qwen3_vl_rag.engine import _shared as shared
     from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
 
     loads: list[tuple[str, dict[str, Any]]] = []
