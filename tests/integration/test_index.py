@@ -275,8 +275,9 @@ def test_progress_shows_files_with_outcomes_and_items_by_kind(
         shown = capsys.readouterr().err
         files = [line for line in re.split(r"[\r\n]+", shown) if line.startswith("files")]
         items = [line for line in re.split(r"[\r\n]+", shown) if line.startswith("items")]
-        assert re.fullmatch(r"files: 3file \[.*file/s, indexed=2, failed=1\]", files[-1])
-        assert re.fullmatch(r"items: 4item \[.*item/s, pages=3, images=1\]", items[-1])
+        # tqdm writes a slow rate inverted (s/file): a loaded machine must not fail the test
+        assert re.fullmatch(r"files: 3file \[.*(file/s|s/file), indexed=2, failed=1\]", files[-1])
+        assert re.fullmatch(r"items: 4item \[.*(item/s|s/item), pages=3, images=1\]", items[-1])
 
         index.index([corpus], show_progress=False)  # quiet: nothing at all
         assert capsys.readouterr().err == ""
