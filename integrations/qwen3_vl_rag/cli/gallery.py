@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from qwen3_vl_rag.cli.models import random_test_checkpoints
 from qwen3_vl_rag.cli.terminal import printable, readable
 from qwen3_vl_rag.index import SearchResult
-from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
 
 __all__ = ["write_gallery"]
 
@@ -163,7 +163,7 @@ def _page(
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     heading = esc(query) if query else esc(title)
     named = "".join(f" &middot; {esc(str(model))}" for model in models)
-    untrained = [str(model) for model in models if is_random_test_checkpoint(model)]
+    untrained = random_test_checkpoints(models)
     warning = ""
     if untrained:
         warning = (

@@ -6,13 +6,11 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
-
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine import Qwen3VLReranker
     from qwen3_vl_rag.inputs import InputItem
 
-__all__ = ["RerankerOnDemand", "random_weights_note"]
+__all__ = ["RerankerOnDemand", "random_test_checkpoints", "random_weights_note"]
 
 
 class RerankerOnDemand:
@@ -57,9 +55,17 @@ class RerankerOnDemand:
         return self.load().score(query, documents, **options)
 
 
+def random_test_checkpoints(models: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Those of ``models`` that are random-weight test checkpoints (read from their headers)."""
+    # here, not at import: the checkpoint builder's module loads numpy, which --help never needs
+    from qwen3_vl_rag.testing.checkpoints import is_random_test_checkpoint
+
+    return [str(model) for model in models if is_random_test_checkpoint(model)]
+
+
 def random_weights_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
     """One line saying which of ``models`` are random-weight test checkpoints, or ``None``."""
-    untrained = [str(model) for model in models if is_random_test_checkpoint(model)]
+    untrained = random_test_checkpoints(models)
     if not untrained:
         return None
     return (
