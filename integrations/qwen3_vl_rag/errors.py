@@ -287,3 +287,22 @@ def _rebuild_resource_error(
     cls: type[ResourceExhaustedError], reason: str, item_index: int | None
 ) -> ResourceExhaustedError:
     return cls(reason, item_index=item_index)
+
+
+class ServerError(Qwen3VLRagError, RuntimeError):  # INTERIM
+    def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class ServerUnreachableError(ServerError, ConnectionError):  # INTERIM
+    pass
+
+
+class ServerResponseError(ServerError):  # INTERIM
+    pass
+
+
+class ServerConfigurationError(ServerError, ConfigurationError):  # INTERIM
+    pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qwen3_vl_rag.engine import _prompts as prompts
-from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone
+from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone, served_max_length
 from qwen3_vl_rag.engine._encoding import EncodedSequence, ItemPlan, plan_items
 from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options
 from qwen3_vl_rag.engine._quantize import (
@@ -24,7 +25,10 @@ from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.inputs import InputItem
 
 if TYPE_CHECKING:
+    import torch
     from typing_extensions import Unpack
+
+    from qwen3_vl_rag.engine._remote import RemoteBackbone, ServerOptions
 
 
 __all__ = ["Qwen3VLEmbedder"]
@@ -53,7 +57,7 @@ class Qwen3VLEmbedder(HoldsBackbone):
 
     def __init__(
         self,
-        backbone: Backbone,
+        backbone: Backbone | RemoteBackbone,
         *,
         max_length: int = 8192,
         query_instruction: str = prompts.DEFAULT_QUERY_INSTRUCTION,
@@ -111,6 +115,76 @@ class Qwen3VLEmbedder(HoldsBackbone):
             document_instruction=document_instruction,
         )
 
+    @classmethod
+    def from_server(
+        cls,
+        url: str,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        served_model: str | None = None,
+        api_key: str | None = None,
+        max_length: int | None = None,
+        query_instruction: str = prompts.DEFAULT_QUERY_INSTRUCTION,
+        document_instruction: str = prompts.DEFAULT_DOCUMENT_INSTRUCTION,
+        **options: Unpack[ServerOptions],
+    ) -> Qwen3VLEmbedder:
+        """Use a Qwen3-VL-Embedding model that a vLLM server runs, with the official numbers.
+
+        Only the forward pass runs on the server. Prompts, the instruction rule, truncation,
+        image decoding and resizing, normalising, Matryoshka ``dim`` and quantization run here,
+        in the same code as :meth:`from_pretrained`, so the vectors are the in-process ones (to
+        about 1e-6 in float32). Start the server with ``qwen3-vl-rag serve``; connecting checks
+        that it runs the model with the flags this needs. Video is refused (vLLM samples frames
+        itself); text and images of any mix are exact.
+
+        Args:
+            url: The server, e.g. ``"http://127.0.0.1:8000"``.
+            model: The checkpoint the client reads its tokenizer and image geometry from (a few
+                MB): a Hub id or a local folder. Defaults to the one the server was started with.
+                A server running another model is refused.
+            served_model: The server's name for the model, when it serves it under another name
+                than ``model`` (``--served-model-name``) or serves several.
+            api_key: Sent as a bearer token (vLLM's ``--api-key``); never shown or logged.
+            max_length: Tokens per item (default: 8192, or the server's ``--max-model-len`` when
+                lower). More than the server's limit is refused.
+            query_instruction: Instruction used by :meth:`embed_queries` by default.
+            document_instruction: Instruction used by :meth:`embed` and :meth:`embed_documents`.
+            **options: Pixel and frame budgets, request packing and HTTP settings (``timeout``,
+                ``max_retries``, ``max_concurrency``, ``batch_tokens``), and where to find the
+                tokenizer; see :class:`~qwen3_vl_rag.ServerOptions`.
+
+        Raises:
+            ServerUnreachableError: Nothing answers at ``url`` (the message names it).
+            ServerConfigurationError: The server runs another model, or lacks a flag parity
+                needs (the message names the flag).
+            ModelLoadError: The checkpoint's tokenizer files cannot be read.
+
+        Example:
+            >>> from qwen3_vl_rag import Qwen3VLEmbedder
+            >>> embedder = Qwen3VLEmbedder.from_server("http://127.0.0.1:8000")
+            >>> embedder.server
+            'http://127.0.0.1:8000'
+            >>> embedder.embed_documents(["Revenue grew 12% in Q3."], dim=32).shape
+            (1, 32)
+        """
+        from qwen3_vl_rag.engine._remote import RemoteBackbone, check_server_options
+
+        check_server_options(options, "from_server")
+        backbone = RemoteBackbone.connect(
+            url,
+            "embedding",
+            model=model,
+            served_model=served_model,
+            api_key=api_key,
+            options=options,
+        )
+        return cls(
+            backbone,
+            max_length=served_max_length(backbone, max_length, 8192),
+            query_instruction=query_instruction,
+            document_instruction=document_instruction,
+        )
+
     # -- properties ------------------------------------------------------------------------------
 
     @property
@@ -120,10 +194,12 @@ class Qwen3VLEmbedder(HoldsBackbone):
 
     def __repr__(self) -> str:
         loaded = self.backbone.loaded
-        return (
-            f"Qwen3VLEmbedder(model={loaded.source!r}, dimension={self.dimension}, "
-            f"device={loaded.device}, dtype={loaded.dtype})"
+        where = (
+            f"server={loaded.server!r}"
+            if loaded.server
+            else f"device={loaded.device}, dtype={loaded.dtype}"
         )
+        return f"Qwen3VLEmbedder(model={loaded.source!r}, dimension={self.dimension}, {where})"
 
     # -- embedding -------------------------------------------------------------------------------
 
@@ -176,8 +252,56 @@ class Qwen3VLEmbedder(HoldsBackbone):
             hidden = self.backbone.last_hidden_states(
                 sequences, batch_tokens=batch_tokens, progress=bar
             )
-        vectors = truncate_embeddings(hidden.numpy(), dim, normalize=normalize)
-        return quantize_embeddings(vectors, precision, calibration)
+        return _finish(hidden, dim, normalize, precision, calibration)
+
+    async def aembed(
+        self,
+        items: Sequence[InputItem],
+        *,
+        instruction: str | None = None,
+        dim: int | None = None,
+        precision: Precision = "float32",
+        normalize: bool = True,
+        calibration: QuantizationCalibration | None = None,
+        batch_tokens: int | None = None,
+    ) -> np.ndarray:
+        """:meth:`embed` for asyncio code: the event loop stays free while it runs.
+
+        A server engine (:meth:`from_server`) sends its requests concurrently without a
+        thread per request; an in-process one runs in a worker thread.
+
+        Example:
+            >>> import asyncio
+            >>> from qwen3_vl_rag import Qwen3VLEmbedder
+            >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
+            >>> asyncio.run(embedder.aembed(["a text"])).shape == (1, embedder.dimension)
+            True
+        """
+        check_dimension(dim, self.dimension)
+        check_precision(precision, calibration)
+        sequences = await asyncio.to_thread(self._sequences, items, instruction)
+        backbone = self.backbone
+        if isinstance(backbone, Backbone):
+            hidden = await asyncio.to_thread(
+                backbone.last_hidden_states, sequences, batch_tokens=batch_tokens
+            )
+        else:
+            hidden = await backbone.alast_hidden_states(sequences, batch_tokens=batch_tokens)
+        return _finish(hidden, dim, normalize, precision, calibration)
+
+    async def aembed_queries(
+        self, items: Sequence[InputItem], *, instruction: str | None = None, **kwargs: Any
+    ) -> np.ndarray:
+        """:meth:`embed_queries` for asyncio code (keyword arguments of :meth:`aembed`)."""
+        return await self.aembed(items, instruction=instruction or self.query_instruction, **kwargs)
+
+    async def aembed_documents(
+        self, items: Sequence[InputItem], *, instruction: str | None = None, **kwargs: Any
+    ) -> np.ndarray:
+        """:meth:`embed_documents` for asyncio code (keyword arguments of :meth:`aembed`)."""
+        return await self.aembed(
+            items, instruction=instruction or self.document_instruction, **kwargs
+        )
 
     def embed_queries(
         self, items: Sequence[InputItem], *, instruction: str | None = None, **kwargs: Any
@@ -229,3 +353,15 @@ class Qwen3VLEmbedder(HoldsBackbone):
         return self.backbone.encoder.encode_embeddings(
             plans, self._instructions(plans, default), self.max_length
         )
+
+
+def _finish(
+    hidden: torch.Tensor,
+    dim: int | None,
+    normalize: bool,
+    precision: Precision,
+    calibration: QuantizationCalibration | None,
+) -> np.ndarray:
+    """Pooled hidden states to the vectors asked for: truncated, normalised, quantized."""
+    vectors = truncate_embeddings(hidden.numpy(), dim, normalize=normalize)
+    return quantize_embeddings(vectors, precision, calibration)

@@ -36,6 +36,7 @@ __all__ = [
     "HubOptions",
     "LoadedModel",
     "PretrainedOptions",
+    "load_client_side",
     "load_model",
     "load_score_head",
     "resolve_device",
@@ -172,6 +173,7 @@ class LoadedModel:
     source: str
     hub: HubOptions = field(default_factory=HubOptions)
     location: CheckpointLocation | None = None  # None: not known (a model built in memory)
+    server: str | None = None  # the URL of the vLLM server that runs it (``model`` is then None)
 
 
 def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOptions) -> LoadedModel:
@@ -233,6 +235,65 @@ def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOpti
     return LoadedModel(
         model, tokenizer, config, vision, resolved_device, resolved_dtype, source, located, location
     )
+
+
+def load_client_side(
+    model_id_or_path: str | os.PathLike[str], options: PretrainedOptions, *, server: str
+) -> LoadedModel:
+    """Everything of a checkpoint but its weights: for a model that a server runs.
+
+    The tokenizer, the configuration and the processor's geometry decide the prompts, the token
+    counts and the resized pictures, so the client reads them from the same checkpoint (a few MB
+    from the Hub, or a local folder). The weights stay on the server.
+
+    Raises:
+        ModelLoadError: As :func:`load_model`, for the configuration and tokenizer files.
+    """
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = os.fspath(model_id_or_path)
+    hub_options = HubOptions(
+        revision=options.get("revision"),
+        cache_dir=options.get("cache_dir"),
+        local_files_only=options.get("local_files_only", False),
+        token=options.get("token"),
+    )
+    located = locate(source, hub_options)
+    hub = located.hub_kwargs()
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_load_failure(source, exc)) from exc
+    if getattr(config, "model_type", None) != "qwen3_vl":
+        raise ModelLoadError(
+            f"{source!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint; expected "
+            "a Qwen3-VL one (model_type 'qwen3_vl')."
+        )
+    overrides = {key: options.get(key) for key in _VISION_KEYS}
+    vision = _vision_settings(
+        config, _read_json(source, "preprocessor_config.json", located), overrides
+    )
+    location = _location(source, located)
+    if location is not None and not location.local and not _has_weights(location.directory):
+        location = None  # only the tokenizer is cached here: identified by name, not fingerprint
+    return LoadedModel(
+        None,
+        tokenizer,
+        config,
+        vision,
+        torch.device("cpu"),  # where the client's arithmetic (normalising, quantizing) runs
+        torch.float32,
+        source,
+        located,
+        location,
+        server=server,
+    )
+
+
+def _has_weights(directory: Path) -> bool:
+    return any(directory.glob("*.safetensors"))
 
 
 @contextlib.contextmanager

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from qwen3_vl_rag.engine import _prompts as prompts
-from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone
-from qwen3_vl_rag.engine._encoding import ItemPlan, plan_items
+from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone, served_max_length
+from qwen3_vl_rag.engine._encoding import EncodedSequence, ItemPlan, plan_items
 from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options, load_score_head
 from qwen3_vl_rag.errors import ConfigurationError, InputError
 from qwen3_vl_rag.inputs import InputItem
@@ -16,6 +19,8 @@ from qwen3_vl_rag.inputs import InputItem
 if TYPE_CHECKING:
     import torch
     from typing_extensions import Unpack
+
+    from qwen3_vl_rag.engine._remote import RemoteBackbone, ServerOptions
 
 
 __all__ = ["Qwen3VLReranker", "RerankResult"]
@@ -60,8 +65,8 @@ class Qwen3VLReranker(HoldsBackbone):
 
     def __init__(
         self,
-        backbone: Backbone,
-        score_head: torch.Tensor,
+        backbone: Backbone | RemoteBackbone,
+        score_head: torch.Tensor | None,
         *,
         max_length: int = 10240,
         instruction: str = prompts.DEFAULT_RERANK_INSTRUCTION,
@@ -100,12 +105,70 @@ class Qwen3VLReranker(HoldsBackbone):
         head = load_score_head(backbone.loaded)
         return cls(backbone, head, max_length=max_length, instruction=instruction)
 
+    @classmethod
+    def from_server(
+        cls,
+        url: str,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        served_model: str | None = None,
+        api_key: str | None = None,
+        max_length: int | None = None,
+        instruction: str = prompts.DEFAULT_RERANK_INSTRUCTION,
+        **options: Unpack[ServerOptions],
+    ) -> Qwen3VLReranker:
+        """Use a Qwen3-VL-Reranker model that a vLLM server runs, with the official scores.
+
+        The server computes the yes-minus-no logit of each judge prompt; the prompt, its
+        truncation, the images and the sigmoid are ours, so the scores are the in-process ones
+        (to about 1e-6 in float32). The server needs our judge template (``qwen3-vl-rag serve``
+        passes it; without it vLLM's scores sit near 0.5); connecting checks it. Video is refused.
+
+        Args:
+            url: The server, e.g. ``"http://127.0.0.1:8001"``.
+            model: The checkpoint the client reads its tokenizer from (default: the server's).
+            served_model: The server's name for the model, when it differs from ``model``.
+            api_key: Sent as a bearer token; never shown or logged.
+            max_length: Tokens per pair before the answer suffix (default: 10240, or what the
+                server's ``--max-model-len`` allows).
+            instruction: The default task instruction.
+            **options: As for :meth:`Qwen3VLEmbedder.from_server
+                <qwen3_vl_rag.Qwen3VLEmbedder.from_server>`.
+
+        Raises:
+            ServerUnreachableError: Nothing answers at ``url``.
+            ServerConfigurationError: Another model, or a flag missing (named in the message).
+
+        Example:
+            >>> from qwen3_vl_rag import Qwen3VLReranker
+            >>> reranker = Qwen3VLReranker.from_server("http://127.0.0.1:8001")  # doctest: +SKIP
+            >>> reranker.rerank("revenue", ["Revenue table", "Team photo"])  # doctest: +SKIP
+            [RerankResult(index=0, score=0.93...), RerankResult(index=1, score=0.08...)]
+        """
+        from qwen3_vl_rag.engine._remote import RemoteBackbone, check_server_options
+
+        check_server_options(options, "from_server")
+        backbone = RemoteBackbone.connect(
+            url,
+            "reranker",
+            model=model,
+            served_model=served_model,
+            api_key=api_key,
+            options=options,
+        )
+        length = served_max_length(
+            backbone, max_length, 10240, suffix=backbone.encoder.suffix_length
+        )
+        return cls(backbone, None, max_length=length, instruction=instruction)
+
     def __repr__(self) -> str:
         loaded = self.backbone.loaded
-        return (
-            f"Qwen3VLReranker(model={loaded.source!r}, device={loaded.device}, "
-            f"dtype={loaded.dtype})"
+        where = (
+            f"server={loaded.server!r}"
+            if loaded.server
+            else f"device={loaded.device}, dtype={loaded.dtype}"
         )
+        return f"Qwen3VLReranker(model={loaded.source!r}, {where})"
 
     def score(
         self,
@@ -131,11 +194,7 @@ class Qwen3VLReranker(HoldsBackbone):
             InputError: For a document that cannot be used (``item_index`` is its position) or a
                 query that cannot be used (the message says "query").
         """
-        try:
-            (query_plan,) = plan_items([query], self.backbone.loaded.vision)
-        except InputError as err:
-            # not an item of the documents' list: no position, every other field kept
-            raise err.replace(reason=f"the query: {err.reason}", item_index=None) from err
+        query_plan = self._query_plan(query)
         document_plans = plan_items(documents, self.backbone.loaded.vision)
         return self._score_pairs(
             [(query_plan, d) for d in document_plans],
@@ -143,6 +202,14 @@ class Qwen3VLReranker(HoldsBackbone):
             batch_tokens=batch_tokens,
             show_progress=show_progress,
         )
+
+    def _query_plan(self, query: InputItem) -> ItemPlan:
+        try:
+            (plan,) = plan_items([query], self.backbone.loaded.vision)
+        except InputError as err:
+            # not an item of the documents' list: no position, every other field kept
+            raise err.replace(reason=f"the query: {err.reason}", item_index=None) from err
+        return plan
 
     def score_pairs(
         self,
@@ -207,7 +274,6 @@ class Qwen3VLReranker(HoldsBackbone):
         batch_tokens: int | None,
         show_progress: bool,
     ) -> list[float]:
-        import torch
         from tqdm.auto import tqdm
 
         sequences = self.backbone.encoder.encode_pairs(
@@ -216,9 +282,89 @@ class Qwen3VLReranker(HoldsBackbone):
         with tqdm(
             total=len(sequences), desc="Reranking", unit="pair", disable=not show_progress
         ) as bar:
-            hidden = self.backbone.last_hidden_states(
-                sequences, batch_tokens=batch_tokens, progress=bar
+            if isinstance(self.backbone, Backbone) and self.score_head is not None:
+                logits = _local_logits(self.backbone, self.score_head, sequences, batch_tokens, bar)
+            else:
+                logits = self.backbone.pair_logits(
+                    sequences, batch_tokens=batch_tokens, progress=bar
+                )
+        return _sigmoid(logits)
+
+    async def ascore(
+        self,
+        query: InputItem,
+        documents: Sequence[InputItem],
+        *,
+        instruction: str | None = None,
+        batch_tokens: int | None = None,
+    ) -> list[float]:
+        """:meth:`score` for asyncio code: the event loop stays free while it runs.
+
+        Example:
+            >>> import asyncio
+            >>> from qwen3_vl_rag import Qwen3VLReranker
+            >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+            >>> scores = asyncio.run(reranker.ascore("revenue", ["Revenue table", "Team photo"]))
+            >>> len(scores), all(0.0 <= s <= 1.0 for s in scores)
+            (2, True)
+        """
+        sequences = await asyncio.to_thread(
+            self._pair_sequences, query, documents, instruction or self.instruction
+        )
+        backbone = self.backbone
+        if isinstance(backbone, Backbone) and self.score_head is not None:
+            logits = await asyncio.to_thread(
+                _local_logits, backbone, self.score_head, sequences, batch_tokens, None
             )
-        head = self.score_head.to(device="cpu", dtype=torch.float32)
-        logits = hidden @ head
-        return [float(s) for s in torch.sigmoid(logits)]
+        else:
+            logits = await backbone.apair_logits(sequences, batch_tokens=batch_tokens)
+        return _sigmoid(logits)
+
+    async def arerank(
+        self,
+        query: InputItem,
+        documents: Sequence[InputItem],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        batch_tokens: int | None = None,
+    ) -> list[RerankResult]:
+        """:meth:`rerank` for asyncio code."""
+        if top_n is not None and top_n < 0:
+            raise ConfigurationError(f"top_n must be non-negative, got {top_n}.")
+        scores = await self.ascore(
+            query, documents, instruction=instruction, batch_tokens=batch_tokens
+        )
+        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return [RerankResult(i, scores[i]) for i in ranked[:top_n]]
+
+    def _pair_sequences(
+        self, query: InputItem, documents: Sequence[InputItem], instruction: str
+    ) -> list[EncodedSequence]:
+        query_plan = self._query_plan(query)
+        document_plans = plan_items(documents, self.backbone.loaded.vision)
+        return self.backbone.encoder.encode_pairs(
+            [(query_plan, d) for d in document_plans], instruction, self.max_length
+        )
+
+
+def _local_logits(
+    backbone: Backbone,
+    head: torch.Tensor,
+    sequences: Sequence[EncodedSequence],
+    batch_tokens: int | None,
+    progress: object | None,
+) -> np.ndarray:
+    """The yes-minus-no logit of each sequence, computed in this process."""
+    import torch
+
+    hidden = backbone.last_hidden_states(sequences, batch_tokens=batch_tokens, progress=progress)
+    logits: np.ndarray = (hidden @ head.to(device="cpu", dtype=torch.float32)).numpy()
+    return logits
+
+
+def _sigmoid(logits: np.ndarray) -> list[float]:
+    """The official score, ``sigmoid(logit)``, computed in float32 as torch computes it."""
+    import torch
+
+    return [float(s) for s in torch.sigmoid(torch.from_numpy(np.asarray(logits, np.float32)))]

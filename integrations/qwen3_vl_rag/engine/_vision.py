@@ -413,6 +413,17 @@ def plan_image(
 def load_image_pixels(plan: ImagePlan) -> torch.Tensor:
     """Decode and resize one planned image: a ``(1, 3, H, W)`` uint8 tensor."""
     import torch
+
+    array = np.asarray(resized_image(plan), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def resized_image(plan: ImagePlan) -> PILImage.Image:
+    """Decode one planned image and resize it to its planned size: the RGB picture the model sees.
+
+    The in-process engine turns it into pixels; the remote engine sends it losslessly, so a server
+    with resizing off sees the same picture.
+    """
     from PIL import Image
 
     image = decode_image(plan.source)
@@ -422,9 +433,7 @@ def load_image_pixels(plan: ImagePlan) -> torch.Tensor:
             f"({image.size[0]}x{image.size[1]}).",
             source=describe_source(plan.source),
         )
-    image = image.resize((plan.resized_width, plan.resized_height), Image.Resampling.BICUBIC)
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+    return image.resize((plan.resized_width, plan.resized_height), Image.Resampling.BICUBIC)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ class CheckpointPreset:
         >>> import json
         >>> from qwen3_vl_rag.testing import PRESETS, build_tiny_checkpoint
         >>> sorted(PRESETS), PRESETS["tiny"].hidden_size
-        (['2b', 'bench', 'tiny'], 64)
+        (['2b', 'bench', 'tiny', 'vllm'], 64)
         >>> folder = build_tiny_checkpoint("tiny-embedding", preset="tiny")
         >>> json.loads((folder / "config.json").read_text())["text_config"]["hidden_size"]
         64
@@ -177,6 +177,22 @@ PRESETS: dict[str, CheckpointPreset] = {
         num_key_value_heads=2,
         head_dim=16,
         mrope_section=(4, 2, 2),
+        vision_depth=2,
+        vision_hidden_size=64,
+        vision_intermediate_size=128,
+        vision_num_heads=4,
+        vision_num_position_embeddings=64,
+        deepstack_visual_indexes=(0, 1),
+    ),
+    # the tiny model with head_dim 32, the smallest vLLM's CPU attention kernel accepts
+    "vllm": CheckpointPreset(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        mrope_section=(8, 4, 4),
         vision_depth=2,
         vision_hidden_size=64,
         vision_intermediate_size=128,
