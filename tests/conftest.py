@@ -17,6 +17,7 @@ import pytest
 
 if TYPE_CHECKING:
     from qwen3_vl_rag import Qwen3VLEmbedder, Qwen3VLReranker
+    from tests.vllm_servers import Server
 
 TESTS = Path(__file__).parent
 
@@ -37,6 +38,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = path.relative_to(TESTS).parts[0]
         if tier in ("unit", "integration", "parity"):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the vLLM servers now when tests need them: they boot while other tests run."""
+    if any(item.get_closest_marker("vllm") for item in session.items):
+        from tests.vllm_servers import FLEET
+
+        FLEET.launch()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests import vllm_servers
+
+    vllm_servers.FLEET.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_embedding() -> Server:
+    """A vLLM server running the tiny ``vllm``-preset embedding checkpoint (as ``serve`` does)."""
+    from tests.vllm_servers import FLEET
+
+    return FLEET.get("embedding")
+
+
+@pytest.fixture(scope="session")
+def vllm_reranker() -> Server:
+    """A vLLM server running the tiny ``vllm``-preset reranker with our judge template."""
+    from tests.vllm_servers import FLEET
+
+    return FLEET.get("reranker")
+
+
+@pytest.fixture(scope="session")
+def vllm_reranker_without_template() -> Server:
+    """The same reranker started without ``--chat-template``: misconfigured on purpose."""
+    from tests.vllm_servers import FLEET
+
+    return FLEET.get("reranker-without-template")
 
 
 @pytest.fixture(scope="session")
