@@ -170,7 +170,7 @@ class ServerClient:
         _require(max_retries >= 0, f"max_retries={max_retries!r} must be 0 or more.")
         _require(backoff >= 0, f"backoff={backoff!r} must be 0 or more seconds.")
         _require(max_concurrency >= 1, f"max_concurrency={max_concurrency!r} must be 1 or more.")
-        self._api_key = api_key
+        self._api_key = api_key or None  # an empty key (an unset variable) is no key
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
         self.max_retries = int(max_retries)
