@@ -25,8 +25,16 @@ The hierarchy::
     ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
     ├── MissingDependencyError (ImportError)
     │                                    an optional extra is missing; names the pip command
-    └── ResourceExhaustedError (RuntimeError)
-                                         out of memory even for a single item
+    ├── ResourceExhaustedError (RuntimeError)
+    │                                    out of memory even for a single item
+    └── ServerError (RuntimeError)       a model server (vLLM) failed a request; has url, status
+        ├── ServerUnreachableError (ConnectionError)
+        │                                no connection (or it broke) after the retries; the URL
+        ├── ServerTimeoutError (TimeoutError)
+        │                                no answer within ``timeout=``, after the retries
+        ├── ServerResponseError          an HTTP error or a non-JSON body; the server's text
+        └── ServerConfigurationError (ConfigurationError)
+                                         the server runs, but not with the flags parity needs
 
 Subclassing the builtins keeps framework-level ``except ValueError`` clauses working.
 """
@@ -56,6 +64,11 @@ __all__ = [
     "Qwen3VLRagError",
     "RemoteInputError",
     "ResourceExhaustedError",
+    "ServerConfigurationError",
+    "ServerError",
+    "ServerResponseError",
+    "ServerTimeoutError",
+    "ServerUnreachableError",
     "UnsupportedInputError",
     "VideoDecodeError",
 ]
@@ -289,20 +302,49 @@ def _rebuild_resource_error(
     return cls(reason, item_index=item_index)
 
 
-class ServerError(Qwen3VLRagError, RuntimeError):  # INTERIM
-    def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:
-        super().__init__(message)
+class ServerError(Qwen3VLRagError, RuntimeError):
+    """A model server (vLLM) could not serve a request; the message says why and what to do.
+
+    Messages never hold the API key, nor the request's body.
+
+    Attributes:
+        url: The server's base URL (``"http://127.0.0.1:8000"``).
+        status: The HTTP status of the answer that failed, or ``None`` when there was none.
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
         self.url = url
         self.status = status
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_server_error, (type(self), str(self), self.url, self.status))
 
 
-class ServerUnreachableError(ServerError, ConnectionError):  # INTERIM
-    pass
+def _rebuild_server_error(
+    cls: type[ServerError], message: str, url: str, status: int | None
+) -> ServerError:
+    return cls(message, url=url, status=status)
 
 
-class ServerResponseError(ServerError):  # INTERIM
-    pass
+class ServerUnreachableError(ServerError, ConnectionError):
+    """No connection to the server, or the connection broke, on every attempt.
+
+    The server is not running, the URL or port is wrong, or it crashed mid-request.
+    """
 
 
-class ServerConfigurationError(ServerError, ConfigurationError):  # INTERIM
-    pass
+class ServerTimeoutError(ServerError, TimeoutError):
+    """The server did not answer within ``timeout=`` on every attempt."""
+
+
+class ServerResponseError(ServerError):
+    """The server answered with an HTTP error, or with a body that is not JSON.
+
+    A client error (4xx), a server error (500), or still 429/503 after the retries; the message
+    holds the status, the path and the server's own error text.
+    """
+
+
+class ServerConfigurationError(ServerError, ConfigurationError):
+    """The server runs, but not with the flags parity needs; the message names the flag."""
