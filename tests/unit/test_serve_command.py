@@ -202,6 +202,7 @@ TEMPLATE_CASES = {
     "default instruction": _case("red chart", "a chart", (_text("red chart"), _text("a chart"))),
     "instruction": _case("q", "d", QD, "Find charts.", variables={"instruction": "Find charts."}),
     "instruct": _case("q", "d", QD, "Find charts", variables={"instruct": "Find charts"}),
+    "empty instruction: the default": _case("q", "d", QD, variables={"instruction": ""}),
     "system message": _case("q", "d", QD, "Find tables.", system="Find tables."),
     "instruction over system message": _case(
         "q", "d", QD, "Kwarg.", system="System.", variables={"instruction": "Kwarg."}

@@ -31,7 +31,8 @@ from qwen3_vl_rag.serving import DEFAULT_MAX_MODEL_LEN, ServedKind, vllm_command
 
 __all__ = ["add_serve_command", "serve"]
 
-#: Each server's share of the GPU's memory when two share it (vLLM's default is 0.9 for one).
+#: Each server's share of the GPU's memory when two share it (vLLM's default, 0.92 in 0.32, is
+#: for a server alone: the second one would find too little free memory and refuse to start).
 SHARED_GPU_MEMORY_UTILIZATION = "0.45"
 
 #: How long a server is given to shut down gracefully before it is killed.
@@ -153,7 +154,7 @@ def _servers(args: argparse.Namespace) -> list[_Server]:
     if args.reranker:
         port = args.port + 1 if args.reranker_port is None else args.reranker_port
         wanted.append(("reranker", args.reranker, port, args.reranker_max_model_len))
-        if not _sets_gpu_memory(extra):  # vLLM's default (0.9) leaves no room for a second one
+        if not _sets_gpu_memory(extra):  # vLLM's default leaves no room for a second server
             extra += ["--gpu-memory-utilization", SHARED_GPU_MEMORY_UTILIZATION]
     return [
         _Server(
