@@ -10,11 +10,16 @@ Commands::
     qwen3-vl-rag prune
     qwen3-vl-rag rebuild
     qwen3-vl-rag recover [--model ID] [--dim N] [--segment-seconds S]
+    qwen3-vl-rag serve [--model ID] [--reranker ID] [--host H] [--port 8000] [--reranker-port P]
+                       [--max-model-len N] [--reranker-max-model-len N] [--vllm-python PATH]
+                       [--print] [-- VLLM_ARG...]
     qwen3-vl-rag --version
 
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
 listed), 2 nothing done (a usage error, a locked or damaged index, a full disk or read-only
-index directory, a model that cannot load); the one-line message says what to do.
+index directory, a model that cannot load); the one-line message says what to do. ``serve`` exits
+when its vLLM servers have: with the first non-zero status among them, else 0 (2: vLLM is not
+installed for the Python that would run it).
 Output closed early (``| head``) changes none of this: the work and ``--report`` are complete.
 Human output shows control characters in names as escapes and drops them from snippets of page
 text (see :mod:`.terminal`). Progress bars are drawn on a terminal only (never into a pipe or a
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from qwen3_vl_rag import __version__
 from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
+from qwen3_vl_rag.cli.serve import add_serve_command, serve
 from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, readable
 from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL as DEFAULT_MODEL
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL as DEFAULT_RERANKER
@@ -141,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         "--segment-seconds", type=float, help="with --model: the index's clip length"
     )
     recover.add_argument("--device", default="auto", help="with --model: cuda, cpu or auto")
+    add_serve_command(commands, _HelpFormatter)
     return parser
 
 
@@ -155,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prune": _prune,
             "rebuild": _rebuild,
             "recover": _recover,
+            "serve": serve,
         }[args.command]
         with _loading_bars(shown=not getattr(args, "quiet", False)):
             code = handler(args)
