@@ -171,6 +171,7 @@ class Fleet:
                 "--gpu-memory-utilization",
                 "0.1",  # on CPU: the share of RAM for the KV cache (the default 0.92 fails)
                 "--skip-mm-profiling",  # profiling a 16k-token image takes minutes on CPU
+                "--enforce-eager",  # no torch.compile warm-up: minutes on CPU, nothing gained here
             ],
         )
         if name == "reranker-without-template":

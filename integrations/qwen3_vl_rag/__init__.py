@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         Qwen3VLEmbedder,
         Qwen3VLReranker,
         RerankResult,
+        ServerOptions,
         VisionSettings,
         quantize_embeddings,
         truncate_embeddings,
@@ -86,6 +87,7 @@ _LAZY = {
     "quantize_embeddings": "qwen3_vl_rag.engine",
     "truncate_embeddings": "qwen3_vl_rag.engine",
     "VisionSettings": "qwen3_vl_rag.engine",
+    "ServerOptions": "qwen3_vl_rag.engine",
     "MultimodalIndex": "qwen3_vl_rag.index",
     "SearchResult": "qwen3_vl_rag.index",
 }
@@ -122,6 +124,7 @@ __all__ = [
     "RemoteInputError",
     "RerankResult",
     "SearchResult",
+    "ServerOptions",
     "ResourceExhaustedError",
     "ServerConfigurationError",
     "ServerError",

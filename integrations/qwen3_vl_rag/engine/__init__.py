@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         quantize_embeddings,
         truncate_embeddings,
     )
+    from qwen3_vl_rag.engine._remote import ServerOptions
     from qwen3_vl_rag.engine._reranker import Qwen3VLReranker, RerankResult
     from qwen3_vl_rag.engine._shared import (
         embed_in_chunks,
@@ -48,6 +49,7 @@ _LAZY = {
     "PretrainedOptions": "_loading",
     "HubOptions": "_hub",
     "VisionSettings": "_vision",
+    "ServerOptions": "_remote",
     "Precision": "_quantize",
     "QuantizationCalibration": "_quantize",
     "quantize_embeddings": "_quantize",
@@ -74,6 +76,7 @@ __all__ = [
     "Qwen3VLEmbedder",
     "Qwen3VLReranker",
     "RerankResult",
+    "ServerOptions",
     "VisionSettings",
     "embed_in_chunks",
     "loading_options",

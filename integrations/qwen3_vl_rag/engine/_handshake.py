@@ -135,6 +135,14 @@ def _check_embedding(backbone: RemoteBackbone) -> None:
             f"{backbone.loaded.source!r} has {backbone.hidden_size}: it runs another model.",
             url=client.url,
         )
+    text_messages = [
+        {"role": "system", "content": instruction},
+        {"role": "user", "content": "probe"},
+    ]
+    tokens = _tokenize(
+        client, {"model": name, "messages": text_messages, "add_generation_prompt": True}
+    )
+    _compare(backbone, tokens, sequence.input_ids.tolist(), with_image=False)
     probe = _probe_plan(backbone, "probe")
     (expected,) = encoder.encode_embeddings([probe], [instruction], 256)
     from qwen3_vl_rag.engine._remote import png_data_url
@@ -153,7 +161,7 @@ def _check_embedding(backbone: RemoteBackbone) -> None:
         client,
         {"model": name, "messages": messages, "add_generation_prompt": True},
     )
-    _compare(backbone, tokens, expected.input_ids.tolist(), "the checkpoint's chat template")
+    _compare(backbone, tokens, expected.input_ids.tolist(), with_image=True)
 
 
 def _check_reranker(backbone: RemoteBackbone) -> None:
@@ -180,6 +188,15 @@ def _check_reranker(backbone: RemoteBackbone) -> None:
             f"reranker with --runner pooling {_RERANKER_OVERRIDES} ({_LAUNCH}).",
             url=client.url,
         ) from cause
+    text_pair = {
+        "model": name,
+        "messages": [
+            {"role": "query", "content": "probe query"},
+            {"role": "document", "content": "probe document"},
+        ],
+        "chat_template_kwargs": {"instruction": instruction},
+    }
+    _compare(backbone, _tokenize(client, text_pair), pair.input_ids.tolist(), with_image=False)
     probe = _probe_plan(backbone, "probe document")
     (expected,) = encoder.encode_pairs([(query, probe)], instruction, 256)
     document_content = prompts.IMAGE_PLACEHOLDER + "probe document"
@@ -195,7 +212,7 @@ def _check_reranker(backbone: RemoteBackbone) -> None:
         },
         image=probe,
     )
-    _compare(backbone, tokens, expected.input_ids.tolist(), "our judge template")
+    _compare(backbone, tokens, expected.input_ids.tolist(), with_image=True)
 
 
 def _tokenize(
@@ -215,31 +232,38 @@ def _tokenize(
     return list(response.get("tokens", []))
 
 
-def _compare(backbone: RemoteBackbone, got: list[int], expected: list[int], template: str) -> None:
-    url = backbone.client.url
-    pad = backbone.encoder.image_pad_id
+def _compare(
+    backbone: RemoteBackbone, got: list[int], expected: list[int], *, with_image: bool
+) -> None:
+    """Refuse a server whose tokens for a probe differ from ours, saying which flag fixes it.
+
+    The text-only probe is compared first: a difference there is the template (or tokenizer);
+    one that appears only with the image is the server resizing it.
+    """
     if got == expected:
         return
-    got_pads, expected_pads = got.count(pad), expected.count(pad)
-    if got_pads != expected_pads:
+    url = backbone.client.url
+    pad = backbone.encoder.image_pad_id
+    if with_image and got.count(pad) != expected.count(pad):
         raise ServerConfigurationError(
-            f"the server at {url} turned a {expected_pads}-token probe image into {got_pads} "
-            "tokens: it resizes images itself. Start it with --trust-request-mm-kwargs, so that "
-            f"our pre-resized images are kept as they are ({_LAUNCH}).",
+            f"the server at {url} turned a {expected.count(pad)}-token probe image into "
+            f"{got.count(pad)} tokens: it resizes images itself. Start it with "
+            "--trust-request-mm-kwargs, so that our pre-resized images are kept as they are "
+            f"({_LAUNCH}).",
             url=url,
         )
     if backbone.kind == "reranker":
         raise ServerConfigurationError(
-            f"the server at {url} does not render the Qwen3-VL-Reranker judge prompt: start it "
-            "with --chat-template pointing at our template (its path: "
-            "python -c 'from qwen3_vl_rag.serving import reranker_template; "
+            f"the server at {url} does not render the Qwen3-VL-Reranker judge prompt (its "
+            "scores would sit near 0.5): start it with --chat-template pointing at our template "
+            "(its path: python -c 'from qwen3_vl_rag.serving import reranker_template; "
             f"print(reranker_template())'); {_LAUNCH}.",
             url=url,
         )
     raise ServerConfigurationError(
-        f"the server at {url} renders our prompt to other tokens than {template} gives here: "
-        "it runs another tokenizer, or was started with a --chat-template; start it without one, "
-        f"on the same checkpoint ({_LAUNCH}).",
+        f"the server at {url} renders our prompt to other tokens than the checkpoint's chat "
+        "template gives here: it runs another tokenizer, or was started with a --chat-template; "
+        f"start it without one, on the same checkpoint ({_LAUNCH}).",
         url=url,
     )
 

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 import numpy as np
 
@@ -130,8 +130,8 @@ class RemoteBackbone:
 
     Example:
         >>> from qwen3_vl_rag import Qwen3VLEmbedder
-        >>> embedder = Qwen3VLEmbedder.from_server("http://127.0.0.1:8000")
-        >>> embedder.backbone.served.max_model_len >= embedder.max_length
+        >>> embedder = Qwen3VLEmbedder.from_server("http://127.0.0.1:8000")  # doctest: +SKIP
+        >>> embedder.backbone.served.max_model_len >= embedder.max_length  # doctest: +SKIP
         True
     """
 
@@ -174,15 +174,14 @@ class RemoteBackbone:
         """
         from qwen3_vl_rag.engine import _handshake
 
-        client_options = {key: options[key] for key in _CLIENT_KEYS if key in options}
-        client = ServerClient(url, api_key=api_key, **client_options)  # type: ignore[arg-type]
+        client_options: dict[str, Any] = {k: options[k] for k in _CLIENT_KEYS if k in options}  # type: ignore[literal-required]
+        client = ServerClient(url, api_key=api_key, **client_options)
         try:
             served = _handshake.served_model(client, model, served_model)
-            loading: PretrainedOptions = {
-                key: value  # type: ignore[misc]
-                for key, value in options.items()
-                if key not in _CLIENT_KEYS and key != "batch_tokens"
-            }
+            loading = cast(
+                "PretrainedOptions",
+                {k: v for k, v in options.items() if k not in (*_CLIENT_KEYS, "batch_tokens")},
+            )
             source = os.fspath(model) if model is not None else served.root
             loaded = load_client_side(source, loading, server=client.url)
             backbone = cls(loaded, client, served, kind, batch_tokens=options.get("batch_tokens"))
@@ -358,7 +357,9 @@ class RemoteBackbone:
 
         def send(request: _Request) -> None:
             path, body = build(request, sequences)  # images decode in this worker thread
-            out[request.positions] = _values(self.client.post(path, body), len(request.positions))
+            out[request.positions] = _values(
+                self.client.post(path, body), len(request.positions), self.client.url
+            )
             if progress is not None:
                 progress.update(len(request.positions))  # type: ignore[attr-defined]
 
@@ -389,7 +390,7 @@ class RemoteBackbone:
             async with gate:
                 path, body = await asyncio.to_thread(build, request, sequences)
                 response = await self.client.apost(path, body)
-            out[request.positions] = _values(response, len(request.positions))
+            out[request.positions] = _values(response, len(request.positions), self.client.url)
             if progress is not None:
                 progress.update(len(request.positions))  # type: ignore[attr-defined]
 
@@ -434,15 +435,14 @@ def _packed(
         yield batch
 
 
-def _values(response: Any, count: int) -> np.ndarray:
+def _values(response: Any, count: int, url: str) -> np.ndarray:
     """The float32 rows of an embeddings, classify or score response, in request order."""
     data = response.get("data") if isinstance(response, dict) else None
     if not isinstance(data, list) or len(data) != count:
         raise ServerResponseError(
             f"the server returned {len(data) if isinstance(data, list) else 'no'} results for "
-            f"{count} inputs.",
-            url="",
-            status=None,
+            f"{count} inputs; is it a vLLM server?",
+            url=url,
         )
     rows = sorted(data, key=lambda row: int(row.get("index", 0)))
     values = []

@@ -203,6 +203,14 @@ class Qwen3VLReranker(HoldsBackbone):
             show_progress=show_progress,
         )
 
+    def _head(self) -> torch.Tensor:
+        if self.score_head is None:
+            raise ConfigurationError(
+                "a reranker running in process needs its score head (w_yes - w_no); load it "
+                "with Qwen3VLReranker.from_pretrained."
+            )
+        return self.score_head
+
     def _query_plan(self, query: InputItem) -> ItemPlan:
         try:
             (plan,) = plan_items([query], self.backbone.loaded.vision)
@@ -282,12 +290,11 @@ class Qwen3VLReranker(HoldsBackbone):
         with tqdm(
             total=len(sequences), desc="Reranking", unit="pair", disable=not show_progress
         ) as bar:
-            if isinstance(self.backbone, Backbone) and self.score_head is not None:
-                logits = _local_logits(self.backbone, self.score_head, sequences, batch_tokens, bar)
+            backbone = self.backbone
+            if isinstance(backbone, Backbone):
+                logits = _local_logits(backbone, self._head(), sequences, batch_tokens, bar)
             else:
-                logits = self.backbone.pair_logits(
-                    sequences, batch_tokens=batch_tokens, progress=bar
-                )
+                logits = backbone.pair_logits(sequences, batch_tokens=batch_tokens, progress=bar)
         return _sigmoid(logits)
 
     async def ascore(
@@ -312,9 +319,9 @@ class Qwen3VLReranker(HoldsBackbone):
             self._pair_sequences, query, documents, instruction or self.instruction
         )
         backbone = self.backbone
-        if isinstance(backbone, Backbone) and self.score_head is not None:
+        if isinstance(backbone, Backbone):
             logits = await asyncio.to_thread(
-                _local_logits, backbone, self.score_head, sequences, batch_tokens, None
+                _local_logits, backbone, self._head(), sequences, batch_tokens, None
             )
         else:
             logits = await backbone.apair_logits(sequences, batch_tokens=batch_tokens)

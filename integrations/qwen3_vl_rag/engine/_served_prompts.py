@@ -128,9 +128,9 @@ def split_pair_prompt(served: ServedText) -> PairText:
     """The instruction, query and document of a judge prompt, placeholders left in place.
 
     vLLM's ``/score`` renders the instruction, ``<Query>:``, the query, a newline,
-    ``<Document>:`` and the document (our template), and keeps placeholders found in each side's text, so where the split falls
-    inside a text that itself contains ``<Query>:`` changes nothing: the joined prompt is the
-    same, and the images stay in order.
+    ``<Document>:`` and the document (our template), and keeps placeholders found in each
+    side's text, so where the split falls inside a text that itself contains ``<Query>:``
+    changes nothing: the joined prompt is the same, and the images stay in order.
     """
     prompt = served.prompt
     if not prompt.startswith(_PAIR_HEAD) or not prompt.endswith(prompts.ASSISTANT_SUFFIX):
