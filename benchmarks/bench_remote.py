@@ -39,22 +39,31 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def workloads() -> dict[str, list[Any]]:
-    """256 texts of 5 to 200 words; 48 images of 64 to 640 pixels a side; a mix of both."""
-    from PIL import Image
+def page_like(rng: np.random.Generator, width: int, height: int) -> Any:
+    """A screenshot-like picture: a tinted page, text lines, a bar chart, a little sensor noise."""
+    from PIL import Image, ImageDraw
 
+    image = Image.new("RGB", (width, height), tuple(int(c) for c in rng.integers(200, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for row in range(8, height - 8, 14):
+        draw.text((8, row), "Revenue grew 12% in Q3 " * 3, fill=(30, 30, 30))
+    for bar in range(6):
+        top = int(rng.integers(height // 2, height - 4))
+        left = width // 2 + bar * max(4, width // 16)
+        draw.rectangle((left, top, left + max(3, width // 20), height - 2), fill=(200, 40, 40))
+    noise = rng.normal(0, 3, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8))
+
+
+def workloads() -> dict[str, list[Any]]:
+    """256 texts of 5 to 200 words; 48 page-like images of 64 to 900 pixels a side; a mix."""
     from qwen3_vl_rag import MultimodalInput
 
     rng = np.random.default_rng(0)
     words = "revenue growth quarter chart table figure cat report margin cost".split()
     texts = [" ".join(rng.choice(words, size=int(rng.integers(5, 200)))) for _ in range(256)]
     images = [
-        Image.fromarray(
-            rng.integers(
-                0, 256, (int(rng.integers(64, 640)), int(rng.integers(64, 640)), 3)
-            ).astype(np.uint8)
-        )
-        for _ in range(48)
+        page_like(rng, int(rng.integers(64, 900)), int(rng.integers(64, 900))) for _ in range(48)
     ]
     mixed = [MultimodalInput(text=t, images=[i]) for t, i in zip(texts[:48], images, strict=True)]
     return {"texts": texts, "images": images, "text+image": mixed}

@@ -18,6 +18,7 @@ from PIL import Image
 from qwen3_vl_rag import MultimodalInput, Qwen3VLEmbedder, Qwen3VLReranker, Video
 from qwen3_vl_rag.engine import QuantizationCalibration
 from qwen3_vl_rag.errors import (
+    ConfigurationError,
     ServerConfigurationError,
     ServerResponseError,
     ServerTimeoutError,
@@ -426,3 +427,13 @@ def test_an_index_built_on_the_server_equals_one_built_here(
     np.testing.assert_allclose(
         [h.rerank_score for h in got], [h.rerank_score for h in expected], atol=TOLERANCE
     )
+
+
+def test_images_sent_as_png_match_too(
+    local_embedder: Qwen3VLEmbedder, vllm_embedding: Server
+) -> None:
+    embedder = Qwen3VLEmbedder.from_server(vllm_embedding.url, image_format="png")
+    items = [*ITEMS["image"], *ITEMS["text and image"]]
+    np.testing.assert_allclose(embedder.embed(items), local_embedder.embed(items), atol=TOLERANCE)
+    with pytest.raises(ConfigurationError, match="image_format"):
+        Qwen3VLEmbedder.from_server(vllm_embedding.url, image_format="jpeg")  # type: ignore[typeddict-item]

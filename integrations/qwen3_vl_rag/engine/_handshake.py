@@ -145,14 +145,17 @@ def _check_embedding(backbone: RemoteBackbone) -> None:
     _compare(backbone, tokens, sequence.input_ids.tolist(), with_image=False)
     probe = _probe_plan(backbone, "probe")
     (expected,) = encoder.encode_embeddings([probe], [instruction], 256)
-    from qwen3_vl_rag.engine._remote import png_data_url
+    from qwen3_vl_rag.engine._remote import image_data_url
 
     messages = [
         {"role": "system", "content": instruction},
         {
             "role": "user",
             "content": [
-                {"type": "image_url", "image_url": {"url": png_data_url(probe.images[0])}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": image_data_url(probe.images[0], backbone.image_format)},
+                },
                 {"type": "text", "text": "probe"},
             ],
         },
@@ -221,11 +224,11 @@ def _tokenize(
     """The server's token ids for a chat request (images expanded as it would expand them)."""
     body = {**body, "mm_processor_kwargs": {"do_resize": False}}
     if image is not None:
-        from qwen3_vl_rag.engine._remote import png_data_url
+        from qwen3_vl_rag.engine._remote import image_data_url
 
         last = body["messages"][-1]
         last["content"] = [
-            {"type": "image_url", "image_url": {"url": png_data_url(image.images[0])}},
+            {"type": "image_url", "image_url": {"url": image_data_url(image.images[0])}},
             {"type": "text", "text": last["content"]},
         ]
     response = client.post("/tokenize", body)

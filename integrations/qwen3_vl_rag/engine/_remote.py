@@ -48,13 +48,26 @@ from qwen3_vl_rag.errors import ConfigurationError, InputError, ServerResponseEr
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["RemoteBackbone", "ServedKind", "ServedModel", "ServerOptions", "png_data_url"]
+__all__ = [
+    "ImageFormat",
+    "RemoteBackbone",
+    "ServedKind",
+    "ServedModel",
+    "ServerOptions",
+    "image_data_url",
+]
 
 ServedKind = Literal["embedding", "reranker"]
+#: How resized images travel: both lossless. BMP costs no CPU (the client's time goes to the
+#: network instead); PNG spends about 50 ms per megapixel here to send screenshots at a tenth.
+ImageFormat = Literal["bmp", "png"]
 
 #: Tokens per request (the client's packing; the server batches across requests on its own).
 DEFAULT_REQUEST_TOKENS = 16384
 _MAX_ITEMS_PER_REQUEST = 64
+# Items with images are few per request: each worker decodes, resizes and PNG-encodes its own
+# while others wait on the server, so the client's work overlaps the server's.
+_MAX_IMAGE_ITEMS_PER_REQUEST = 4
 
 
 class ServerOptions(TypedDict, total=False):
@@ -70,6 +83,9 @@ class ServerOptions(TypedDict, total=False):
         timeout: Seconds to wait for one response (default 120).
         max_retries: Retries of a request on 429/502/503/504, resets and timeouts (default 4).
         max_concurrency: Requests in flight at once (default 8).
+        image_format: How resized images are sent, both lossless: ``"bmp"`` (the default: no
+            encoding work, for a server on the same host or a fast network) or ``"png"``
+            (smaller, for a slow link; encoding costs client CPU).
         revision: Hub revision of the checkpoint the client reads its tokenizer from.
         cache_dir: Hugging Face cache directory.
         local_files_only: Never touch the network for the tokenizer files.
@@ -85,6 +101,7 @@ class ServerOptions(TypedDict, total=False):
     timeout: float
     max_retries: int
     max_concurrency: int
+    image_format: ImageFormat
     revision: str | None
     cache_dir: str | os.PathLike[str] | None
     local_files_only: bool
@@ -92,6 +109,7 @@ class ServerOptions(TypedDict, total=False):
 
 
 _CLIENT_KEYS = ("timeout", "max_retries", "max_concurrency")
+_REQUEST_KEYS = ("batch_tokens", "image_format")
 
 
 def check_server_options(options: ServerOptions, method: str) -> None:
@@ -143,7 +161,11 @@ class RemoteBackbone:
         kind: ServedKind,
         *,
         batch_tokens: int | None = None,
+        image_format: ImageFormat = "bmp",
     ) -> None:
+        if image_format not in ("bmp", "png"):
+            raise ConfigurationError(f"image_format must be 'bmp' or 'png', got {image_format!r}.")
+        self.image_format = image_format
         self.loaded = loaded
         self.client = client
         self.served = served
@@ -180,11 +202,18 @@ class RemoteBackbone:
             served = _handshake.served_model(client, model, served_model)
             loading = cast(
                 "PretrainedOptions",
-                {k: v for k, v in options.items() if k not in (*_CLIENT_KEYS, "batch_tokens")},
+                {k: v for k, v in options.items() if k not in (*_CLIENT_KEYS, *_REQUEST_KEYS)},
             )
             source = os.fspath(model) if model is not None else served.root
             loaded = load_client_side(source, loading, server=client.url)
-            backbone = cls(loaded, client, served, kind, batch_tokens=options.get("batch_tokens"))
+            backbone = cls(
+                loaded,
+                client,
+                served,
+                kind,
+                batch_tokens=options.get("batch_tokens"),
+                image_format=options.get("image_format", "bmp"),
+            )
             _handshake.check(backbone)
         except BaseException:
             client.close()
@@ -278,7 +307,8 @@ class RemoteBackbone:
             requests.extend(_Request([p], "score") for p in with_images)
         else:
             requests.extend(
-                _Request(batch, "chat") for batch in _packed(with_images, sequences, budget)
+                _Request(batch, "chat")
+                for batch in _packed(with_images, sequences, budget, _MAX_IMAGE_ITEMS_PER_REQUEST)
             )
         return requests
 
@@ -304,7 +334,7 @@ class RemoteBackbone:
                 item_index=position,
             )
             instruction, text = split_embedding_prompt(served.prompt, images=len(served.images))
-            content: list[dict[str, Any]] = [_image_part(plan) for plan in served.images]
+            content: list[dict[str, Any]] = [self._image_part(plan) for plan in served.images]
             if text:
                 content.append({"type": "text", "text": text})
             conversations.append(
@@ -336,12 +366,22 @@ class RemoteBackbone:
         )
         pair = split_pair_prompt(served)
         body.update(
-            queries=[_side(pair.query_images, pair.query)],
-            documents=[_side(pair.document_images, pair.document)],
+            queries=[self._side(pair.query_images, pair.query)],
+            documents=[self._side(pair.document_images, pair.document)],
             instruction=pair.instruction,
             mm_processor_kwargs={"do_resize": False},
         )
         return "/score", body
+
+    def _image_part(self, plan: ImagePlan) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": image_data_url(plan, self.image_format)}}
+
+    def _side(self, images: Sequence[ImagePlan], text: str) -> str | dict[str, Any]:
+        """One side of a pair for ``/score``: its text holds its images' placeholders already."""
+        if not images:
+            return text
+        parts = [self._image_part(plan) for plan in images]
+        return {"content": [*parts, {"type": "text", "text": text}]}
 
     def _run(
         self,
@@ -419,14 +459,17 @@ def _first_error(futures: Sequence[Future[None]]) -> BaseException | None:
 
 
 def _packed(
-    positions: list[int], sequences: Sequence[EncodedSequence], budget: int
+    positions: list[int],
+    sequences: Sequence[EncodedSequence],
+    budget: int,
+    most: int = _MAX_ITEMS_PER_REQUEST,
 ) -> Iterator[list[int]]:
-    """Consecutive runs of positions whose tokens fit in ``budget`` (one at least)."""
+    """Consecutive runs of at most ``most`` positions whose tokens fit in ``budget``."""
     batch: list[int] = []
     tokens = 0
     for position in positions:
         length = len(sequences[position])
-        if batch and (len(batch) >= _MAX_ITEMS_PER_REQUEST or tokens + length > budget):
+        if batch and (len(batch) >= most or tokens + length > budget):
             yield batch
             batch, tokens = [], 0
         batch.append(position)
@@ -460,19 +503,13 @@ def _values(response: Any, count: int, url: str) -> np.ndarray:
     return np.stack(values)
 
 
-def png_data_url(plan: ImagePlan) -> str:
-    """The planned image, decoded and resized here, as a lossless PNG ``data:`` URL."""
+def image_data_url(plan: ImagePlan, image_format: ImageFormat = "bmp") -> str:
+    """The planned image, decoded and resized here, as a lossless ``data:`` URL."""
     buffer = io.BytesIO()
-    resized_image(plan).save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _image_part(plan: ImagePlan) -> dict[str, Any]:
-    return {"type": "image_url", "image_url": {"url": png_data_url(plan)}}
-
-
-def _side(images: Sequence[ImagePlan], text: str) -> str | dict[str, Any]:
-    """One side of a pair for ``/score``: its text holds its images' placeholders already."""
-    if not images:
-        return text
-    return {"content": [*(_image_part(plan) for plan in images), {"type": "text", "text": text}]}
+    image = resized_image(plan)
+    if image_format == "png":
+        image.save(buffer, format="PNG", compress_level=1)
+    else:
+        image.save(buffer, format="BMP")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{image_format};base64,{encoded}"
