@@ -429,3 +429,28 @@ def test_a_dump_of_a_server_adapter_names_no_model_it_was_not_given(connects: li
     assert [options["model"] for _, _, options in connects] == [None, "/ckpt"]
     langchain = Qwen3VLRerank.model_validate(Qwen3VLRerank(base_url=URL).model_dump())
     assert langchain.base_url == URL and "model" not in langchain.model_fields_set
+
+
+def test_the_command_reads_the_key_from_the_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qwen3_vl_rag.cli.main import main
+    from qwen3_vl_rag.engine import _embedder
+    from qwen3_vl_rag.errors import ServerUnreachableError
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def from_server(url: str, **options: Any) -> Any:
+        seen.append((url, options))
+        raise ServerUnreachableError(f"cannot reach {url}", url=url)
+
+    monkeypatch.setattr(_embedder.Qwen3VLEmbedder, "from_server", from_server)
+    monkeypatch.setenv("QWEN3_VL_RAG_API_KEY", KEY)
+    flags = ["--index", str(tmp_path / "ix"), "--server", URL, "--device", "cuda", "--quiet"]
+    assert main(["index", str(tmp_path), *flags]) == 2
+    assert main(["index", str(tmp_path), *flags, "--model", "/ckpt", "--max-pixels", "4096"]) == 2
+    assert seen == [
+        (URL, {"model": None, "api_key": KEY, "max_pixels": None}),  # no device: the server's
+        (URL, {"model": "/ckpt", "api_key": KEY, "max_pixels": 4096}),
+    ]
+    assert KEY not in capsys.readouterr().err
