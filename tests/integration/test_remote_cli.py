@@ -131,3 +131,7 @@ def test_unreachable_servers_exit_2_with_one_line_naming_them(
         assert code == 2 and captured.out == ""
         (line,) = captured.err.strip().splitlines()
         assert line.startswith("error: ServerUnreachableError: ") and nowhere in line
+    # nothing recalled, nothing to rerank: the reranker's server is never contacted
+    flags = ["--server", vllm_embedding.url, "--reranker-server", nowhere, "--kind", "video"]
+    assert main(["search", "red", "--index", str(index), "--quiet", "--json", *flags]) == 0
+    assert json.loads(capsys.readouterr().out) == []
