@@ -454,3 +454,27 @@ def test_the_command_reads_the_key_from_the_environment_only(
         (URL, {"model": "/ckpt", "api_key": KEY, "max_pixels": 4096}),
     ]
     assert KEY not in capsys.readouterr().err
+
+
+def test_the_retrievers_async_path_gives_the_sync_result() -> None:
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from qwen3_vl_rag.langchain import Qwen3VLRerankRetriever
+
+    texts = ["Q1 churn was 4%.", "Q2 churn was 7%.", "The office moved.", "Q3 churn was 3%."]
+    for embedder, reranker in (
+        (FakeEmbedder(), FakeReranker()),
+        (RemoteEmbedder(), RemoteReranker()),
+    ):
+        store = InMemoryVectorStore.from_texts(texts, Qwen3VLEmbeddings(engine=embedder))
+        retriever = Qwen3VLRerankRetriever(
+            vectorstore=store, reranker=Qwen3VLRerank(engine=reranker), k=2, fetch_k=3
+        )
+        for kwargs in ({}, {"k": 1}):
+            got = asyncio.run(retriever.ainvoke("churn", **kwargs))
+            expected = retriever.invoke("churn", **kwargs)
+            assert [(d.page_content, d.metadata) for d in got] == [
+                (d.page_content, d.metadata) for d in expected
+            ]
+            assert len(got) == kwargs.get("k", 2)
+    assert reranker.awaited and embedder.awaited  # the server fakes were awaited
