@@ -9,10 +9,12 @@ image and video loaders and readers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -20,14 +22,18 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    SerializerFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from qwen3_vl_rag.defaults import API_KEY_ENV
 from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.media.references import (
     ImageRoots,
+    ascore_with_text_fallback,
     register_image_root,
     score_with_text_fallback,
 )
@@ -40,7 +46,7 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.media.sniff import MediaKind
     from qwen3_vl_rag.protocols import EmbeddingEngine, RerankingEngine
 
-__all__ = ["EngineSettings", "EngineSlot", "MediaScan", "ranked"]
+__all__ = ["EngineSettings", "EngineSlot", "MediaScan", "aranked", "ranked"]
 
 #: ``from_pretrained`` options that are credentials: held as ``SecretStr``, never shown or dumped.
 SECRET_OPTIONS = frozenset({"token"})
@@ -70,6 +76,13 @@ class EngineSettings(BaseModel):
 
     Subclasses name their checkpoint field in ``model_keyword`` (``"model"``, or ``"model_name"``
     for LlamaIndex embeddings); the other framework's spelling is refused with a hint.
+
+    With ``base_url`` the engine is ``from_server``: the checkpoint field is passed as its
+    ``model`` only when set explicitly (else the server's own model is used); ``device`` and
+    ``dtype`` are ignored (the server runs the model as it was started), and ``model_kwargs``
+    are ``from_server`` options. The API key, like a Hub token, is never shown in ``repr`` or
+    written in a dump (``model_dump``, ``to_dict``, ``to_json``); a pickle keeps both, so that a
+    copy in a worker process can load or connect again.
     """
 
     model_config = ConfigDict(
@@ -81,8 +94,29 @@ class EngineSettings(BaseModel):
 
     model_keyword: ClassVar[str] = "model"
 
-    device: str = Field(default="auto", description='"auto" (CUDA if present), "cpu", "cuda:0"...')
-    dtype: str = Field(default="auto", description='"auto" (bfloat16 on CUDA, float32 on CPU).')
+    base_url: str | None = Field(
+        default=None,
+        description="A vLLM server that runs the model (started with `qwen3-vl-rag serve`), e.g. "
+        '"http://127.0.0.1:8000": the forward pass runs there, prompts, pictures and arithmetic '
+        "here, so the numbers are the in-process ones. The checkpoint field then names the "
+        "checkpoint the client reads its tokenizer from (default: the server's).",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="The server's API key (vLLM --api-key), sent as a bearer token; default: "
+        f"the {API_KEY_ENV} environment variable. Never shown in repr nor written in dumps "
+        "(a pickle keeps it, so a copy can connect).",
+    )
+    device: str = Field(
+        default="auto",
+        description='"auto" (CUDA if present), "cpu", "cuda:0"... (ignored with base_url).',
+    )
+    dtype: str = Field(
+        default="auto",
+        description='"auto" (bfloat16 on CUDA, float32 on CPU); ignored with base_url (the '
+        "server's --dtype decides).",
+    )
     batch_tokens: int | None = Field(
         default=None,
         ge=1,
@@ -120,6 +154,34 @@ class EngineSettings(BaseModel):
             )
         return data
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # the URL itself is not repeated: it may hold credentials
+            raise ValueError(
+                "base_url must be the http:// or https:// address of a vLLM server, e.g. "
+                '"http://127.0.0.1:8000".'
+            )
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_engine(self) -> EngineSettings:
+        if self.base_url is not None and getattr(self, "engine", None) is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes an `engine` or a `base_url`, not both: a server "
+                "engine (from_server) is an engine already."
+            )
+        if self.api_key is not None and self.base_url is None:
+            raise ValueError(
+                "api_key is sent to the server named by base_url: set base_url too (an engine "
+                "from from_server(..., api_key=...) brings its own)."
+            )
+        return self
+
     @field_validator("model_kwargs")
     @classmethod
     def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -133,10 +195,24 @@ class EngineSettings(BaseModel):
     def _roots_as_text(self, value: list[Path]) -> list[str]:
         return [str(root) for root in value]  # to_json / from_json round-trip
 
+    @model_serializer(mode="wrap")
+    def _server_model_stays_unnamed(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if (
+            isinstance(data, dict)
+            and self.base_url is not None
+            and self.model_keyword not in self.model_fields_set
+        ):
+            # the server's own model: a copy made from the dump must not name the default one
+            data.pop(self.model_keyword, None)
+        return data
+
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             if name == "model_kwargs" and isinstance(value, dict):
                 value = _masked(value)  # also a token put in the dict after validation
+            elif name == "api_key" and isinstance(value, str):
+                value = SecretStr(value)  # also a key assigned after validation
             yield name, value
 
     def __getstate__(self) -> dict[Any, Any]:
@@ -147,6 +223,14 @@ class EngineSettings(BaseModel):
             state = {**state, "__dict__": {**fields, "engine": None}}
         return state
 
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """Unpickle; the fields the user set stay the ones set (LlamaIndex sets them all)."""
+        super().__setstate__(state)
+        if "__pydantic_fields_set__" in state:  # with base_url, an unset model is the server's
+            object.__setattr__(
+                self, "__pydantic_fields_set__", set(state["__pydantic_fields_set__"])
+            )
+
     # -- the engine ------------------------------------------------------------------------------
 
     def _given(self, engine: object, kind: type[Any]) -> None:
@@ -155,6 +239,11 @@ class EngineSettings(BaseModel):
             raise ConfigurationError(
                 f"{type(self).__name__} needs an engine with the methods of {kind.__name__}, "
                 f"got {type(engine).__name__}."
+            )
+        if engine is not None and self.base_url is not None:
+            raise ConfigurationError(
+                f"{type(self).__name__} takes an `engine` or a `base_url`, not both: a server "
+                "engine (from_server) is an engine already."
             )
         self._engine = EngineSlot(engine)
 
@@ -170,26 +259,69 @@ class EngineSettings(BaseModel):
         }
         return loading_options(self.device, self.dtype, self.max_pixels, extra)
 
+    def _server_options(self) -> dict[str, Any]:
+        """``from_server`` keywords from the fields (the URL aside).
+
+        The checkpoint goes as ``model`` only when the user named one: the default would point
+        the client at a model the server may not run, while ``None`` means the server's.
+        """
+        options: dict[str, Any] = {
+            k: v.get_secret_value() if isinstance(v, SecretStr) else v
+            for k, v in self.model_kwargs.items()
+        }
+        if self.max_pixels is not None:
+            options["max_pixels"] = self.max_pixels
+        named = self.model_keyword in self.model_fields_set
+        options["model"] = self._checkpoint() if named else None
+        options["api_key"] = _secret(self.api_key) or os.environ.get(API_KEY_ENV) or None
+        return options
+
     def _checkpoint(self) -> str:
         return str(getattr(self, self.model_keyword))
 
     def _shared_embedder(self) -> EmbeddingEngine:
-        """The engine given, or the process's model for these settings (loaded now if needed)."""
+        """The engine given, or the process's model (or server engine) for these settings."""
         if self._engine.loaded is None:
             from qwen3_vl_rag import engine as eng
 
-            self._engine.loaded = eng.shared_embedder(self._checkpoint(), **self._load_options())
+            if self.base_url is not None:
+                self._engine.loaded = eng.server_embedder(self.base_url, **self._server_options())
+            else:
+                self._engine.loaded = eng.shared_embedder(
+                    self._checkpoint(), **self._load_options()
+                )
         engine: EmbeddingEngine = self._engine.loaded
         return engine
 
     def _shared_reranker(self) -> RerankingEngine:
-        """The engine given, or the process's model for these settings (loaded now if needed)."""
+        """The engine given, or the process's model (or server engine) for these settings."""
         if self._engine.loaded is None:
             from qwen3_vl_rag import engine as eng
 
-            self._engine.loaded = eng.shared_reranker(self._checkpoint(), **self._load_options())
+            if self.base_url is not None:
+                self._engine.loaded = eng.server_reranker(self.base_url, **self._server_options())
+            else:
+                self._engine.loaded = eng.shared_reranker(
+                    self._checkpoint(), **self._load_options()
+                )
         engine: RerankingEngine = self._engine.loaded
         return engine
+
+    async def _awaited(self, attribute: str, method: str) -> Any | None:
+        """The engine behind ``attribute`` when its ``method`` is to be awaited, else ``None``.
+
+        The engine is loaded or connected in a worker thread (that blocks) the first time.
+        ``None``: an in-process model or an engine without async methods; the caller then runs
+        the synchronous method in a worker thread, as before.
+        """
+        from qwen3_vl_rag.engine import awaitable
+
+        engine = await asyncio.to_thread(getattr, self, attribute)
+        return engine if awaitable(engine, method) is not None else None
+
+
+def _secret(value: SecretStr | str | None) -> str | None:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def _masked(options: dict[str, Any]) -> dict[str, Any]:
@@ -213,12 +345,32 @@ def ranked(
     One locked call into the engine; a document whose visual fails there is scored on
     ``texts[index]`` instead, with a warning.
     """
-    from qwen3_vl_rag.engine import model_lock
+    from qwen3_vl_rag.engine import serialized_calls
 
-    with model_lock(engine):
+    with serialized_calls(engine):
         scores = score_with_text_fallback(
             engine, query, documents, texts, instruction=instruction, batch_tokens=batch_tokens
         )
+    return _best_first(scores)
+
+
+async def aranked(
+    engine: RerankingEngine,
+    query: InputItem,
+    documents: Sequence[InputItem],
+    texts: Sequence[str],
+    *,
+    instruction: str | None,
+    batch_tokens: int | None,
+) -> list[tuple[int, float]]:
+    """:func:`ranked` through the engine's ``ascore`` (an engine that ``awaitable`` accepts)."""
+    scores = await ascore_with_text_fallback(
+        engine, query, documents, texts, instruction=instruction, batch_tokens=batch_tokens
+    )
+    return _best_first(scores)
+
+
+def _best_first(scores: Sequence[float]) -> list[tuple[int, float]]:
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     return [(i, float(scores[i])) for i in order]
 

@@ -4,8 +4,10 @@ Commands::
 
     qwen3-vl-rag index PATH... [--index DIR] [--model ID] [--reranker ID] [--dim N]
                                [--max-pixels N] [--segment-seconds S] [--device D] [--report FILE]
+                               [--server URL]
     qwen3-vl-rag search "QUERY" [--image IMG] [-k 20] [--top-n 5] [--no-rerank] [--kind page]
                                [--json] [--html out.html] [--quiet]
+                               [--server URL] [--reranker-server URL]
     qwen3-vl-rag status [--json]
     qwen3-vl-rag prune
     qwen3-vl-rag rebuild
@@ -17,13 +19,18 @@ Commands::
 
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
 listed), 2 nothing done (a usage error, a locked or damaged index, a full disk or read-only
-index directory, a model that cannot load); the one-line message says what to do. ``serve`` exits
-when its vLLM servers have: with the first non-zero status among them, else 0 (2: vLLM is not
-installed for the Python that would run it).
+index directory, a model that cannot load, a server that cannot be reached or is set up wrong);
+the one-line message says what to do. ``serve`` exits when its vLLM servers have: with the first
+non-zero status among them, else 0 (2: vLLM is not installed for the Python that would run it).
 Output closed early (``| head``) changes none of this: the work and ``--report`` are complete.
 Human output shows control characters in names as escapes and drops them from snippets of page
 text (see :mod:`.terminal`). Progress bars are drawn on a terminal only (never into a pipe or a
 log file). ``search`` loads the reranker only once the first stage has found something to rerank.
+
+``--server`` / ``--reranker-server`` run the models on vLLM servers (``qwen3-vl-rag serve``) with
+the same numbers: an index built either way is searched either way. The servers' API key comes
+from the environment (:data:`~qwen3_vl_rag.defaults.API_KEY_ENV`), never from a flag, which
+would show in ``ps`` and the shell's history.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -41,12 +49,13 @@ from qwen3_vl_rag import __version__
 from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
 from qwen3_vl_rag.cli.serve import add_serve_command, serve
 from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, readable
+from qwen3_vl_rag.defaults import API_KEY_ENV
 from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL as DEFAULT_MODEL
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL as DEFAULT_RERANKER
 from qwen3_vl_rag.errors import Qwen3VLRagError
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.engine import Qwen3VLReranker
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder, Qwen3VLReranker
 
 __all__ = ["main"]
 
@@ -74,29 +83,54 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qwen3-vl-rag {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+    def command(name: str, text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=text, description=text, epilog=epilog, formatter_class=_HelpFormatter
+        )
         sub.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help="index directory")
         return sub
 
-    def model_options(sub: argparse.ArgumentParser) -> None:
+    def model_options(sub: argparse.ArgumentParser, *, reranker_server: bool) -> None:
         sub.add_argument(
             "--model",
             default=None,
             help=f"embedding model: a Hub id or a local directory (default: the index's, else "
-            f"{DEFAULT_MODEL})",
+            f"{DEFAULT_MODEL}; with --server, the checkpoint its tokenizer is read from, "
+            "default: the server's)",
         )
         sub.add_argument(
             "--reranker",
             default=None,
             help=f"reranker: a Hub id or a local directory (default: the index's, else "
-            f"{DEFAULT_RERANKER})",
+            f"{DEFAULT_RERANKER}"
+            + ("; with --reranker-server, default: the server's)" if reranker_server else ")"),
         )
-        sub.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+        sub.add_argument(
+            "--device", default="auto", help="cuda, cpu or auto (default); not for a server's model"
+        )
+        sub.add_argument(
+            "--server",
+            metavar="URL",
+            help="run the embedding model on this vLLM server (started with `qwen3-vl-rag "
+            "serve`), e.g. http://127.0.0.1:8000: the same vectors as in process",
+        )
+        if reranker_server:
+            sub.add_argument(
+                "--reranker-server",
+                metavar="URL",
+                help="run the reranker on this vLLM server (connected when there is something "
+                "to rerank)",
+            )
 
-    index = command("index", "index files and folders (unchanged files are skipped)")
+    server_key = (
+        f"A server's API key (its --api-key), if it has one, is read from the environment "
+        f"variable {API_KEY_ENV}; there is no flag for it, since a flag shows in `ps` and "
+        "the shell's history."
+    )
+
+    index = command("index", "index files and folders (unchanged files are skipped)", server_key)
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    model_options(index)
+    model_options(index, reranker_server=False)
     index.add_argument(
         "--dim",
         type=int,
@@ -116,10 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--report", type=Path, help="write a JSON report of the run here")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    search = command("search", "search the index by text, image or both")
+    search = command("search", "search the index by text, image or both", server_key)
     search.add_argument("query", nargs="?", default=None, help="what to look for")
     search.add_argument("--image", type=Path, help="an image to look for")
-    model_options(search)
+    model_options(search, reranker_server=True)
     search.add_argument("-k", type=int, default=20, help="items recalled (default 20)")
     search.add_argument("--top-n", type=int, default=5, help="results shown (default 5)")
     search.add_argument("--no-rerank", action="store_true", help="vector similarity only")
@@ -198,11 +232,15 @@ def _index(args: argparse.Namespace) -> int:
             reranker = reranker or built.reranker_model()
             max_pixels = max_pixels or built.signature.get("max_pixels")
     model, reranker = model or DEFAULT_MODEL, reranker or DEFAULT_RERANKER
-    options: dict[str, Any] = {"device": args.device}
-    if max_pixels:
-        options["max_pixels"] = max_pixels
-    _say(args, f"loading {model} ...")
-    embedder = Qwen3VLEmbedder.from_pretrained(model, **options)
+    if args.server:
+        _say(args, f"connecting to {args.server} ...")
+        embedder = _served_embedder(args.server, args.model, max_pixels)
+    else:
+        options: dict[str, Any] = {"device": args.device}
+        if max_pixels:
+            options["max_pixels"] = max_pixels
+        _say(args, f"loading {model} ...")
+        embedder = Qwen3VLEmbedder.from_pretrained(model, **options)
     with MultimodalIndex(
         args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
     ) as index:
@@ -228,14 +266,25 @@ def _search(args: argparse.Namespace) -> int:
         max_pixels = probe.signature.get("max_pixels")
         model = args.model or probe.embedding_model() or DEFAULT_MODEL
         recorded_reranker = None if args.reranker or args.no_rerank else probe.reranker_model()
-    embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device, max_pixels=max_pixels)
+    if args.server:
+        embedder = _served_embedder(args.server, args.model, max_pixels)
+        model = embedder.model_id
+    else:
+        embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device, max_pixels=max_pixels)
     models = [model]
-    reranker = None
+    on_demand = None
     if not args.no_rerank:
-        name = args.reranker or recorded_reranker or DEFAULT_RERANKER
-        models.append(name)
-        # loaded by the index at its first score() call: only once there are hits to rerank
-        reranker = cast("Qwen3VLReranker", RerankerOnDemand(name, device=args.device))
+        if args.reranker_server:  # the checkpoint the server runs, unless named
+            on_demand = RerankerOnDemand(
+                args.reranker, server=args.reranker_server, api_key=_api_key()
+            )
+        else:
+            name = args.reranker or recorded_reranker or DEFAULT_RERANKER
+            on_demand = RerankerOnDemand(name, device=args.device)
+        if on_demand.model is not None:
+            models.append(on_demand.model)
+    # loaded by the index at its first score() call: only once there are hits to rerank
+    reranker = cast("Qwen3VLReranker | None", on_demand)
     note = random_weights_note(models)
     if note and not args.quiet:
         print(printable(f"note: {note}"), file=sys.stderr)
@@ -248,6 +297,8 @@ def _search(args: argparse.Namespace) -> int:
             top_n=args.top_n,
             filters={"kind": args.kind} if args.kind else None,
         )
+    if on_demand is not None and on_demand.model is None and on_demand.loaded:
+        models.append(on_demand.model_id)  # the reranker server's own checkpoint
     if args.html:
         from qwen3_vl_rag.cli.gallery import write_gallery
 
@@ -319,6 +370,26 @@ def _recover(args: argparse.Namespace) -> int:
         "run checks every file once"
     )
     return EXIT_OK
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+def _api_key() -> str | None:
+    """The servers' API key, from the environment only (a flag would show in ``ps``)."""
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def _served_embedder(url: str, model: str | None, max_pixels: int | None) -> Qwen3VLEmbedder:
+    """The embedding model a vLLM server runs; ``model`` names the checkpoint for the tokenizer.
+
+    Raises:
+        ServerError: The server cannot be reached, or runs another model or without the flags
+            parity needs (the message names the URL or the flag).
+    """
+    from qwen3_vl_rag.engine import Qwen3VLEmbedder
+
+    return Qwen3VLEmbedder.from_server(url, model=model, api_key=_api_key(), max_pixels=max_pixels)
 
 
 # -- output --------------------------------------------------------------------------------------

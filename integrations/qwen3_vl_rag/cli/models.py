@@ -14,19 +14,31 @@ __all__ = ["RerankerOnDemand", "random_test_checkpoints", "random_weights_note"]
 
 
 class RerankerOnDemand:
-    """A reranker that loads its checkpoint at its first :meth:`score` call.
+    """A reranker that loads its checkpoint (or connects to its server) at its first use.
 
     A search pays for loading the reranker only when the first stage found something to
     rerank; one that finds nothing, or fails before, never loads it.
 
     Args:
-        model: A Hub id or a local directory.
-        device: ``"cuda"``, ``"cpu"`` or ``"auto"``.
+        model: A Hub id or a local directory; with ``server``, the checkpoint the client reads
+            its tokenizer from (``None``: the one the server runs).
+        device: ``"cuda"``, ``"cpu"`` or ``"auto"`` (not for a server's model).
+        server: The URL of a vLLM server that runs the reranker.
+        api_key: The server's API key.
     """
 
-    def __init__(self, model: str | os.PathLike[str], *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None,
+        *,
+        device: str = "auto",
+        server: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.model = model
         self.device = device
+        self.server = server
+        self._api_key = api_key
         self._loaded: Qwen3VLReranker | None = None
 
     @property
@@ -35,12 +47,19 @@ class RerankerOnDemand:
         return self._loaded is not None
 
     def load(self) -> Qwen3VLReranker:
-        """The reranker, loaded on the first call."""
+        """The reranker, loaded (or connected to) on the first call."""
         if self._loaded is None:
-            from qwen3_vl_rag.engine import Qwen3VLReranker
-
-            self._loaded = Qwen3VLReranker.from_pretrained(self.model, device=self.device)
+            self._loaded = self._open()
         return self._loaded
+
+    def _open(self) -> Qwen3VLReranker:
+        from qwen3_vl_rag.engine import Qwen3VLReranker
+
+        if self.server is not None:
+            return Qwen3VLReranker.from_server(self.server, model=self.model, api_key=self._api_key)
+        if self.model is None:
+            raise ValueError("RerankerOnDemand needs a model, a server, or both.")
+        return Qwen3VLReranker.from_pretrained(self.model, device=self.device)
 
     def __getattr__(self, name: str) -> Any:
         """Anything else a reranker has: the model is loaded for it."""

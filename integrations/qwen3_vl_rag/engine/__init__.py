@@ -34,9 +34,14 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.engine._remote import ServerOptions
     from qwen3_vl_rag.engine._reranker import Qwen3VLReranker, RerankResult
     from qwen3_vl_rag.engine._shared import (
+        aembed_in_chunks,
+        awaitable,
         embed_in_chunks,
         loading_options,
         model_lock,
+        serialized_calls,
+        server_embedder,
+        server_reranker,
         shared_embedder,
         shared_reranker,
     )
@@ -63,6 +68,11 @@ _LAZY = {
     "loading_options": "_shared",
     "model_lock": "_shared",
     "embed_in_chunks": "_shared",
+    "aembed_in_chunks": "_shared",
+    "awaitable": "_shared",
+    "serialized_calls": "_shared",
+    "server_embedder": "_shared",
+    "server_reranker": "_shared",
 }
 
 __all__ = [
@@ -78,10 +88,15 @@ __all__ = [
     "RerankResult",
     "ServerOptions",
     "VisionSettings",
+    "aembed_in_chunks",
+    "awaitable",
     "embed_in_chunks",
     "loading_options",
     "model_lock",
     "quantize_embeddings",
+    "serialized_calls",
+    "server_embedder",
+    "server_reranker",
     "shared_embedder",
     "shared_reranker",
     "truncate_embeddings",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from langchain_core.embeddings import Embeddings
 from pydantic import Field, InstanceOf
@@ -37,7 +37,10 @@ class Qwen3VLEmbeddings(EngineSettings, Embeddings):
     :meth:`embed_image` are the caller's own and are read wherever they are.
 
     The model loads on first use and is shared with every other adapter in the process that
-    asks for the same checkpoint and settings; or pass a loaded one as ``engine``.
+    asks for the same checkpoint and settings; or pass a loaded one as ``engine``. With
+    ``base_url`` the model runs on a vLLM server (``qwen3-vl-rag serve``) and the vectors are
+    the same: only the forward pass is sent there. The async methods then await the server's
+    answers on the event loop; with an in-process model they run in a worker thread.
 
     Example:
         >>> from langchain_chroma import Chroma
@@ -135,16 +138,26 @@ class Qwen3VLEmbeddings(EngineSettings, Embeddings):
         return self._embed([self._image(uri)], query=True)[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """:meth:`embed_documents` in a worker thread (the event loop keeps running)."""
-        return await asyncio.to_thread(self.embed_documents, texts)
+        """:meth:`embed_documents` without blocking the event loop.
+
+        A server engine's requests are awaited; an in-process model runs in a worker thread.
+        """
+        roots = self._roots()
+        return await self._aembed(
+            lambda: [text_or_visual(t, self.image_inputs, roots) for t in texts], query=False
+        )
 
     async def aembed_query(self, text: str) -> list[float]:
-        """:meth:`embed_query` in a worker thread."""
-        return await asyncio.to_thread(self.embed_query, text)
+        """:meth:`embed_query` without blocking the event loop."""
+        roots = self._roots()
+        vectors = await self._aembed(
+            lambda: [text_or_visual(text, self.image_inputs, roots)], query=True
+        )
+        return vectors[0]
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
-        """:meth:`embed_image` in a worker thread."""
-        return await asyncio.to_thread(self.embed_image, uris)
+        """:meth:`embed_image` without blocking the event loop."""
+        return await self._aembed(lambda: [self._image(uri) for uri in uris], query=False)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -168,4 +181,23 @@ class Qwen3VLEmbeddings(EngineSettings, Embeddings):
             batch_tokens=self.batch_tokens,
             chunk_size=self.batch_size,
             show_progress=self.show_progress,
+        )
+
+    async def _aembed(
+        self, read: Callable[[], list[InputItem]], *, query: bool
+    ) -> list[list[float]]:
+        """Embed what ``read`` returns (it may read files: it runs in a worker thread)."""
+        engine = await self._awaited("embedder", "aembed_queries" if query else "aembed_documents")
+        if engine is None:
+            return await asyncio.to_thread(lambda: self._embed(read(), query=query))
+        from qwen3_vl_rag.engine import aembed_in_chunks
+
+        return await aembed_in_chunks(
+            engine,
+            await asyncio.to_thread(read),
+            query=query,
+            instruction=self.query_instruction if query else self.document_instruction,
+            dim=self.dimensions,
+            batch_tokens=self.batch_tokens,
+            chunk_size=self.batch_size,
         )

@@ -11,7 +11,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import Field, InstanceOf
 
-from qwen3_vl_rag._adapters import EngineSettings, ranked
+from qwen3_vl_rag._adapters import EngineSettings, aranked, ranked
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import ConfigurationError, InputError
 from qwen3_vl_rag.inputs import InputItem
@@ -45,7 +45,9 @@ class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
 
     Returns copies of the documents, best first, with ``metadata["relevance_score"]``; each copy
     keeps its ``id``. All pairs are scored in batched forward passes, and the query's prompt runs
-    once for all of them.
+    once for all of them. With ``base_url`` the model runs on a vLLM server (``qwen3-vl-rag
+    serve``) with the same scores, and :meth:`arerank` / ``acompress_documents`` await it on the
+    event loop (an in-process model runs in a worker thread).
 
     Example:
         >>> from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -116,17 +118,40 @@ class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
             query: The query text, or an image path for an image query.
             top_n: How many to return; ``-1`` (default) uses the field, ``None`` returns all.
         """
-        limit = self.top_n if top_n == -1 else top_n
-        if limit is not None and limit < 0:
-            raise ConfigurationError(f"top_n must be non-negative or None, got {limit}.")
+        limit = self._limit(top_n)
         if not documents:
             return []
-        roots = self._roots()
-        query_input = text_or_visual(query, self.image_inputs, roots)
-        texts = [fallback_text(d) for d in documents]
-        inputs = [self._input(i, d, roots, texts[i]) for i, d in enumerate(documents)]
+        query_input, inputs, texts = self._pairs(documents, query)
         best = ranked(
             self.reranker,
+            query_input,
+            inputs,
+            texts,
+            instruction=self.instruction,
+            batch_tokens=self.batch_tokens,
+        )
+        return [{"index": i, "relevance_score": score} for i, score in best[:limit]]
+
+    async def arerank(
+        self,
+        documents: Sequence[Document | str],
+        query: str,
+        *,
+        top_n: int | None = -1,
+    ) -> list[dict[str, Any]]:
+        """:meth:`rerank` without blocking the event loop.
+
+        A server engine's requests are awaited; an in-process model runs in a worker thread.
+        """
+        limit = self._limit(top_n)
+        if not documents:
+            return []
+        engine = await self._awaited("reranker", "ascore")
+        if engine is None:
+            return await asyncio.to_thread(self.rerank, documents, query, top_n=top_n)
+        query_input, inputs, texts = await asyncio.to_thread(self._pairs, documents, query)
+        best = await aranked(
+            engine,
             query_input,
             inputs,
             texts,
@@ -150,8 +175,24 @@ class Qwen3VLRerank(EngineSettings, BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        """:meth:`compress_documents` in a worker thread (the event loop keeps running)."""
-        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+        """:meth:`compress_documents` without blocking the event loop (see :meth:`arerank`)."""
+        return ranked_copies(documents, await self.arerank(documents, query))
+
+    def _limit(self, top_n: int | None) -> int | None:
+        limit = self.top_n if top_n == -1 else top_n
+        if limit is not None and limit < 0:
+            raise ConfigurationError(f"top_n must be non-negative or None, got {limit}.")
+        return limit
+
+    def _pairs(
+        self, documents: Sequence[Document | str], query: str
+    ) -> tuple[InputItem, list[InputItem], list[str]]:
+        """The query and documents as engine inputs, and each document's fallback text."""
+        roots = self._roots()
+        query_input = text_or_visual(query, self.image_inputs, roots)
+        texts = [fallback_text(d) for d in documents]
+        inputs = [self._input(i, d, roots, texts[i]) for i, d in enumerate(documents)]
+        return query_input, inputs, texts
 
     def _input(
         self, index: int, document: Document | str, roots: ImageRoots, text: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -73,9 +72,13 @@ class Qwen3VLRerankRetriever(BaseRetriever):
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        return await asyncio.to_thread(
-            self._get_relevant_documents,
-            query,
-            run_manager=run_manager.get_sync(),
-            **kwargs,
+        # the store's and the reranker's own async paths: a served model is awaited, never
+        # waited for in a thread
+        k = int(kwargs.pop("k", self.k))
+        fetch_k = max(int(kwargs.pop("fetch_k", self.fetch_k)), k)
+        candidates = await self.vectorstore.asimilarity_search(
+            query, k=fetch_k, **{**self.search_kwargs, **kwargs}
         )
+        if not candidates:
+            return []
+        return ranked_copies(candidates, await self.reranker.arerank(candidates, query, top_n=k))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from llama_index.core.bridge.pydantic import Field
@@ -38,8 +38,10 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
 
     The model loads on first use and is shared with every other adapter in the process that
     asks for the same checkpoint and settings; or pass a loaded one as ``engine``. Calls into
-    the model are serialized, so LlamaIndex's concurrent async batches queue rather than
-    compete for memory.
+    an in-process model are serialized, so LlamaIndex's concurrent async batches queue rather
+    than compete for memory. With ``base_url`` the model runs on a vLLM server (``qwen3-vl-rag
+    serve``) with the same vectors, and the async methods await its answers on the event loop
+    (the server batches concurrent requests).
 
     Example:
         >>> from llama_index.core import VectorStoreIndex
@@ -116,7 +118,11 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         return self._embed([text_input(query, self.image_inputs, self._roots())], query=True)[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        roots = self._roots()
+        vectors = await self._aembed(
+            lambda: [text_input(query, self.image_inputs, roots)], query=True
+        )
+        return vectors[0]
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return self._get_text_embeddings([text])[0]
@@ -126,10 +132,13 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         return self._embed([text_input(t, self.image_inputs, roots) for t in texts], query=False)
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        return (await self._aget_text_embeddings([text]))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        roots = self._roots()
+        return await self._aembed(
+            lambda: [text_input(t, self.image_inputs, roots) for t in texts], query=False
+        )
 
     # -- images ------------------------------------------------------------------------------------
 
@@ -140,10 +149,12 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         return self._embed([self._image(i) for i in img_file_paths], query=False, images=True)
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> list[float]:
-        return await asyncio.to_thread(self._get_image_embedding, img_file_path)
+        return (await self._aget_image_embeddings([img_file_path]))[0]
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
-        return await asyncio.to_thread(self._get_image_embeddings, img_file_paths)
+        return await self._aembed(
+            lambda: [self._image(i) for i in img_file_paths], query=False, images=True
+        )
 
     def get_image_query_embedding(self, image: ImageType) -> list[float]:
         """Embed an image as a *query*, with the query instruction.
@@ -154,8 +165,9 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         return self._embed([self._image(image)], query=True, images=True)[0]
 
     async def aget_image_query_embedding(self, image: ImageType) -> list[float]:
-        """:meth:`get_image_query_embedding` in a worker thread."""
-        return await asyncio.to_thread(self.get_image_query_embedding, image)
+        """:meth:`get_image_query_embedding` without blocking the event loop."""
+        vectors = await self._aembed(lambda: [self._image(image)], query=True, images=True)
+        return vectors[0]
 
     # -- as a transformation ---------------------------------------------------------------------
 
@@ -164,18 +176,8 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
 
         Nodes that already have an embedding are left as they are.
         """
-        todo = [node for node in nodes if node.embedding is None]
-        visuals: list[tuple[BaseNode, InputItem]] = []
-        texts: list[BaseNode] = []
-        roots = self._roots()
-        for node in todo:
-            visual = node_visual(node, allow_remote=self.allow_remote, policy=None, roots=roots)
-            if visual is None:
-                texts.append(node)
-            else:
-                visuals.append((node, visual))
+        texts, contents, visuals = self._sorted_nodes(nodes)
         if texts:
-            contents = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in texts]
             for node, vector in zip(texts, self._get_text_embeddings(contents), strict=True):
                 node.embedding = vector
         if visuals:
@@ -185,8 +187,37 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         return nodes
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """:meth:`__call__` in a worker thread."""
-        return await asyncio.to_thread(self.__call__, nodes, **kwargs)
+        """:meth:`__call__` without blocking the event loop."""
+        if await self._awaited("embedder", "aembed_documents") is None:
+            return await asyncio.to_thread(self.__call__, nodes, **kwargs)
+        texts, contents, visuals = await asyncio.to_thread(self._sorted_nodes, nodes)
+        if texts:
+            vectors = await self._aget_text_embeddings(contents)
+            for node, vector in zip(texts, vectors, strict=True):
+                node.embedding = vector
+        if visuals:
+            vectors = await self._aembed(lambda: [v for _, v in visuals], query=False, images=True)
+            for (node, _), vector in zip(visuals, vectors, strict=True):
+                node.embedding = vector
+        return nodes
+
+    def _sorted_nodes(
+        self, nodes: Sequence[BaseNode]
+    ) -> tuple[list[BaseNode], list[str], list[tuple[BaseNode, InputItem]]]:
+        """The nodes without an embedding: text nodes with their texts, and visual nodes."""
+        visuals: list[tuple[BaseNode, InputItem]] = []
+        texts: list[BaseNode] = []
+        roots = self._roots()
+        for node in nodes:
+            if node.embedding is not None:
+                continue
+            visual = node_visual(node, allow_remote=self.allow_remote, policy=None, roots=roots)
+            if visual is None:
+                texts.append(node)
+            else:
+                visuals.append((node, visual))
+        contents = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in texts]
+        return texts, contents, visuals
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -203,6 +234,25 @@ class Qwen3VLEmbedding(EngineSettings, MultiModalEmbedding):
         return embed_in_chunks(
             self.embedder,
             inputs,
+            query=query,
+            instruction=self.query_instruction if query else self.text_instruction,
+            dim=self.dimensions,
+            batch_tokens=self.batch_tokens,
+            chunk_size=self.image_batch_size if images else self.embed_batch_size,
+        )
+
+    async def _aembed(
+        self, read: Callable[[], list[InputItem]], *, query: bool, images: bool = False
+    ) -> list[list[float]]:
+        """Embed what ``read`` returns (it may read files: it runs in a worker thread)."""
+        engine = await self._awaited("embedder", "aembed_queries" if query else "aembed_documents")
+        if engine is None:
+            return await asyncio.to_thread(lambda: self._embed(read(), query=query, images=images))
+        from qwen3_vl_rag.engine import aembed_in_chunks
+
+        return await aembed_in_chunks(
+            engine,
+            await asyncio.to_thread(read),
             query=query,
             instruction=self.query_instruction if query else self.text_instruction,
             dim=self.dimensions,

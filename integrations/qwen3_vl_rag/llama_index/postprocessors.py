@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field
@@ -11,7 +14,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from qwen3_vl_rag._adapters import EngineSettings, ranked
+from qwen3_vl_rag._adapters import EngineSettings, aranked, ranked
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL
 from qwen3_vl_rag.errors import InputError
 from qwen3_vl_rag.inputs import InputItem
@@ -43,6 +46,10 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
     Returns new ``NodeWithScore`` objects, best first, at most ``top_n``. With
     ``keep_retrieval_score=True`` the vector store's score is kept in
     ``metadata["retrieval_score"]`` of a copy of the node (the original is not changed).
+
+    With ``base_url`` the model runs on a vLLM server (``qwen3-vl-rag serve``) with the same
+    scores, and ``apostprocess_nodes`` awaits it on the event loop (an in-process model runs in
+    a worker thread).
 
     Example:
         >>> from llama_index.core.schema import NodeWithScore, TextNode
@@ -99,6 +106,47 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
             raise ValueError("Missing query bundle in extra info.")
         if not nodes:
             return []
+        with self._reranking(nodes, query_bundle) as kept:
+            query, documents, texts = self._pairs(nodes, query_bundle)
+            best = ranked(
+                self.reranker,
+                query,
+                documents,
+                texts,
+                instruction=self.instruction,
+                batch_tokens=self.batch_tokens,
+            )
+            kept.extend(self._scored(nodes[i], score) for i, score in best[: self.top_n])
+        return kept
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        engine = await self._awaited("reranker", "ascore")
+        if engine is None:
+            return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+        if query_bundle is None:
+            raise ValueError("Missing query bundle in extra info.")
+        if not nodes:
+            return []
+        with self._reranking(nodes, query_bundle) as kept:
+            query, documents, texts = await asyncio.to_thread(self._pairs, nodes, query_bundle)
+            best = await aranked(
+                engine,
+                query,
+                documents,
+                texts,
+                instruction=self.instruction,
+                batch_tokens=self.batch_tokens,
+            )
+            kept.extend(self._scored(nodes[i], score) for i, score in best[: self.top_n])
+        return kept
+
+    @contextlib.contextmanager
+    def _reranking(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle
+    ) -> Iterator[list[NodeWithScore]]:
+        """LlamaIndex's rerank events and callbacks around a ranking that fills the list given."""
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
@@ -113,22 +161,20 @@ class Qwen3VLRerank(EngineSettings, BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            query = query_input(query_bundle, allow_remote=self.allow_remote, policy=None)
-            roots = self._roots()
-            texts = [fallback_text(n.node) for n in nodes]
-            documents = [self._input(i, n, roots, texts[i]) for i, n in enumerate(nodes)]
-            best = ranked(
-                self.reranker,
-                query,
-                documents,
-                texts,
-                instruction=self.instruction,
-                batch_tokens=self.batch_tokens,
-            )
-            kept = [self._scored(nodes[i], score) for i, score in best[: self.top_n]]
+            kept: list[NodeWithScore] = []
+            yield kept
             event.on_end(payload={EventPayload.NODES: kept})
         dispatcher.event(ReRankEndEvent(nodes=kept))
-        return kept
+
+    def _pairs(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle
+    ) -> tuple[InputItem, list[InputItem], list[str]]:
+        """The query and nodes as engine inputs, and each node's fallback text."""
+        query = query_input(query_bundle, allow_remote=self.allow_remote, policy=None)
+        roots = self._roots()
+        texts = [fallback_text(n.node) for n in nodes]
+        documents = [self._input(i, n, roots, texts[i]) for i, n in enumerate(nodes)]
+        return query, documents, texts
 
     def _input(self, index: int, node: NodeWithScore, roots: ImageRoots, text: str) -> InputItem:
         try:

@@ -68,6 +68,7 @@ __all__ = [
     "is_data_uri",
     "register_image_root",
     "registered_image_roots",
+    "ascore_with_text_fallback",
     "resolve_image_reference",
     "score_with_text_fallback",
     "visual_input",
@@ -353,8 +354,37 @@ def score_with_text_fallback(
             scores: list[float] = engine.score(query, inputs, **options)
             return scores
         except InputError as err:
-            index = err.item_index
-            if index is None or not 0 <= index < len(inputs) or isinstance(inputs[index], str):
+            index = _visual_that_failed(err, inputs)
+            if index is None:
                 raise
             warn_unusable(index)
             inputs[index] = texts[index]
+
+
+async def ascore_with_text_fallback(
+    engine: Any,
+    query: Any,
+    documents: Sequence[Any],
+    texts: Sequence[str],
+    **options: Any,
+) -> list[float]:
+    """:func:`score_with_text_fallback` awaiting ``engine.ascore`` (a served model's)."""
+    inputs = list(documents)
+    while True:
+        try:
+            scores: list[float] = await engine.ascore(query, inputs, **options)
+            return scores
+        except InputError as err:
+            index = _visual_that_failed(err, inputs)
+            if index is None:
+                raise
+            warn_unusable(index)
+            inputs[index] = texts[index]
+
+
+def _visual_that_failed(err: InputError, inputs: Sequence[Any]) -> int | None:
+    """The document whose visual ``err`` is about (to score on its text), or ``None``."""
+    index = err.item_index
+    if index is None or not 0 <= index < len(inputs) or isinstance(inputs[index], str):
+        return None
+    return index
