@@ -81,6 +81,9 @@ bench: $(BENCH)/.installed ## speed and memory benchmarks (ratios against baseli
 bench-media: $(BENCH)/.installed ## media benchmark only: PDF pages/s, flat memory over big corpora
 	$(BENCH)/bin/python benchmarks/bench_media.py
 
+bench-remote: $(VENV)/.installed-test $(VLLM)/.installed ## remote engine: client overhead vs raw requests and in process (starts a vLLM server)
+	$(BIN)/python benchmarks/bench_remote.py
+
 bench-index: $(BENCH)/.installed ## index benchmark: items/s and memory end to end, search latency at 10k items
 	$(BENCH)/bin/python benchmarks/bench_index.py
 

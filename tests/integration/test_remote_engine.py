@@ -74,6 +74,8 @@ def test_the_remote_engine_says_where_it_runs(
     remote_embedder: Qwen3VLEmbedder, vllm_embedding: Server
 ) -> None:
     assert remote_embedder.server == vllm_embedding.url
+    openai_style = Qwen3VLEmbedder.from_server(vllm_embedding.url + "/v1/")
+    assert openai_style.server == vllm_embedding.url
     assert remote_embedder.max_length == 2048  # the server's --max-model-len
     assert remote_embedder.dimension == 64
     assert f"server={vllm_embedding.url!r}" in repr(remote_embedder)

@@ -46,6 +46,7 @@ EXPECTED_ALL = [
     "ServerError",
     "ServerResponseError",
     "ServerTimeoutError",
+    "ServerOptions",
     "ServerUnreachableError",
     "UnsupportedInputError",
     "Video",

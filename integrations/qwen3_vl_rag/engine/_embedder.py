@@ -138,7 +138,7 @@ class Qwen3VLEmbedder(HoldsBackbone):
         itself); text and images of any mix are exact.
 
         Args:
-            url: The server, e.g. ``"http://127.0.0.1:8000"``.
+            url: The server, e.g. ``"http://127.0.0.1:8000"`` (or ending in ``/v1``).
             model: The checkpoint the client reads its tokenizer and image geometry from (a few
                 MB): a Hub id or a local folder. Defaults to the one the server was started with.
                 A server running another model is refused.

@@ -197,6 +197,8 @@ class RemoteBackbone:
         from qwen3_vl_rag.engine import _handshake
 
         client_options: dict[str, Any] = {k: options[k] for k in _CLIENT_KEYS if k in options}  # type: ignore[literal-required]
+        # an OpenAI-style base URL ends in /v1; our routes include it (and /tokenize has none)
+        url = url.rstrip("/").removesuffix("/v1")
         client = ServerClient(url, api_key=api_key, **client_options)
         try:
             served = _handshake.served_model(client, model, served_model)
