@@ -6,6 +6,7 @@ It forwards every request to ``upstream`` unless told to answer with an error st
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -21,6 +22,9 @@ class FaultyProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.fail: deque[int] = deque()  # statuses to answer, one per request, before forwarding
+        # refuse requests whose body holds this text, with this status and message, as a server
+        # set up so would (e.g. vLLM without --trust-request-mm-kwargs)
+        self.refuse: tuple[bytes, int, str] | None = None
         self.delay = 0.0
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self.forward_after: int | None = None  # go down after this many forwarded requests
@@ -57,8 +61,11 @@ class FaultyProxy:
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path, dict(self.headers)))
                     status = proxy.fail.popleft() if proxy.fail else None
+                message = "staged failure"
+                if status is None and proxy.refuse is not None and proxy.refuse[0] in body:
+                    _, status, message = proxy.refuse
                 if status is not None:
-                    payload = b'{"error": {"message": "staged failure"}}'
+                    payload = json.dumps({"error": {"message": message}}).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))

@@ -289,6 +289,29 @@ def test_a_reranker_without_our_template_is_refused(
     assert "reranker_template" in str(caught.value)
 
 
+@pytest.mark.parametrize("kind", ["embedding", "reranker"])
+def test_a_server_refusing_our_image_settings_names_the_flag(
+    vllm_embedding: Server, vllm_reranker: Server, kind: str
+) -> None:
+    server = vllm_embedding if kind == "embedding" else vllm_reranker
+    engine = Qwen3VLEmbedder if kind == "embedding" else Qwen3VLReranker
+    proxy = FaultyProxy(server.url)
+    # vLLM's answer to per-request mm_processor_kwargs without --trust-request-mm-kwargs (0.32)
+    proxy.refuse = (
+        b'"mm_processor_kwargs"',
+        400,
+        "Per-request mm_processor_kwargs are disabled by default because they can change "
+        "multimodal preprocessing resource usage. Start the server with "
+        "--trust-request-mm-kwargs only when clients are trusted.",
+    )
+    try:
+        with pytest.raises(ServerConfigurationError, match="--trust-request-mm-kwargs") as caught:
+            engine.from_server(proxy.url)
+    finally:
+        proxy.stop()
+    assert "resize" in str(caught.value)
+
+
 def test_more_tokens_than_the_server_takes_is_refused(vllm_embedding: Server) -> None:
     with pytest.raises(ServerConfigurationError, match="--max-model-len 4096"):
         Qwen3VLEmbedder.from_server(vllm_embedding.url, max_length=4096)

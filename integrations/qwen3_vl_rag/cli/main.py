@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
             "--model",
             default=None,
             help=f"embedding model: a Hub id or a local directory (default: the index's, else "
-            f"{DEFAULT_MODEL}; with --server, the checkpoint its tokenizer is read from, "
-            "default: the server's)",
+            f"{DEFAULT_MODEL}); with --server, the checkpoint its tokenizer is read from "
+            "(there, default: the server's)",
         )
         sub.add_argument(
             "--reranker",

@@ -5,17 +5,21 @@
 2. A forward pass on a short text sent as token ids: the server computes embeddings of the
    checkpoint's width (embedder), or one yes/no logit per pair (reranker: the
    ``Qwen3VLForSequenceClassification`` override).
-3. ``/tokenize`` on a probe prompt with a small image: the server renders our messages to exactly
-   our token ids (embedder: the checkpoint's chat template; reranker: our judge template given with
-   ``--chat-template``), and expands the image to our number of vision tokens, which it only does
-   when it may honour ``do_resize: false`` (``--trust-request-mm-kwargs``).
+3. ``/tokenize`` on a text probe, then on one with a small image: the server renders our
+   messages to exactly our token ids (embedder: the checkpoint's chat template; reranker: our
+   judge template given with ``--chat-template``), and expands the image to our number of vision
+   tokens, which it only does when it keeps our pre-resized image (``do_resize: false``).
+4. The image probe sent the way an item with images is sent (a chat or ``/score`` request with
+   ``mm_processor_kwargs``), which a server refuses without ``--trust-request-mm-kwargs``.
 
 Each failure is a :class:`~qwen3_vl_rag.errors.ServerConfigurationError` naming the flag to fix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -95,10 +99,28 @@ def check(backbone: RemoteBackbone) -> None:
     Raises:
         ServerConfigurationError: Naming what is wrong and the flag that fixes it.
     """
-    if backbone.kind == "embedding":
-        _check_embedding(backbone)
-    else:
-        _check_reranker(backbone)
+    with _untrusted_kwargs_named(backbone.client.url):
+        if backbone.kind == "embedding":
+            _check_embedding(backbone)
+        else:
+            _check_reranker(backbone)
+
+
+@contextlib.contextmanager
+def _untrusted_kwargs_named(url: str) -> Iterator[None]:
+    """A server that refuses our ``do_resize: false`` is a configuration error naming the flag."""
+    try:
+        yield
+    except ServerResponseError as err:
+        text = str(err)
+        if "mm_processor_kwargs" not in text and "trust-request-mm-kwargs" not in text:
+            raise
+        raise ServerConfigurationError(
+            f"the server at {url} refuses per-request image settings, so it would resize our "
+            "images itself (cosine 0.82 from the official vectors). Start it with "
+            f"--trust-request-mm-kwargs ({_LAUNCH}).",
+            url=url,
+        ) from err
 
 
 def _probe_plan(backbone: RemoteBackbone, text: str) -> ItemPlan:
@@ -165,6 +187,7 @@ def _check_embedding(backbone: RemoteBackbone) -> None:
         {"model": name, "messages": messages, "add_generation_prompt": True},
     )
     _compare(backbone, tokens, expected.input_ids.tolist(), with_image=True)
+    backbone.last_hidden_states([expected])  # the request an item with images makes
 
 
 def _check_reranker(backbone: RemoteBackbone) -> None:
@@ -216,6 +239,7 @@ def _check_reranker(backbone: RemoteBackbone) -> None:
         image=probe,
     )
     _compare(backbone, tokens, expected.input_ids.tolist(), with_image=True)
+    backbone.pair_logits([expected])  # the /score request a pair with images makes
 
 
 def _tokenize(
