@@ -184,7 +184,7 @@ def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOpti
             for a Hub id, when it is not in the cache while offline, the Hub cannot be
             reached and it is not cached, or the Hub has no such model.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     source = os.fspath(model_id_or_path)
     resolved_device = resolve_device(options.get("device", "auto"))
@@ -192,23 +192,8 @@ def load_model(model_id_or_path: str | os.PathLike[str], options: PretrainedOpti
     attention = resolve_attention(
         options.get("attn_implementation"), resolved_device, resolved_dtype
     )
-    hub_options = HubOptions(
-        revision=options.get("revision"),
-        cache_dir=options.get("cache_dir"),
-        local_files_only=options.get("local_files_only", False),
-        token=options.get("token"),
-    )
-    located = locate(source, hub_options)
+    located, config = _located_config(source, options)
     hub = located.hub_kwargs()
-    try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **hub)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(_load_failure(source, exc)) from exc
-    if getattr(config, "model_type", None) != "qwen3_vl":
-        raise ModelLoadError(
-            f"{source!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint; expected a "
-            "Qwen3-VL one (model_type 'qwen3_vl'), such as Qwen/Qwen3-VL-Embedding-2B."
-        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub)
         with _quiet_weight_loading():
@@ -250,27 +235,16 @@ def load_client_side(
         ModelLoadError: As :func:`load_model`, for the configuration and tokenizer files.
     """
     import torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     source = os.fspath(model_id_or_path)
-    hub_options = HubOptions(
-        revision=options.get("revision"),
-        cache_dir=options.get("cache_dir"),
-        local_files_only=options.get("local_files_only", False),
-        token=options.get("token"),
-    )
-    located = locate(source, hub_options)
-    hub = located.hub_kwargs()
+    located, config = _located_config(source, options)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **hub)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=False, **located.hub_kwargs()
+        )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_failure(source, exc)) from exc
-    if getattr(config, "model_type", None) != "qwen3_vl":
-        raise ModelLoadError(
-            f"{source!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint; expected "
-            "a Qwen3-VL one (model_type 'qwen3_vl')."
-        )
     overrides = {key: options.get(key) for key in _VISION_KEYS}
     vision = _vision_settings(
         config, _read_json(source, "preprocessor_config.json", located), overrides
@@ -290,6 +264,33 @@ def load_client_side(
         location,
         server=server,
     )
+
+
+def _located_config(source: str, options: PretrainedOptions) -> tuple[HubOptions, Any]:
+    """Where the checkpoint is (failing fast for the Hub) and its configuration, checked.
+
+    Raises:
+        ModelLoadError: Not found, unreadable, or not a Qwen3-VL checkpoint.
+    """
+    from transformers import AutoConfig
+
+    hub_options = HubOptions(
+        revision=options.get("revision"),
+        cache_dir=options.get("cache_dir"),
+        local_files_only=options.get("local_files_only", False),
+        token=options.get("token"),
+    )
+    located = locate(source, hub_options)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, **located.hub_kwargs())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_load_failure(source, exc)) from exc
+    if getattr(config, "model_type", None) != "qwen3_vl":
+        raise ModelLoadError(
+            f"{source!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint; expected a "
+            "Qwen3-VL one (model_type 'qwen3_vl'), such as Qwen/Qwen3-VL-Embedding-2B."
+        )
+    return located, config
 
 
 def _has_weights(directory: Path) -> bool:
