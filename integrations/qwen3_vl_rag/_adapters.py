@@ -13,7 +13,7 @@ import asyncio
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -281,31 +281,26 @@ class EngineSettings(BaseModel):
 
     def _shared_embedder(self) -> EmbeddingEngine:
         """The engine given, or the process's model (or server engine) for these settings."""
-        if self._engine.loaded is None:
-            from qwen3_vl_rag import engine as eng
-
-            if self.base_url is not None:
-                self._engine.loaded = eng.server_embedder(self.base_url, **self._server_options())
-            else:
-                self._engine.loaded = eng.shared_embedder(
-                    self._checkpoint(), **self._load_options()
-                )
-        engine: EmbeddingEngine = self._engine.loaded
+        engine: EmbeddingEngine = self._shared_engine("embedder")
         return engine
 
     def _shared_reranker(self) -> RerankingEngine:
         """The engine given, or the process's model (or server engine) for these settings."""
+        engine: RerankingEngine = self._shared_engine("reranker")
+        return engine
+
+    def _shared_engine(self, kind: Literal["embedder", "reranker"]) -> Any:
         if self._engine.loaded is None:
             from qwen3_vl_rag import engine as eng
 
+            embedder = kind == "embedder"
             if self.base_url is not None:
-                self._engine.loaded = eng.server_reranker(self.base_url, **self._server_options())
+                connect = eng.server_embedder if embedder else eng.server_reranker
+                self._engine.loaded = connect(self.base_url, **self._server_options())
             else:
-                self._engine.loaded = eng.shared_reranker(
-                    self._checkpoint(), **self._load_options()
-                )
-        engine: RerankingEngine = self._engine.loaded
-        return engine
+                load = eng.shared_embedder if embedder else eng.shared_reranker
+                self._engine.loaded = load(self._checkpoint(), **self._load_options())
+        return self._engine.loaded
 
     async def _awaited(self, attribute: str, method: str) -> Any | None:
         """The engine behind ``attribute`` when its ``method`` is to be awaited, else ``None``.

@@ -351,32 +351,6 @@ def _release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def served_max_length(
-    backbone: RemoteBackbone, requested: int | None, default: int, *, suffix: int = 0
-) -> int:
-    """``max_length`` for a served model: ``requested``, else ``default`` within the server's.
-
-    ``suffix`` is what a sequence may hold beyond ``max_length`` (the reranker's answer suffix).
-
-    Raises:
-        ServerConfigurationError: ``requested`` is more than the server's ``--max-model-len``.
-    """
-    from qwen3_vl_rag.errors import ServerConfigurationError
-
-    limit = backbone.served.max_model_len - suffix if backbone.served.max_model_len else 0
-    if requested is None:
-        return min(default, limit) if limit > 0 else default
-    if 0 < limit < requested:
-        backbone.close()
-        raise ServerConfigurationError(
-            f"max_length={requested} is more than the server at {backbone.client.url} takes "
-            f"(--max-model-len {backbone.served.max_model_len}). Start it with --max-model-len "
-            f"{requested + suffix}, or pass a smaller max_length.",
-            url=backbone.client.url,
-        )
-    return requested
-
-
 class HoldsBackbone:
     """What an engine says about the model it holds (the embedder and the reranker alike)."""
 
@@ -396,6 +370,13 @@ class HoldsBackbone:
     def server(self) -> str | None:
         """The URL of the vLLM server that runs the model, or ``None`` when it runs here."""
         return self.backbone.loaded.server
+
+    def _runs_where(self) -> str:
+        """Where the model runs, for ``repr``: its server, or its device and dtype."""
+        loaded = self.backbone.loaded
+        if loaded.server:
+            return f"server={loaded.server!r}"
+        return f"device={loaded.device}, dtype={loaded.dtype}"
 
     @property
     def vision(self) -> VisionSettings:

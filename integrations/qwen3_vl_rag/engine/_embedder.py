@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qwen3_vl_rag.engine import _prompts as prompts
-from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone, served_max_length
+from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone
 from qwen3_vl_rag.engine._encoding import EncodedSequence, ItemPlan, plan_items
 from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options
 from qwen3_vl_rag.engine._quantize import (
@@ -167,9 +167,9 @@ class Qwen3VLEmbedder(HoldsBackbone):
             >>> embedder.embed_documents(["Revenue grew."], dim=256).shape  # doctest: +SKIP
             (1, 256)
         """
-        from qwen3_vl_rag.engine._remote import RemoteBackbone, check_server_options
+        from qwen3_vl_rag.engine._remote import RemoteBackbone, ServerOptions
 
-        check_server_options(options, "from_server")
+        check_options(options, "from_server", ServerOptions)
         backbone = RemoteBackbone.connect(
             url,
             "embedding",
@@ -180,7 +180,7 @@ class Qwen3VLEmbedder(HoldsBackbone):
         )
         return cls(
             backbone,
-            max_length=served_max_length(backbone, max_length, 8192),
+            max_length=backbone.max_length_within(max_length, 8192),
             query_instruction=query_instruction,
             document_instruction=document_instruction,
         )
@@ -193,13 +193,10 @@ class Qwen3VLEmbedder(HoldsBackbone):
         return self.backbone.hidden_size
 
     def __repr__(self) -> str:
-        loaded = self.backbone.loaded
-        where = (
-            f"server={loaded.server!r}"
-            if loaded.server
-            else f"device={loaded.device}, dtype={loaded.dtype}"
+        return (
+            f"Qwen3VLEmbedder(model={self.model_id!r}, dimension={self.dimension}, "
+            f"{self._runs_where()})"
         )
-        return f"Qwen3VLEmbedder(model={loaded.source!r}, dimension={self.dimension}, {where})"
 
     # -- embedding -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -149,13 +149,15 @@ class PretrainedOptions(TypedDict, total=False):
 _VISION_KEYS = ("min_pixels", "max_pixels", "total_pixels", "fps", "max_frames")
 
 
-def check_options(options: PretrainedOptions, method: str) -> None:
-    """Refuse keys that are not options (a typo must not load with the defaults).
+def check_options(
+    options: Mapping[str, object], method: str, schema: type = PretrainedOptions
+) -> None:
+    """Refuse keys that are not options of ``schema`` (a typo must not load with the defaults).
 
     Raises:
         TypeError: Naming the unknown keys, as Python does for an unknown keyword argument.
     """
-    unknown = sorted(set(options) - set(PretrainedOptions.__annotations__))
+    unknown = sorted(set(options) - set(schema.__annotations__))
     if unknown:
         raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(unknown)}")
 

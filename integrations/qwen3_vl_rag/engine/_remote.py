@@ -43,7 +43,12 @@ from qwen3_vl_rag.engine._served_prompts import (
     split_pair_prompt,
 )
 from qwen3_vl_rag.engine._vision import ImagePlan, resized_image
-from qwen3_vl_rag.errors import ConfigurationError, InputError, ServerResponseError
+from qwen3_vl_rag.errors import (
+    ConfigurationError,
+    InputError,
+    ServerConfigurationError,
+    ServerResponseError,
+)
 from qwen3_vl_rag.serving import ServedKind
 
 if TYPE_CHECKING:
@@ -111,17 +116,6 @@ class ServerOptions(TypedDict, total=False):
 
 _CLIENT_KEYS = ("timeout", "max_retries", "max_concurrency")
 _REQUEST_KEYS = ("batch_tokens", "image_format")
-
-
-def check_server_options(options: ServerOptions, method: str) -> None:
-    """Refuse keys that are not options, as Python does for an unknown keyword.
-
-    Raises:
-        TypeError: Naming the unknown keys.
-    """
-    unknown = sorted(set(options) - set(ServerOptions.__annotations__))
-    if unknown:
-        raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(unknown)}")
 
 
 @dataclass(frozen=True)
@@ -231,6 +225,30 @@ class RemoteBackbone:
     def close(self) -> None:
         """Close the connection pool (the engine also closes it when collected)."""
         self.client.close()
+
+    def max_length_within(self, requested: int | None, default: int, *, suffix: int = 0) -> int:
+        """``max_length`` for this server: ``requested``, else ``default`` within its limit.
+
+        ``suffix`` is what a sequence may hold beyond ``max_length`` (the reranker's answer
+        suffix).
+
+        Raises:
+            ServerConfigurationError: ``requested`` is more than the server's
+                ``--max-model-len`` allows (the connection is closed).
+        """
+        served = self.served.max_model_len
+        limit = served - suffix if served else 0
+        if requested is None:
+            return min(default, limit) if limit > 0 else default
+        if 0 < limit < requested:
+            self.close()
+            raise ServerConfigurationError(
+                f"max_length={requested} is more than the server at {self.client.url} takes "
+                f"(--max-model-len {served}). Start it with --max-model-len "
+                f"{requested + suffix}, or pass a smaller max_length.",
+                url=self.client.url,
+            )
+        return requested
 
     # -- the embedder's forward --------------------------------------------------------------------
 
@@ -394,17 +412,11 @@ class RemoteBackbone:
         build: Callable[[_Request, Sequence[EncodedSequence]], tuple[str, dict[str, Any]]],
     ) -> np.ndarray:
         out = np.empty((len(sequences), self._width()), dtype=np.float32)
-        if not sequences:
-            return out
         requests = self._plan(sequences, batch_tokens)
 
         def send(request: _Request) -> None:
             path, body = build(request, sequences)  # images decode in this worker thread
-            out[request.positions] = _values(
-                self.client.post(path, body), len(request.positions), self.client.url
-            )
-            if progress is not None:
-                progress.update(len(request.positions))  # type: ignore[attr-defined]
+            self._record(out, request, self.client.post(path, body), progress)
 
         with ThreadPoolExecutor(max_workers=self.client.max_concurrency) as pool:
             futures = [pool.submit(send, request) for request in requests]
@@ -414,7 +426,7 @@ class RemoteBackbone:
         error = _first_error(futures)
         if error is not None:
             raise error
-        return out if self.kind == "embedding" else out[:, 0]
+        return self._shaped(out)
 
     async def _arun(
         self,
@@ -424,8 +436,6 @@ class RemoteBackbone:
         build: Callable[[_Request, Sequence[EncodedSequence]], tuple[str, dict[str, Any]]],
     ) -> np.ndarray:
         out = np.empty((len(sequences), self._width()), dtype=np.float32)
-        if not sequences:
-            return out
         requests = self._plan(sequences, batch_tokens)
         gate = asyncio.Semaphore(self.client.max_concurrency)
 
@@ -433,9 +443,7 @@ class RemoteBackbone:
             async with gate:
                 path, body = await asyncio.to_thread(build, request, sequences)
                 response = await self.client.apost(path, body)
-            out[request.positions] = _values(response, len(request.positions), self.client.url)
-            if progress is not None:
-                progress.update(len(request.positions))  # type: ignore[attr-defined]
+            self._record(out, request, response, progress)
 
         tasks = [asyncio.ensure_future(send(request)) for request in requests]
         try:
@@ -445,10 +453,22 @@ class RemoteBackbone:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return out if self.kind == "embedding" else out[:, 0]
+        return self._shaped(out)
 
     def _width(self) -> int:
         return self.hidden_size if self.kind == "embedding" else 1
+
+    def _record(
+        self, out: np.ndarray, request: _Request, response: Any, progress: object | None
+    ) -> None:
+        """A response's rows into their places in ``out``; the progress bar moves on."""
+        out[request.positions] = _values(response, len(request.positions), self.client.url)
+        if progress is not None:
+            progress.update(len(request.positions))  # type: ignore[attr-defined]
+
+    def _shaped(self, out: np.ndarray) -> np.ndarray:
+        """Vectors for the embedder, one logit per pair for the reranker."""
+        return out if self.kind == "embedding" else out[:, 0]
 
 
 def _first_error(futures: Sequence[Future[None]]) -> BaseException | None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from qwen3_vl_rag.engine import _prompts as prompts
-from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone, served_max_length
+from qwen3_vl_rag.engine._backbone import Backbone, HoldsBackbone
 from qwen3_vl_rag.engine._encoding import EncodedSequence, ItemPlan, plan_items
 from qwen3_vl_rag.engine._loading import PretrainedOptions, check_options, load_score_head
 from qwen3_vl_rag.errors import ConfigurationError, InputError
@@ -145,9 +145,9 @@ class Qwen3VLReranker(HoldsBackbone):
             >>> reranker.rerank("revenue", ["Revenue table", "Team photo"])  # doctest: +SKIP
             [RerankResult(index=0, score=0.93...), RerankResult(index=1, score=0.08...)]
         """
-        from qwen3_vl_rag.engine._remote import RemoteBackbone, check_server_options
+        from qwen3_vl_rag.engine._remote import RemoteBackbone, ServerOptions
 
-        check_server_options(options, "from_server")
+        check_options(options, "from_server", ServerOptions)
         backbone = RemoteBackbone.connect(
             url,
             "reranker",
@@ -156,19 +156,13 @@ class Qwen3VLReranker(HoldsBackbone):
             api_key=api_key,
             options=options,
         )
-        length = served_max_length(
-            backbone, max_length, 10240, suffix=backbone.encoder.suffix_length
+        length = backbone.max_length_within(
+            max_length, 10240, suffix=backbone.encoder.suffix_length
         )
         return cls(backbone, None, max_length=length, instruction=instruction)
 
     def __repr__(self) -> str:
-        loaded = self.backbone.loaded
-        where = (
-            f"server={loaded.server!r}"
-            if loaded.server
-            else f"device={loaded.device}, dtype={loaded.dtype}"
-        )
-        return f"Qwen3VLReranker(model={loaded.source!r}, {where})"
+        return f"Qwen3VLReranker(model={self.model_id!r}, {self._runs_where()})"
 
     def score(
         self,
@@ -253,8 +247,7 @@ class Qwen3VLReranker(HoldsBackbone):
 
         Ties keep the input order. Other arguments are those of :meth:`score`.
         """
-        if top_n is not None and top_n < 0:
-            raise ConfigurationError(f"top_n must be non-negative, got {top_n}.")
+        _check_top_n(top_n)
         scores = self.score(
             query,
             documents,
@@ -262,8 +255,7 @@ class Qwen3VLReranker(HoldsBackbone):
             batch_tokens=batch_tokens,
             show_progress=show_progress,
         )
-        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [RerankResult(i, scores[i]) for i in ranked[:top_n]]
+        return _ranked(scores, top_n)
 
     def format_prompt(
         self, query: InputItem, document: InputItem, *, instruction: str | None = None
@@ -337,13 +329,11 @@ class Qwen3VLReranker(HoldsBackbone):
         batch_tokens: int | None = None,
     ) -> list[RerankResult]:
         """:meth:`rerank` for asyncio code."""
-        if top_n is not None and top_n < 0:
-            raise ConfigurationError(f"top_n must be non-negative, got {top_n}.")
+        _check_top_n(top_n)
         scores = await self.ascore(
             query, documents, instruction=instruction, batch_tokens=batch_tokens
         )
-        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [RerankResult(i, scores[i]) for i in ranked[:top_n]]
+        return _ranked(scores, top_n)
 
     def _pair_sequences(
         self, query: InputItem, documents: Sequence[InputItem], instruction: str
@@ -375,3 +365,14 @@ def _sigmoid(logits: np.ndarray) -> list[float]:
     import torch
 
     return [float(s) for s in torch.sigmoid(torch.from_numpy(np.asarray(logits, np.float32)))]
+
+
+def _check_top_n(top_n: int | None) -> None:
+    if top_n is not None and top_n < 0:
+        raise ConfigurationError(f"top_n must be non-negative, got {top_n}.")
+
+
+def _ranked(scores: Sequence[float], top_n: int | None) -> list[RerankResult]:
+    """Best first; ties keep the input order."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    return [RerankResult(i, scores[i]) for i in order[:top_n]]
