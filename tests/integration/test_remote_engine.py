@@ -334,11 +334,14 @@ def test_a_server_that_is_not_there_is_named() -> None:
 
 def test_a_server_that_goes_down_mid_run_is_named(vllm_embedding: Server) -> None:
     proxy = FaultyProxy(vllm_embedding.url)
-    embedder = Qwen3VLEmbedder.from_server(proxy.url, max_retries=1, batch_tokens=256)
-    proxy.forward_after = 2  # two more requests, then the server is gone
-    texts = [f"text {i} " * 20 for i in range(60)]
-    with pytest.raises(ServerUnreachableError, match=proxy.url):
-        embedder.embed(texts)
+    try:
+        embedder = Qwen3VLEmbedder.from_server(proxy.url, max_retries=1, batch_tokens=256)
+        proxy.forward_after = 2  # two more requests, then the server is gone
+        texts = [f"text {i} " * 20 for i in range(60)]
+        with pytest.raises(ServerUnreachableError, match=proxy.url):
+            embedder.embed(texts)
+    finally:
+        proxy.stop()  # already down when the test passes; closed however it ends
 
 
 def test_a_slow_server_times_out(vllm_embedding: Server) -> None:
