@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from qwen3_vl_rag.errors import (
     BlockedURLError,
     ConfigurationError,
+    DatasetError,
     DecoderCrashedError,
     DecodeTimeoutError,
     EncryptedPdfError,
@@ -95,6 +96,7 @@ _LAZY = {
 __all__ = [
     "BlockedURLError",
     "ConfigurationError",
+    "DatasetError",
     "DecodeTimeoutError",
     "DecoderCrashedError",
     "EncryptedPdfError",

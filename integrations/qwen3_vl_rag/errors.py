@@ -17,7 +17,9 @@ The hierarchy::
     │   ├── DecoderCrashedError          the decoding worker process died (a crash in C code)
     │   └── InputTooLongError            vision tokens (plus the prompt) do not fit in max_length
     ├── ConfigurationError (ValueError)  an argument value that cannot work (dim, precision...)
-    │   └── IndexMismatchError           an index built with another model or settings
+    │   ├── IndexMismatchError           an index built with another model or settings
+    │   └── DatasetError                 a training or evaluation file with bad rows; lists
+    │                                    every problem with its file and line
     ├── IndexLockedError (RuntimeError)  another process is writing the index
     ├── IndexCorruptedError (RuntimeError)
     │                                    the store or manifest is damaged; names `rebuild`/`recover`
@@ -46,6 +48,7 @@ from typing import Any
 __all__ = [
     "BlockedURLError",
     "ConfigurationError",
+    "DatasetError",
     "DecodeTimeoutError",
     "DecoderCrashedError",
     "EncryptedPdfError",
@@ -234,6 +237,39 @@ class ConfigurationError(Qwen3VLRagError, ValueError):
 
 class IndexMismatchError(ConfigurationError):
     """The index was built with another model, dimension or settings than the ones given."""
+
+
+class DatasetError(ConfigurationError):
+    """A training or evaluation file that cannot be used, with every problem found in it.
+
+    Raised before any model work starts, so that a bad row never stops a run hours later.
+
+    Attributes:
+        problems: ``(file, line, reason)`` for each problem; ``line`` is 1-based, 0 when the
+            problem is the file itself.
+
+    Example:
+        >>> from qwen3_vl_rag.errors import DatasetError
+        >>> err = DatasetError([("train.jsonl", 3, "no 'query'"), ("train.jsonl", 9, "bad JSON")])
+        >>> print(err)
+        2 problems in the data:
+          train.jsonl:3: no 'query'
+          train.jsonl:9: bad JSON
+    """
+
+    _SHOWN = 20
+
+    def __init__(self, problems: list[tuple[str, int, str]]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = [
+            f"  {file}:{line}: {reason}" if line else f"  {file}: {reason}"
+            for file, line, reason in self.problems[: self._SHOWN]
+        ]
+        if count > self._SHOWN:
+            lines.append(f"  ... and {count - self._SHOWN} more")
+        noun = "problem" if count == 1 else "problems"
+        super().__init__("\n".join([f"{count} {noun} in the data:", *lines]))
 
 
 class IndexLockedError(Qwen3VLRagError, RuntimeError):

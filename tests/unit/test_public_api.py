@@ -12,6 +12,7 @@ import qwen3_vl_rag
 EXPECTED_ALL = [
     "BlockedURLError",
     "ConfigurationError",
+    "DatasetError",
     "DecodeTimeoutError",
     "DecoderCrashedError",
     "EncryptedPdfError",
