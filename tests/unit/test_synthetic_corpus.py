@@ -205,6 +205,34 @@ def test_a_pages_colour_is_its_dominant_hue_at_low_resolution(corpus: SyntheticC
         assert coloured.mean() >= 0.01, page.id  # at least a dozen of the 1280 pixels
 
 
+def test_held_out_pages_look_like_their_class_at_one_pixel_per_token(
+    corpus: SyntheticCorpus, tmp_path: Path
+) -> None:
+    """Raw pixels alone already tell most classes apart, so a model has something to learn."""
+    held_out = make_synthetic_corpus(tmp_path, split="held_out")
+
+    def pixels(made: SyntheticCorpus) -> np.ndarray:
+        rows = []
+        for page in made.pages:
+            with Image.open(page.image) as image:  # 8x10: one pixel per 32x32 vision token
+                rows.append(np.asarray(image.resize((8, 10), Image.Resampling.BOX), np.float64))
+        return np.stack(rows).reshape(len(made.pages), -1) / 255
+
+    known, new = pixels(corpus), pixels(held_out)
+    nearest = ((new[:, None, :] - known[None, :, :]) ** 2).sum(axis=-1).argmin(axis=1)
+    found = [corpus.pages[i] for i in nearest]
+    kind = np.mean([a.kind == b.kind for a, b in zip(found, held_out.pages, strict=True)])
+    both = np.mean(
+        [
+            (a.kind, a.colour) == (b.kind, b.colour)
+            for a, b in zip(found, held_out.pages, strict=True)
+        ]
+    )
+    # measured 0.75 and 0.69 (bar and line charts are what it mixes up); chance: 1/6 and 1/36
+    assert kind >= 0.65
+    assert both >= 0.45
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
