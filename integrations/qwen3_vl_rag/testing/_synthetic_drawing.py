@@ -64,7 +64,7 @@ def _on(colour: RGB) -> RGB:
 
 @functools.lru_cache(maxsize=32)
 def _font(size: int) -> Font:
-    # Pillow's bundled font (no system fonts), so every machine draws the same letters.
+    # Pillow's bundled font, never a system one: the same letters wherever the same Pillow runs
     return ImageFont.load_default(size=max(6, size))
 
 

@@ -12,7 +12,8 @@ the small text.
 Every page draws its data, layout jitter, subject (revenue, headcount, a snowy mountain, the
 billing screen...), caption and text from its own generator, seeded by the split's name, the
 seed, its class and its number. A ``"train"`` and a ``"test"`` corpus therefore share the classes
-but never a page, and the same arguments write the same bytes.
+but never a page, and the same arguments write the same bytes (with the same Pillow, whose
+bundled font draws the text, and the same PyMuPDF for the PDFs).
 
 Queries describe a class the way a user asks for it ("red bar chart of quarterly revenue", "a
 pie chart in blue", "photo of a snowy mountain in purple tones"), several phrasings per class.
@@ -133,7 +134,7 @@ class SyntheticPage:
         subject: What the figure is about: a measure (``"revenue"``), a scene or a screen.
         title: The page's title, as drawn at its top.
         caption: The figure's caption, as drawn below it.
-        text: The page's text, as drawn below the caption.
+        text: The page's text, drawn below the caption (as much as fits).
         image: The page as a PNG.
         pdf: The PDF file that holds the page too, when the corpus was made with ``pdf=True``.
         page: The page's number (1-based) in ``pdf``.
@@ -352,7 +353,7 @@ def make_synthetic_corpus(
             every id, so two splits never share a page.
         pages_per_class: Pages of each kind in each colour.
         queries_per_class: Queries for each kind and colour, in different phrasings.
-        seed: Another corpus of the same split and classes.
+        seed: Another seed draws other pages (and phrasings) of the same split and classes.
         size: Page width and height in pixels (portrait: width below height reads best).
         kinds: The kinds of page to draw (default: all of :data:`PAGE_KINDS`).
         colours: The colours to draw them in (default: all of :data:`COLOURS`).
