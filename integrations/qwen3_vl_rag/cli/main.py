@@ -15,6 +15,9 @@ Commands::
     qwen3-vl-rag serve [--model ID] [--reranker ID] [--host H] [--port 8000] [--reranker-port P]
                        [--max-model-len N] [--reranker-max-model-len N] [--vllm-python PATH]
                        [--print] [-- VLLM_ARG...]
+    qwen3-vl-rag finetune DATA.jsonl --output DIR [--kind embedding|reranker] [--model ID]
+                          [--index DIR] [--held-out FILE | --held-out-fraction 0.1] [--steps N]
+                          [--batch-size 8] [--learning-rate 1e-4] [--full] [--json] ...
     qwen3-vl-rag --version
 
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from qwen3_vl_rag import __version__
+from qwen3_vl_rag.cli.finetune import add_finetune_command, finetune
 from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
 from qwen3_vl_rag.cli.serve import add_serve_command, serve
 from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, readable
@@ -182,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     recover.add_argument("--device", default="auto", help="with --model: cuda, cpu or auto")
     add_serve_command(commands, _HelpFormatter)
+    add_finetune_command(commands, _HelpFormatter)
     return parser
 
 
@@ -197,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rebuild": _rebuild,
             "recover": _recover,
             "serve": serve,
+            "finetune": finetune,
         }[args.command]
         with _loading_bars(shown=not getattr(args, "quiet", False)):
             code = handler(args)
