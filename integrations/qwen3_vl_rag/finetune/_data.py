@@ -175,7 +175,7 @@ def parse_item(value: object, folder: Path) -> tuple[ItemSpec | None, list[str]]
     if not isinstance(value, dict):
         return None, [f"an item is a text or an object, not {kind_of(value)}."]
     reasons = unknown_keys(list(value), _ITEM_KEYS, "")
-    if not any(key in value for key in _ITEM_KEYS):
+    if not any(key in value for key in _ITEM_KEYS) and not reasons:
         reasons.append('an empty item: give "text", "image", or "pdf" and "page".')
     text = value.get("text")
     if "text" in value and not (isinstance(text, str) and text.strip()):
