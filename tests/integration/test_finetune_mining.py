@@ -19,12 +19,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qwen3_vl_rag import DatasetError, MultimodalIndex, MultimodalInput, Qwen3VLEmbedder
+from qwen3_vl_rag import (
+    ConfigurationError,
+    DatasetError,
+    MultimodalIndex,
+    MultimodalInput,
+    Qwen3VLEmbedder,
+)
 from qwen3_vl_rag.finetune import (
     MiningQuery,
     mine_hard_negatives,
     read_mining_queries,
     read_training_file,
+    select_negatives,
 )
 from qwen3_vl_rag.media import MediaBudget
 
@@ -331,3 +338,69 @@ def test_mined_and_file_items_embed_to_the_vectors_the_index_stores(
     for got in (vectors, file_vectors):
         np.testing.assert_allclose(got[0], page_vector, atol=1e-5)
         np.testing.assert_allclose(got[1], image_vector, atol=1e-5)
+
+
+def test_the_items_stop_working_once_the_result_is_closed(
+    built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index, corpus = built.index, built.corpus
+    _, vector = stored(index, corpus / "img4.png", "image")
+    monkeypatch.setattr(index, "embedder", ChosenQueries([vector]))
+    with mine_hard_negatives(index, [("q", [str(corpus / "img4.png")])], k=3) as mined:
+        (positive,) = mined.examples[0].positives
+        assert positive.images[0].load().getpixel((1, 1)) == COLOURS[4]  # type: ignore[union-attr]
+    with pytest.raises(ConfigurationError, match="worker pool is closed"):
+        positive.images[0].load()  # type: ignore[union-attr]
+
+
+# -- the filter and the query file, without an index ---------------------------------------------
+
+
+def test_select_negatives_uses_the_mean_of_the_positive_scores() -> None:
+    candidates = [("p1", 0.9), ("a", 0.8), ("b", 0.7), ("p2", 0.5), ("c", 0.69), ("d", 0.1)]
+    positives = {"p1": 0.9, "p2": 0.5}  # mean 0.7
+    assert select_negatives(candidates, positives, margin=0.0) == (["c", "d"], ["a", "b"])
+    assert select_negatives(candidates, positives, margin=0.1) == (["b", "c", "d"], ["a"])
+    assert select_negatives(candidates, positives, margin=-0.6) == ([], ["a", "b", "c", "d"])
+    with pytest.raises(ConfigurationError, match="at least one positive"):
+        select_negatives(candidates, {}, margin=0.1)
+
+
+def test_query_file_problems_are_reported_with_their_lines(tmp_path: Path) -> None:
+    rows = [
+        {"query": "a", "positives": ["x.png", "r.pdf#page=2"], "instruction": "Find it."},
+        {"query": "b", "positives": []},
+        {"query": "c", "positives": ["r.pdf#page=0", "", 3]},
+        {"query": "d"},
+        {"query": "e", "positives": "x.png", "negatives": ["y.png"]},
+        {"query": {"image": "missing.png"}, "positives": "x.png"},
+    ]
+    path = tmp_path / "queries.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows[:1]) + "\n")
+    (query,) = read_mining_queries(path)
+    assert query == MiningQuery(
+        MultimodalInput(text="a"),
+        (str(tmp_path / "x.png"), f"{tmp_path / 'r.pdf'}#page=2"),
+        "Find it.",
+        f"{path}:1",
+    )
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    with pytest.raises(DatasetError) as caught:
+        read_mining_queries(path)
+    found = [(line, reason) for _, line, reason in caught.value.problems]
+    assert found == [
+        (2, "positives: an empty list; name at least one index item."),
+        (3, "positives[0]: 'r.pdf#page=0': a page is named 'file.pdf#page=N', N from 1."),
+        (3, "positives[1]: an item name (a path, with #page=N for a page), not the string ''."),
+        (3, "positives[2]: an item name (a path, with #page=N for a page), not the number 3."),
+        (4, 'no "positives": name at least one index item.'),
+        (5, "unknown key 'negatives'; the keys are query, positives, instruction."),
+        (6, f"query: {tmp_path / 'missing.png'}: no such file."),
+    ]
+
+
+def test_mining_arguments_are_checked(built: Built) -> None:
+    with pytest.raises(ConfigurationError, match="k must be at least 1"):
+        mine_hard_negatives(built.index, [], k=0)
+    with pytest.raises(DatasetError, match="a page is named"):
+        mine_hard_negatives(built.index, [("q", ["a.pdf#page=x"])])

@@ -224,9 +224,11 @@ def read_mining_queries(
                 query = reader.item(value["query"], "query", reasons)
             else:
                 reasons.append('no "query".')
-            names = _positive_names(value.get("positives"), path.parent, reasons)
-            if "positives" not in value:
-                reasons[-1:] = ['no "positives": name at least one index item.']
+            names: tuple[str, ...] = ()
+            if "positives" in value:
+                names = _positive_names(value["positives"], path.parent, reasons)
+            else:
+                reasons.append('no "positives": name at least one index item.')
             instruction = instruction_of(value, reasons)
             if query is None or reasons:
                 return None
@@ -237,7 +239,10 @@ def read_mining_queries(
 
 def _positive_names(value: object, folder: Path, reasons: list[str]) -> tuple[str, ...]:
     values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not values:
+    if values == []:
+        reasons.append("positives: an empty list; name at least one index item.")
+        return ()
+    if not isinstance(values, list):
         reasons.append(f"positives: a list of item names, not {kind_of(value)}.")
         return ()
     names = []
@@ -454,7 +459,8 @@ def _mine_one(
             result.dropped_queries.append((name, f"positive {_shown(meta)}: {document}"))
             return
         documents.append(document)
-    candidates = [(hit.id, scores[hit.id]) for hit in hits]
+    # a hit the manifest no longer records (a write in between) has no exact score: left out
+    candidates = [(hit.id, scores[hit.id]) for hit in hits if hit.id in scores]
     kept, false = select_negatives(candidates, positive_scores, margin=margin)
     result.false_negatives += len(false)
     chosen: list[MultimodalInput] = []
