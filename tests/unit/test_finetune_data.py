@@ -161,6 +161,11 @@ def test_a_bad_file_reads_no_pixel(folder: Path, monkeypatch: pytest.MonkeyPatch
         ({"query": "q", "positives": "p", "instruction": ""}, ['"instruction" must be a non-']),
         ({"query": "q", "positives": "p", "instruction": 5}, ['"instruction" must be a non-']),
         ({"query": "q", "positives": ["p", ""]}, ["positives[1]: an empty text."]),
+        ('{"query": "\\ud800", "positives": "p"}', ["query: the text holds an unpaired surrogate"]),
+        (
+            '{"query": {"text": "a\\udc00"}, "positives": "p"}',
+            ['query: "text" holds an unpaired surrogate'],
+        ),
         ({"query": "q", "positives": "p", "negatives": [None]}, ["negatives[0]: an item is"]),
     ],
 )
@@ -288,8 +293,11 @@ def test_a_file_named_many_times_is_checked_once(
 
     monkeypatch.setattr(WorkerPool, "run", counted)
     rows = [GOOD] * 5 + [{"query": "q", "positives": "p", "negatives": [{"image": "chart.png"}]}]
-    assert len(read_training_file(write(folder, *rows))) == 6
+    examples = read_training_file(write(folder, *rows))
     assert steps == ["read_header"]  # in the checking worker, once; nothing decoded there
+    pictures = {id(e.positives[0].images[0]) for e in examples[:5]}
+    pictures.add(id(examples[5].negatives[0].images[0]))
+    assert len(pictures) == 1  # and one lazy picture for all of them
 
 
 # -- hostile data files ----------------------------------------------------------------------------

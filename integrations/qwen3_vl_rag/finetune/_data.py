@@ -130,14 +130,15 @@ def _parse(text: str) -> tuple[Any, str | None]:
         return None, f"not valid JSON ({exc})."
 
 
-def unknown_keys(keys: Sequence[str], allowed: Sequence[str], where: str) -> list[str]:
+def unknown_keys(keys: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """A reason for each key not in ``allowed``, naming the closest allowed key if any."""
     reasons = []
     for key in keys:
         if key in allowed:
             continue
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        reasons.append(f"{where}unknown key {key[:60]!r}{hint}; the keys are {', '.join(allowed)}.")
+        reasons.append(f"unknown key {key[:60]!r}{hint}; the keys are {', '.join(allowed)}.")
     return reasons
 
 
@@ -171,16 +172,20 @@ def parse_item(value: object, folder: Path) -> tuple[ItemSpec | None, list[str]]
     if isinstance(value, str):
         if not value.strip():
             return None, ["an empty text."]
+        if not _is_unicode(value):
+            return None, [f"the text {_SURROGATE}"]
         return ItemSpec(text=value), []
     if not isinstance(value, dict):
         return None, [f"an item is a text or an object, not {kind_of(value)}."]
-    reasons = unknown_keys(list(value), _ITEM_KEYS, "")
+    reasons = unknown_keys(list(value), _ITEM_KEYS)
     if not any(key in value for key in _ITEM_KEYS) and not reasons:
         reasons.append('an empty item: give "text", "image", or "pdf" and "page".')
     text = value.get("text")
     if "text" in value and not (isinstance(text, str) and text.strip()):
         reasons.append(f'"text" must be a non-empty string, not {kind_of(text)}.')
         text = None
+    elif text is not None and not _is_unicode(text):
+        reasons.append(f'"text" {_SURROGATE}')
     image = pdf = None
     if "image" in value:
         image, reason = _path(value["image"], folder, "image")
@@ -204,7 +209,19 @@ def parse_item(value: object, folder: Path) -> tuple[ItemSpec | None, list[str]]
     return ItemSpec(text=text, image=image, pdf=pdf, page=page), []
 
 
+_SURROGATE = "holds an unpaired surrogate (a \\ud800-style escape that is not a character)."
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def kind_of(value: object) -> str:
+    """What a JSON value is, for messages: ``"the number 3"``, ``"a list"``, ``"null"``."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -234,6 +251,7 @@ class FileChecker:
     runner: DecodeRunner
     _identities: dict[Path, FileIdentity | str] = field(default_factory=dict)
     _pages: dict[Path, int | str] = field(default_factory=dict)
+    _pictures_made: dict[tuple[Path, int | None], ImageSource] = field(default_factory=dict)
 
     def image_problem(self, path: Path) -> str | None:
         """Why the image cannot be used, or ``None``."""
@@ -241,11 +259,19 @@ class FileChecker:
 
         known = self._identities.get(path)
         if known is None:
+            label = display_path(path)
             try:
-                item = load_image(path, budget=self.budget, runner=self.check_runner)
-                del item
-                with open_checked(path, max_bytes=self.budget.max_bytes, label=str(path)) as f:
-                    known = f.identity
+                # the header read (in the worker) is the header of the file opened here
+                with open_checked(path, max_bytes=self.budget.max_bytes, label=label) as opened:
+                    identity = opened.identity
+                load_image(
+                    path,
+                    budget=self.budget,
+                    source=label,
+                    runner=self.check_runner,
+                    identity=identity,
+                )
+                known = identity
             except InputError as err:
                 known = _reason(err)
             self._identities[path] = known
@@ -287,23 +313,27 @@ class FileChecker:
         from qwen3_vl_rag.media.images import load_image
         from qwen3_vl_rag.media.pdf import load_pdf
 
-        if spec.image is not None:
-            if as_query:
-                return (spec.image,)
-            identity = self._identity(spec.image)
-            item = load_image(spec.image, budget=self.budget, runner=self.runner, identity=identity)
-            return (item.to_input().images[0],)
-        if spec.pdf is not None and spec.page is not None:
-            document = load_pdf(
-                spec.pdf,
-                pages=[spec.page - 1],
-                budget=self.budget,
-                runner=self.runner,
-                identity=self._identity(spec.pdf),
-            )
-            (page,) = list(document)
-            return tuple(page.to_input(with_text=False).images)
-        return ()
+        if spec.image is not None and as_query:
+            return (spec.image,)
+        path, page = (spec.image, None) if spec.image is not None else (spec.pdf, spec.page)
+        if path is None:
+            return ()
+        key = (path, page)
+        if key not in self._pictures_made:  # a file named by many rows is one (lazy) picture
+            identity = self._identity(path)
+            if page is None:
+                item = load_image(path, budget=self.budget, runner=self.runner, identity=identity)
+            else:
+                document = load_pdf(
+                    path,
+                    pages=[page - 1],
+                    budget=self.budget,
+                    runner=self.runner,
+                    identity=identity,
+                )
+                (item,) = list(document)
+            (self._pictures_made[key],) = item.to_input(with_text=False).images
+        return (self._pictures_made[key],)
 
     def _identity(self, path: Path) -> FileIdentity:
         identity = self._identities[path]
@@ -322,6 +352,8 @@ def _reason(err: InputError) -> str:
 
 @dataclass
 class RowReader:
+    """Reads the items of a row: their shape, then their files (paths relative to ``folder``)."""
+
     folder: Path
     checker: FileChecker
 
@@ -468,7 +500,7 @@ def read_rows(
 def _example(
     row: dict[str, Any], reader: RowReader, reasons: list[str], source: str
 ) -> TrainingExample | None:
-    reasons += unknown_keys(list(row), _ROW_KEYS, "")
+    reasons += unknown_keys(list(row), _ROW_KEYS)
     query = positives = None
     if "query" in row:
         query = reader.item(row["query"], "query", reasons)

@@ -218,7 +218,7 @@ def read_mining_queries(
         reader = RowReader(path.parent, FileChecker(budget, check_runner, IN_PROCESS_RUNNER))
 
         def row(value: dict[str, Any], reasons: list[str], source: str) -> MiningQuery | None:
-            reasons += unknown_keys(list(value), _ROW_KEYS, "")
+            reasons += unknown_keys(list(value), _ROW_KEYS)
             query = None
             if "query" in value:
                 query = reader.item(value["query"], "query", reasons)
