@@ -402,5 +402,26 @@ def test_query_file_problems_are_reported_with_their_lines(tmp_path: Path) -> No
 def test_mining_arguments_are_checked(built: Built) -> None:
     with pytest.raises(ConfigurationError, match="k must be at least 1"):
         mine_hard_negatives(built.index, [], k=0)
-    with pytest.raises(DatasetError, match="a page is named"):
-        mine_hard_negatives(built.index, [("q", ["a.pdf#page=x"])])
+    with pytest.raises(DatasetError) as caught:
+        mine_hard_negatives(built.index, [("q", ["a.pdf#page=x"]), ("r", ["b.pdf#page=0"])])
+    assert [(where, line) for where, line, _ in caught.value.problems] == [
+        ("query 1", 0),
+        ("query 2", 0),
+    ]
+    with pytest.raises(DatasetError, match="no positive named"):
+        mine_hard_negatives(built.index, [("q", [])])
+
+
+def test_an_item_met_by_many_queries_is_reopened_once_and_progress_is_shown(
+    built: Built, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index, corpus = built.index, built.corpus
+    _, vector = stored(index, corpus / "img0.png", "image")
+    monkeypatch.setattr(index, "embedder", ChosenQueries([vector, vector]))
+    queries = [("a", [str(corpus / "img0.png")]), ("b", [str(corpus / "img0.png")])]
+    with mine_hard_negatives(index, queries, k=3, negatives=2, show_progress=True) as mined:
+        first, second = mined.examples
+        assert first.positives[0] is second.positives[0]
+        assert first.negatives == second.negatives
+        assert all(a is b for a, b in zip(first.negatives, second.negatives, strict=True))
+    assert "queries: 100%" in capsys.readouterr().err

@@ -47,6 +47,7 @@ from qwen3_vl_rag.media.isolation import IN_PROCESS_RUNNER, WorkerPool
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.index import MultimodalIndex
+    from qwen3_vl_rag.index._manifest import Manifest
 
 __all__ = [
     "MiningQuery",
@@ -314,7 +315,7 @@ def mine_hard_negatives(
             f"k must be at least 1 and negatives at least 0, got {k}, {negatives}."
         )
     embedder = index.require_embedder()
-    asked = [_as_mining_query(query, number) for number, query in enumerate(queries)]
+    asked = _as_mining_queries(queries)
     resolved = _resolve_all(index, asked)
     budget = index.media_options.budget
     pool = WorkerPool(
@@ -322,15 +323,17 @@ def mine_hard_negatives(
     )
     reopener = Reopener(index.manifest, index.media_options, lambda: pool)
     result = MiningResult(examples=[], _resources=[pool, reopener])
+    inputs = _Inputs(reopener)
+    progress = _progress(len(asked), show_progress)
     try:
-        if asked:
-            inputs = [dataclasses.replace(q.query, instruction=q.instruction) for q in asked]
-            vectors = np.asarray(embedder.embed_queries(inputs, dim=index.dimension))
-        progress = _progress(len(asked), show_progress)
-        for query, positives, vector in zip(asked, resolved, vectors if asked else [], strict=True):
+        vectors = np.empty((0, index.dimension), dtype=np.float32)
+        if asked:  # one call: the engine batches by its token budget
+            items = [dataclasses.replace(q.query, instruction=q.instruction) for q in asked]
+            vectors = np.asarray(embedder.embed_queries(items, dim=index.dimension))
+        for query, positives, vector in zip(asked, resolved, vectors, strict=True):
             _mine_one(
                 index,
-                reopener,
+                inputs,
                 result,
                 query,
                 positives,
@@ -341,30 +344,35 @@ def mine_hard_negatives(
                 margin=margin,
             )
             progress.update()
-        progress.close()
     except BaseException:
         result.close()
         raise
+    finally:
+        progress.close()
     return result
 
 
-def _as_mining_query(
-    query: MiningQuery | tuple[InputItem, Sequence[str]], number: int
-) -> MiningQuery:
-    if isinstance(query, MiningQuery):
-        return query
-    item, names = query
-    if isinstance(names, str):
-        names = [names]
-    where = f"query {number + 1}"
-    split = [split_name(name) for name in names]
-    problems = [(where, 0, problem) for _, _, problem in split if problem]
+def _as_mining_queries(
+    queries: Iterable[MiningQuery | tuple[InputItem, Sequence[str]]],
+) -> list[MiningQuery]:
+    """Pairs as :class:`MiningQuery` s (names made absolute); every bad name is a problem."""
+    made: list[MiningQuery] = []
+    problems: list[tuple[str, int, str]] = []
+    for number, query in enumerate(queries, start=1):
+        if isinstance(query, MiningQuery):
+            made.append(query)
+            continue
+        item, names = query
+        where = f"query {number}"
+        split = [split_name(name) for name in ([names] if isinstance(names, str) else names)]
+        problems += [(where, 0, problem) for _, _, problem in split if problem]
+        absolute = tuple(
+            os.path.abspath(file) + (f"{_PAGE}{page}" if page else "") for file, page, _ in split
+        )
+        made.append(MiningQuery(as_multimodal_input(item), absolute, source=where))
     if problems:
         raise DatasetError(problems)
-    absolute = tuple(
-        os.path.abspath(file) + (f"{_PAGE}{page}" if page else "") for file, page, _ in split
-    )
-    return MiningQuery(as_multimodal_input(item), absolute, source=where)
+    return made
 
 
 def _resolve_all(
@@ -377,6 +385,10 @@ def _resolve_all(
     resolved = []
     for query in queries:
         found: dict[str, dict[str, Any]] = {}
+        where, _, line = query.source.rpartition(":")
+        file_line = (where, int(line)) if where and line.isdecimal() else (query.source, 0)
+        if not query.positives:
+            problems.append((*file_line, "no positive named."))
         for name in query.positives:
             file, page, _ = split_name(name)
             label = path_key(os.path.abspath(file))
@@ -388,12 +400,8 @@ def _resolve_all(
                 label = by_real.get(os.path.realpath(file), label)
             item = _item(manifest, label, page)
             if isinstance(item, str):
-                where, _, line = query.source.rpartition(":")
-                problem = f"positive {display_path(file)}{f' page {page}' if page else ''}: {item}"
-                if where and line.isdecimal():
-                    problems.append((where, int(line), problem))
-                else:
-                    problems.append((query.source, 0, problem))
+                shown = f"{display_path(file)}{f' page {page}' if page else ''}"
+                problems.append((*file_line, f"positive {shown}: {item}"))
                 continue
             found[item[0]] = item[1]
         resolved.append(found)
@@ -402,7 +410,7 @@ def _resolve_all(
     return resolved
 
 
-def _item(manifest: Any, label: str, page: int | None) -> tuple[str, dict[str, Any]] | str:
+def _item(manifest: Manifest, label: str, page: int | None) -> tuple[str, dict[str, Any]] | str:
     row = manifest.source(label)
     if row is None:
         return "not in the index (name the file by the path it was indexed under)."
@@ -415,7 +423,7 @@ def _item(manifest: Any, label: str, page: int | None) -> tuple[str, dict[str, A
     for locator in ("image", "video"):
         found = manifest.current_item(label, locator)
         if found is not None:
-            return found  # type: ignore[no-any-return]
+            return found
     if manifest.current_item(label, "page:0") is not None:
         return "a PDF: name one of its pages, as 'file.pdf#page=N'."
     return "the index holds it in clips; name an image, a whole video or a PDF page."
@@ -423,7 +431,7 @@ def _item(manifest: Any, label: str, page: int | None) -> tuple[str, dict[str, A
 
 def _mine_one(
     index: MultimodalIndex,
-    reopener: Reopener,
+    reopener: _Inputs,
     result: MiningResult,
     query: MiningQuery,
     positives: dict[str, dict[str, Any]],
@@ -442,19 +450,13 @@ def _mine_one(
     if threshold is not None:
         weakest = min(positive_scores, key=positive_scores.__getitem__)
         if positive_scores[weakest] < threshold:
-            result.dropped_queries.append(
-                (
-                    name,
-                    (
-                        f"a positive scores {positive_scores[weakest]:.4f}, below "
-                        f"positive_threshold {threshold:g}"
-                    ),
-                )
-            )
+            score = positive_scores[weakest]
+            reason = f"a positive scores {score:.4f}, below positive_threshold {threshold:g}"
+            result.dropped_queries.append((name, reason))
             return
     documents = []
-    for meta in positives.values():
-        document = _reopen(reopener, meta)
+    for item, meta in positives.items():
+        document = reopener.input(item, meta)
         if isinstance(document, str):
             result.dropped_queries.append((name, f"positive {_shown(meta)}: {document}"))
             return
@@ -467,7 +469,7 @@ def _mine_one(
     for item in kept:
         if len(chosen) >= negatives:
             break
-        document = _reopen(reopener, metadata[item])
+        document = reopener.input(item, metadata[item])
         if isinstance(document, str):
             result.skipped.append((_shown(metadata[item]), document))
             continue
@@ -490,13 +492,23 @@ def _cosines(index: MultimodalIndex, vector: np.ndarray, ids: Sequence[str]) -> 
     }
 
 
-def _reopen(reopener: Reopener, meta: Mapping[str, Any]) -> MultimodalInput | str:
-    try:
-        return reopener.rerank_input(meta)
-    except StaleSourceError as err:
-        return err.reason
-    except (InputError, OSError, KeyError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+class _Inputs:
+    """Items reopened as a search reopens them for its reranker, once each per mining run."""
+
+    def __init__(self, reopener: Reopener) -> None:
+        self.reopener = reopener
+        self.made: dict[str, MultimodalInput | str] = {}
+
+    def input(self, item: str, meta: Mapping[str, Any]) -> MultimodalInput | str:
+        """The item's model input, or why its file cannot be read (stale, undecodable)."""
+        if item not in self.made:
+            try:
+                self.made[item] = self.reopener.rerank_input(meta)
+            except StaleSourceError as err:
+                self.made[item] = err.reason
+            except (InputError, OSError, KeyError, ValueError) as exc:
+                self.made[item] = f"{type(exc).__name__}: {exc}"
+        return self.made[item]
 
 
 def _shown(meta: Mapping[str, Any]) -> str:
