@@ -266,6 +266,21 @@ def test_hostile_and_missing_files_are_problems(folder: Path) -> None:
     )
 
 
+def test_a_header_that_takes_minutes_to_parse_is_stopped_at_the_time_budget(
+    folder: Path,
+) -> None:
+    media_files.many_page_tiff(folder / "pages.tif", 25_000)  # counting its pages takes ~30 s
+    path = write(folder, GOOD, {"query": "q", "positives": {"image": "pages.tif"}}, GOOD)
+    found = problems_of(path, budget=MediaBudget(timeout=1.0))
+    assert found == [
+        (
+            2,
+            f"positives: {folder / 'pages.tif'}: open took longer than 1 s; the worker was "
+            "stopped. Raise the budget's timeout if the file is legitimately heavy.",
+        )
+    ]
+
+
 def test_the_budget_decides_what_is_too_large(folder: Path) -> None:
     path = write(folder, GOOD)
     found = problems_of(path, budget=MediaBudget(max_image_pixels=50_000))
