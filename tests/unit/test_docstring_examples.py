@@ -16,6 +16,7 @@ import pytest
 PUBLIC_MODULES = (
     "qwen3_vl_rag",
     "qwen3_vl_rag.index",
+    "qwen3_vl_rag.finetune",
     "qwen3_vl_rag.media",
     "qwen3_vl_rag.langchain",
     "qwen3_vl_rag.llama_index",

@@ -29,6 +29,7 @@ from qwen3_vl_rag.media.folders import FolderScan
 from qwen3_vl_rag.media.images import load_image
 from qwen3_vl_rag.video_frames import probe
 from tests.bounded import run_bounded
+from tests.media_files import many_page_tiff
 
 # -- files built cheaply ---------------------------------------------------------------------------
 
@@ -56,27 +57,6 @@ def grey_png(path: Path, width: int, height: int) -> Path:
         + _chunk(b"IDAT", b"".join(parts))
         + _chunk(b"IEND", b"")
     )
-    return path
-
-
-def many_page_tiff(path: Path, pages: int) -> Path:
-    """A TIFF of ``pages`` 1x1 pages sharing one pixel (about 106 bytes a page).
-
-    Pillow counts its pages in time that grows faster than linearly (120k pages: minutes).
-    """
-    entry_count, first = 8, 16
-    ifd_size = 2 + entry_count * 12 + 4
-    out = bytearray(b"II*\x00" + struct.pack("<I", first) + b"\x80" + bytes(7))
-    # width, height, bits, no compression, black is zero, strip offset, rows per strip, strip size
-    tags = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8)]
-    tags += [(278, 3, 1), (279, 4, 1)]
-    for page in range(pages):
-        following = first + (page + 1) * ifd_size if page + 1 < pages else 0
-        out += struct.pack("<H", entry_count)
-        for tag, kind, value in tags:
-            out += struct.pack("<HHII", tag, kind, 1, value)
-        out += struct.pack("<I", following)
-    path.write_bytes(bytes(out))
     return path
 
 

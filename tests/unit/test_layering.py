@@ -24,9 +24,10 @@ ADAPTERS = ("langchain", "llama_index")
 
 #: part -> the parts of the package (and frameworks) it must never import
 FORBIDDEN = {
-    "engine": ("media", "index", "cli", *ADAPTERS),
-    "media": ("engine", "index", "cli", *ADAPTERS),
-    "index": ("cli", *ADAPTERS),
+    "engine": ("media", "index", "finetune", "cli", *ADAPTERS),
+    "media": ("engine", "index", "finetune", "cli", *ADAPTERS),
+    "index": ("finetune", "cli", *ADAPTERS),
+    "finetune": ("cli", *ADAPTERS),
     "langchain": ("llama_index",),
     "llama_index": ("langchain",),
 }

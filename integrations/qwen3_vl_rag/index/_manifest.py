@@ -360,6 +360,18 @@ class Manifest:
             raise self.translate(exc) from exc
 
     @_guarded
+    def current_item(self, source: str, locator: str) -> tuple[str, dict[str, Any]] | None:
+        """Id and metadata of the source's current item at ``locator`` (``"page:2"``, ``"image"``).
+
+        ``locator`` is the stable form of ``_ids.locator_of`` (0-based pages).
+        """
+        row = self.db.execute(
+            "SELECT id, metadata FROM items WHERE source = ? AND locator = ? AND current = 1",
+            (source, locator),
+        ).fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    @_guarded
     def current_ids(self) -> set[str]:
         """Ids of every current item."""
         return {row[0] for row in self.db.execute("SELECT id FROM items WHERE current = 1")}
