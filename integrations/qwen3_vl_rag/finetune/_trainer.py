@@ -109,14 +109,17 @@ def finetune_embedder(
         MissingDependencyError: When peft is not installed (LoRA runs).
 
     Example:
-        >>> from qwen3_vl_rag import Qwen3VLEmbedder
-        >>> from qwen3_vl_rag.finetune import TrainingSettings, finetune_embedder
-        >>> from qwen3_vl_rag.finetune import read_training_file
-        >>> examples = read_training_file("train.jsonl")
+        >>> from qwen3_vl_rag import MultimodalInput, Qwen3VLEmbedder
+        >>> from qwen3_vl_rag.finetune import TrainingExample, TrainingSettings, finetune_embedder
+        >>> examples = [
+        ...     TrainingExample(MultimodalInput(text=f"invoice {i}"), (MultimodalInput(text=f"Invoice no. {i}"),))
+        ...     for i in range(4)
+        ... ]
         >>> result = finetune_embedder("Qwen/Qwen3-VL-Embedding-2B", examples, "tuned",
         ...                            settings=TrainingSettings(steps=2, batch_size=2))
-        >>> result.steps, Qwen3VLEmbedder.from_pretrained(result.model_dir).dimension
-        (2, 64)
+        >>> tuned = Qwen3VLEmbedder.from_pretrained(result.model_dir)
+        >>> result.steps, tuned.embed_queries(["invoice 7"]).shape[1] == tuned.dimension
+        (2, True)
     """
     from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
 
@@ -159,10 +162,13 @@ def finetune_reranker(
     other rows' with the reranker being trained.
 
     Example:
-        >>> from qwen3_vl_rag import Qwen3VLReranker
-        >>> from qwen3_vl_rag.finetune import TrainingSettings, finetune_reranker
-        >>> from qwen3_vl_rag.finetune import read_training_file
-        >>> examples = read_training_file("train.jsonl")
+        >>> from pathlib import Path
+        >>> from qwen3_vl_rag import MultimodalInput, Qwen3VLReranker
+        >>> from qwen3_vl_rag.finetune import TrainingExample, TrainingSettings, finetune_reranker
+        >>> examples = [
+        ...     TrainingExample(MultimodalInput(text="a chart"), (MultimodalInput(images=[Path("chart.png")]),)),
+        ...     TrainingExample(MultimodalInput(text="a photo"), (MultimodalInput(images=[Path("photo.png")]),)),
+        ... ]
         >>> result = finetune_reranker("Qwen/Qwen3-VL-Reranker-2B", examples, "tuned-reranker",
         ...                            settings=TrainingSettings(steps=1, batch_size=2))
         >>> reranker = Qwen3VLReranker.from_pretrained(result.model_dir)
