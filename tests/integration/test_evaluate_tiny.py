@@ -152,3 +152,27 @@ def test_index_qrels_problems_are_reported_together(
     assert "neither an item id nor a file" in found[1][2]
     assert "name the same item" in found[2][2]
     assert "instruction" in found[3][2]
+
+
+def test_pixels_that_do_not_decode_are_a_problem_at_their_row(
+    tmp_path: Path, small_embedder: Qwen3VLEmbedder
+) -> None:
+    from PIL import Image
+
+    from tests.evaluation_data import write_beir
+    from tests.media_files import png_bytes
+
+    noise = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    data = png_bytes(Image.fromarray(noise))
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])  # the header reads, pixels do not
+    folder = write_beir(
+        tmp_path,
+        [{"_id": "fine", "text": "a text"}, {"_id": "cut", "image": "cut.png"}],
+        [{"_id": "q", "text": "anything"}],
+        ["q\tcut\t1"],
+    )
+    with load_beir(folder) as dataset, pytest.raises(DatasetError) as caught:
+        evaluate(small_embedder, dataset)
+    ((file, line, reason),) = caught.value.problems
+    assert (Path(file).name, line) == ("corpus.jsonl", 2)
+    assert reason.startswith("ImageDecodeError: ") and "cut.png" in reason

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qwen3_vl_rag.errors import ConfigurationError
+from qwen3_vl_rag.checked_files import display_path
+from qwen3_vl_rag.errors import ConfigurationError, DatasetError, InputError
 from qwen3_vl_rag.evaluate._metrics import (
     Qrels,
     Run,
@@ -28,6 +30,19 @@ if TYPE_CHECKING:
 __all__ = ["evaluate", "retrieval_depth", "stage_result", "with_tail"]
 
 _QUERY_BLOCK = 256  # queries scored against the corpus at a time: bounded memory
+
+
+@contextlib.contextmanager
+def _as_problem(dataset: BeirDataset, file: str, lines: Sequence[int]) -> Iterator[None]:
+    """A row a model cannot use (pixels that do not decode...) is a data problem at its line."""
+    try:
+        yield
+    except InputError as err:
+        if err.item_index is None or not 0 <= err.item_index < len(lines):
+            raise
+        where = display_path(dataset.folder / file)
+        reason = f"{type(err).__name__}: {err.replace(item_index=None)}"
+        raise DatasetError([(where, lines[err.item_index], reason)]) from err
 
 
 def retrieval_depth(k_values: Sequence[int], rerank_top: int | None) -> int:
@@ -131,6 +146,8 @@ def evaluate(
 
     Raises:
         ConfigurationError: A ``k`` or ``rerank_top`` below 1.
+        DatasetError: A row a model cannot use after all (an image whose header reads but
+            whose pixels do not decode), named by its file and line.
         MissingDependencyError: ir-measures is missing (``pip install "qwen3-vl-rag[evaluate]"``);
             raised before any model runs.
 
@@ -164,14 +181,16 @@ def evaluate(
         options["dim"] = dim
     started = time.perf_counter()
     budget = _budget(embedder, dataset.budget)
-    documents = _unit_rows(
-        embedder.embed_documents(dataset.document_inputs(doc_ids, budget), **options)
-    )
-    queries = _unit_rows(
-        embedder.embed_queries(
-            dataset.query_inputs(query_ids, budget), instruction=query_instruction, **options
+    with _as_problem(dataset, "corpus.jsonl", [dataset.corpus[d].line for d in doc_ids]):
+        documents = _unit_rows(
+            embedder.embed_documents(dataset.document_inputs(doc_ids, budget), **options)
         )
-    )
+    with _as_problem(dataset, "queries.jsonl", [dataset.queries[q].line for q in query_ids]):
+        queries = _unit_rows(
+            embedder.embed_queries(
+                dataset.query_inputs(query_ids, budget), instruction=query_instruction, **options
+            )
+        )
     retrieval: dict[str, dict[str, float]] = {}
     top: dict[str, np.ndarray] = {}
     for start in range(0, len(query_ids), _QUERY_BLOCK):
@@ -244,7 +263,9 @@ def _rerank(
     ):
         candidates = [int(p) for p in top[query_id][:rerank_top]]
         instruction = query.instruction or query_instruction
-        scores = reranker.score(query, [inputs[p] for p in candidates], instruction=instruction)
+        lines = [dataset.corpus[doc_ids[p]].line for p in candidates]
+        with _as_problem(dataset, "corpus.jsonl", lines):
+            scores = reranker.score(query, [inputs[p] for p in candidates], instruction=instruction)
         if len(scores) != len(candidates):
             raise ConfigurationError(
                 f"the reranker returned {len(scores)} scores for {len(candidates)} documents."
