@@ -66,7 +66,12 @@ def add_evaluate_command(
     sub.add_argument("--k", default="1,5,10", help="cut-offs of nDCG and recall, comma-separated")
     sub.add_argument("--rerank-top", type=int, default=20, help="documents reranked per query")
     sub.add_argument("--dim", type=int, help="Matryoshka dimension (not with --index)")
-    sub.add_argument("--max-pixels", type=int, help="pixel budget per page or image")
+    sub.add_argument(
+        "--max-pixels",
+        type=int,
+        help="pixel budget per page or image (default: the index's, else the models' default, "
+        "1843200)",
+    )
     sub.add_argument("--run-file", type=Path, help="write the final stage's TREC run here")
     sub.add_argument("--per-query", type=Path, help="write per-query values here (JSON)")
     sub.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -168,7 +173,7 @@ def _note_random_weights(args: argparse.Namespace, models: list[str | None]) -> 
 def _run_beir(args: argparse.Namespace, k_values: list[int]) -> EvaluationReport:
     from qwen3_vl_rag.evaluate import evaluate, load_beir, standard_measures
 
-    standard_measures(k_values)  # a bad --k is said before anything loads
+    standard_measures(k_values)  # a bad --k or a missing extra: said before anything loads
     with load_beir(args.data, split=args.split) as dataset:  # checked before any model loads
         model = args.model or DEFAULT_EMBEDDING_MODEL
         embedder = _embedder(args, model, args.max_pixels)

@@ -50,6 +50,7 @@ class BeirDataset:
             ``queries.jsonl``, which other splits judge, are left out).
         qrels: ``{query id: {corpus id: grade}}``.
         budget: The limits pictures were checked under (byte, pixel and time budgets).
+        pool: The worker processes pictures are decoded in (``None``: in this process).
 
     Example:
         >>> import json

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from qwen3_vl_rag.errors import ConfigurationError, DatasetError
 from qwen3_vl_rag.evaluate._dataset import check_pictures, check_qrels
-from qwen3_vl_rag.evaluate._metrics import ir_measures, standard_measures
+from qwen3_vl_rag.evaluate._metrics import standard_measures
 from qwen3_vl_rag.evaluate._report import EvaluationReport
 from qwen3_vl_rag.evaluate._rows import EvalQuery, Problems, read_qrels, read_queries
 from qwen3_vl_rag.evaluate._run import retrieval_depth, stage_result, with_tail
@@ -114,7 +114,6 @@ def evaluate_index(
         raise ConfigurationError("rerank=True needs an index opened with a reranker.")
     if rerank_top < 1:
         raise ConfigurationError(f"rerank_top must be at least 1, got {rerank_top}.")
-    ir_measures()
     queries_path, qrels_path = Path(queries), Path(qrels)
     chosen, raw_qrels, names = _read(queries_path, qrels_path)
     depth = retrieval_depth(k_values, rerank_top if rerank else None)

@@ -40,6 +40,8 @@ def standard_measures(k_values: Sequence[int]) -> list[str]:
 
     Raises:
         ConfigurationError: An empty ``k_values``, or a ``k`` below 1.
+        MissingDependencyError: ir-measures, which computes them, is missing
+            (``pip install "qwen3-vl-rag[evaluate]"``): said before any model is loaded.
 
     Example:
         >>> standard_measures([1, 5])
@@ -48,6 +50,7 @@ def standard_measures(k_values: Sequence[int]) -> list[str]:
     ks = sorted({int(k) for k in k_values})
     if not ks or ks[0] < 1:
         raise ConfigurationError(f"k values must be at least 1, got {list(k_values)}.")
+    ir_measures()
     return [*(f"nDCG@{k}" for k in ks), *(f"R@{k}" for k in ks), "RR@10"]
 
 

@@ -14,7 +14,6 @@ from qwen3_vl_rag.errors import ConfigurationError, DatasetError, InputError
 from qwen3_vl_rag.evaluate._metrics import (
     Qrels,
     Run,
-    ir_measures,
     score_run,
     score_run_per_query,
     standard_measures,
@@ -171,7 +170,6 @@ def evaluate(
     measures = standard_measures(k_values)
     if rerank_top < 1:
         raise ConfigurationError(f"rerank_top must be at least 1, got {rerank_top}.")
-    ir_measures()  # a missing extra is said before any model runs
     depth = retrieval_depth(k_values, rerank_top if reranker is not None else None)
     # trec_eval orders ties by document id, descending: so is the corpus, and ties keep it
     doc_ids = sorted(dataset.corpus, reverse=True)
