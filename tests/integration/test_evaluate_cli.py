@@ -136,3 +136,15 @@ def test_an_index_with_queries_and_qrels(
     assert "images/red.png" in {line.split()[2] for line in run.read_text().splitlines()}
     assert main([*common, "--dim", "32"]) == 2
     assert "--dim is the index's own" in capsys.readouterr().err
+
+
+def test_a_missing_ir_measures_is_said_before_anything_loads(
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "ir_measures", None)
+    assert main(["evaluate", str(folder), "--model", str(tmp_path / "no-model")]) == 2
+    err = capsys.readouterr().err
+    assert "MissingDependencyError" in err and 'pip install "qwen3-vl-rag[evaluate]"' in err
