@@ -9,6 +9,9 @@ Commands::
                                [--json] [--html out.html] [--quiet]
                                [--server URL] [--reranker-server URL]
     qwen3-vl-rag status [--json]
+    qwen3-vl-rag evaluate DATA_DIR | --index DIR --queries Q.jsonl --qrels QRELS.tsv
+                               [--model ID] [--reranker ID] [--k 1,5,10] [--rerank-top 20]
+                               [--run-file PATH] [--per-query PATH] [--json] (see its --help)
     qwen3-vl-rag prune
     qwen3-vl-rag rebuild
     qwen3-vl-rag recover [--model ID] [--dim N] [--segment-seconds S]
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from qwen3_vl_rag import __version__
+from qwen3_vl_rag.cli.evaluate import add_evaluate_command, evaluate_command
 from qwen3_vl_rag.cli.finetune import add_finetune_command, finetune
 from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
 from qwen3_vl_rag.cli.serve import add_serve_command, serve
@@ -186,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     recover.add_argument("--device", default="auto", help="with --model: cuda, cpu or auto")
     add_serve_command(commands, _HelpFormatter)
+    add_evaluate_command(commands, _HelpFormatter)
     add_finetune_command(commands, _HelpFormatter)
     return parser
 
@@ -202,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rebuild": _rebuild,
             "recover": _recover,
             "serve": serve,
+            "evaluate": evaluate_command,
             "finetune": finetune,
         }[args.command]
         with _loading_bars(shown=not getattr(args, "quiet", False)):

@@ -27,7 +27,7 @@ from qwen3_vl_rag.engine._prompts import (  # constants only: no torch
     DEFAULT_DOCUMENT_INSTRUCTION,
     DEFAULT_QUERY_INSTRUCTION,
 )
-from qwen3_vl_rag.inputs import MultimodalInput, Video
+from qwen3_vl_rag.inputs import LazyImage, MultimodalInput, Video
 
 __all__ = ["FakeCall", "FakeEmbedder", "FakeReranker", "describe"]
 
@@ -44,6 +44,8 @@ def describe(item: Any) -> str:
         return f"image:{os.fspath(item)}"
     if isinstance(item, bytes | bytearray):
         return f"image-bytes:{hashlib.sha256(item).hexdigest()[:16]}"
+    if isinstance(item, LazyImage):  # a page or an image the media layer decodes when used
+        return f"image:{item.description}"
     if isinstance(item, Video):
         return f"video:{item.source}#{item.start},{item.end}"
     if isinstance(item, MultimodalInput):
