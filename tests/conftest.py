@@ -92,6 +92,29 @@ def tiny_reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "reranker", kind="reranker")
 
 
+def _trained(kind: str) -> Path:
+    """The tiny model trained on the synthetic corpus, built once per recipe on this machine."""
+    import tempfile
+
+    from qwen3_vl_rag.testing.trained import build_trained_checkpoint, trained_recipe_digest
+
+    digest = trained_recipe_digest(kind)  # type: ignore[arg-type]
+    root = Path(tempfile.gettempdir()) / "qwen3-vl-rag-tests" / f"trained-{kind}-{digest}"
+    return build_trained_checkpoint(root, kind=kind)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def trained_embedding_path() -> Path:
+    """The tiny embedder trained on synthetic pages (qwen3_vl_rag.testing.trained)."""
+    return _trained("embedding")
+
+
+@pytest.fixture(scope="session")
+def trained_reranker_path() -> Path:
+    """The tiny reranker trained on synthetic pages (qwen3_vl_rag.testing.trained)."""
+    return _trained("reranker")
+
+
 @pytest.fixture(scope="session")
 def embedder(tiny_embedding_path: Path) -> Qwen3VLEmbedder:
     from qwen3_vl_rag import Qwen3VLEmbedder

@@ -9,6 +9,7 @@ A run resumes from its last checkpoint when started again with the same output f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -118,23 +119,24 @@ def finetune(args: argparse.Namespace) -> int:
         save_every=args.save_every,
         seed=args.seed,
     )
-    train, held_out, mined = _examples(args)
     options: dict[str, Any] = {"device": args.device}
     if args.max_pixels:
         options["max_pixels"] = args.max_pixels
     embedding = args.kind == "embedding"
     model = args.model or (DEFAULT_EMBEDDING_MODEL if embedding else DEFAULT_RERANKER_MODEL)
     run = finetune_embedder if embedding else finetune_reranker
-    result = run(
-        model,
-        train,
-        args.output,
-        settings=settings,
-        held_out=held_out,
-        resume=not args.no_resume,
-        show_progress=not args.quiet,
-        **options,
-    )
+    with contextlib.ExitStack() as resources:  # mined items decode while the run lasts
+        train, held_out, mined = _examples(args, resources)
+        result = run(
+            model,
+            train,
+            args.output,
+            settings=settings,
+            held_out=held_out,
+            resume=not args.no_resume,
+            show_progress=not args.quiet,
+            **options,
+        )
     summary = {
         "model_dir": str(result.model_dir),
         "adapter_dir": None if result.adapter_dir is None else str(result.adapter_dir),
@@ -171,24 +173,35 @@ def finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examples(args: argparse.Namespace) -> tuple[list[Any], list[Any], dict[str, Any] | None]:
-    """Training and held-out examples, read and checked before any model loads."""
-    from qwen3_vl_rag.finetune import read_training_file, split_held_out
+def _examples(
+    args: argparse.Namespace, resources: contextlib.ExitStack
+) -> tuple[list[Any], list[Any], dict[str, Any] | None]:
+    """Training and held-out examples, read and checked before the model to train loads.
 
+    Pages are rendered at the pixel budget the model will read them at.
+    """
+    from qwen3_vl_rag.finetune import read_training_file, split_held_out
+    from qwen3_vl_rag.media import MediaBudget
+
+    budget = MediaBudget(max_pixels=args.max_pixels) if args.max_pixels else MediaBudget()
+    held_out = read_training_file(args.held_out, budget=budget) if args.held_out else None
     mined: dict[str, Any] | None = None
     if args.index is not None:
-        examples, mined = _mined(args)
+        examples, mined = _mined(args, resources)
     else:
-        examples = read_training_file(args.data)
-    if args.held_out is not None:
-        return examples, read_training_file(args.held_out), mined
+        examples = read_training_file(args.data, budget=budget)
+    if held_out is not None:
+        return examples, held_out, mined
     if args.held_out_fraction <= 0:
         return examples, [], mined
     train, held_out = split_held_out(examples, args.held_out_fraction, seed=args.seed)
     return train, held_out, mined
 
 
-def _mined(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
+def _mined(
+    args: argparse.Namespace, resources: contextlib.ExitStack
+) -> tuple[list[Any], dict[str, Any]]:
+    """Examples mined from ``--index`` with its own embedder; usable until ``resources`` close."""
     from qwen3_vl_rag.engine import Qwen3VLEmbedder
     from qwen3_vl_rag.finetune import mine_hard_negatives, read_mining_queries
     from qwen3_vl_rag.index import MultimodalIndex
@@ -200,10 +213,16 @@ def _mined(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
         model or "", device=args.device, max_pixels=max_pixels
     )
     with MultimodalIndex(args.index, embedder, mode="read") as index:
-        result = mine_hard_negatives(
-            index, queries, negatives=args.hard_negatives, show_progress=not args.quiet
+        result = resources.enter_context(
+            mine_hard_negatives(
+                index, queries, negatives=args.hard_negatives, show_progress=not args.quiet
+            )
         )
-    return list(result.examples), result.summary()
+    summary: dict[str, Any] = dict(result.counts())
+    summary["dropped_queries"] = [list(pair) for pair in result.dropped_queries]
+    if not args.quiet and not args.json:
+        emit(printable(f"mined from {args.index}: {json.dumps(result.counts())}"))
+    return list(result.examples), summary
 
 
 def _dims(text: str | None) -> tuple[int, ...] | None:

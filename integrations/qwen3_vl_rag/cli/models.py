@@ -83,12 +83,25 @@ def random_test_checkpoints(models: Sequence[str | os.PathLike[str]]) -> list[st
 
 
 def random_weights_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
-    """One line saying which of ``models`` are random-weight test checkpoints, or ``None``."""
+    """One line on test models among ``models``: random weights, or trained on synthetic pages."""
     untrained = random_test_checkpoints(models)
     if not untrained:
-        return None
+        return _synthetic_note(models)
     return (
         f"{', '.join(untrained)}: random-weight test checkpoint"
         f"{'' if len(untrained) == 1 else 's'} (qwen3_vl_rag.testing); the scores and the ranking "
         "mean nothing."
+    )
+
+
+def _synthetic_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
+    """One line naming the models trained on the synthetic corpus, or ``None``."""
+    from qwen3_vl_rag.testing.trained import is_synthetic_trained_checkpoint
+
+    toys = [str(model) for model in models if is_synthetic_trained_checkpoint(model)]
+    if not toys:
+        return None
+    return (
+        f"{', '.join(toys)}: tiny model{'' if len(toys) == 1 else 's'} trained on the synthetic "
+        "corpus (qwen3_vl_rag.testing): they know six kinds of page in six colours, nothing else."
     )

@@ -1,4 +1,4 @@
-"""Test helpers: offline random-weight Qwen3-VL checkpoints, and a synthetic corpus to train on.
+"""Test helpers: offline random-weight Qwen3-VL checkpoints, a synthetic corpus, models trained on it.
 
 Example:
     >>> from qwen3_vl_rag.testing import build_tiny_checkpoint
@@ -25,12 +25,20 @@ from qwen3_vl_rag.testing.synthetic import (
     SyntheticQuery,
     make_synthetic_corpus,
 )
+from qwen3_vl_rag.testing.trained import (
+    SYNTHETIC_MAX_PIXELS,
+    SYNTHETIC_TRAINED_MARKER,
+    build_trained_checkpoint,
+    is_synthetic_trained_checkpoint,
+)
 
 __all__ = [
     "COLOURS",
     "PAGE_KINDS",
     "PRESETS",
     "RANDOM_WEIGHTS_MARKER",
+    "SYNTHETIC_MAX_PIXELS",
+    "SYNTHETIC_TRAINED_MARKER",
     "CheckpointPreset",
     "Colour",
     "PageKind",
@@ -38,7 +46,9 @@ __all__ = [
     "SyntheticPage",
     "SyntheticQuery",
     "build_tiny_checkpoint",
+    "build_trained_checkpoint",
     "checkpoint_fingerprint",
     "is_random_test_checkpoint",
+    "is_synthetic_trained_checkpoint",
     "make_synthetic_corpus",
 ]
