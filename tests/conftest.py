@@ -92,7 +92,7 @@ def tiny_reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "reranker", kind="reranker")
 
 
-def _trained(kind: str) -> Path:
+def _trained(kind: str, embedder: Path | None = None) -> Path:
     """The tiny model trained on the synthetic corpus, built once per recipe on this machine."""
     import tempfile
 
@@ -100,7 +100,7 @@ def _trained(kind: str) -> Path:
 
     digest = trained_recipe_digest(kind)  # type: ignore[arg-type]
     root = Path(tempfile.gettempdir()) / "qwen3-vl-rag-tests" / f"trained-{kind}-{digest}"
-    return build_trained_checkpoint(root, kind=kind)  # type: ignore[arg-type]
+    return build_trained_checkpoint(root, kind=kind, embedder=embedder)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -110,9 +110,9 @@ def trained_embedding_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_reranker_path() -> Path:
-    """The tiny reranker trained on synthetic pages (qwen3_vl_rag.testing.trained)."""
-    return _trained("reranker")
+def trained_reranker_path(trained_embedding_path: Path) -> Path:
+    """The tiny reranker trained on synthetic pages, from the trained embedder's weights."""
+    return _trained("reranker", trained_embedding_path)
 
 
 @pytest.fixture(scope="session")

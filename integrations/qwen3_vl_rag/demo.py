@@ -1,5 +1,4 @@
-"""A self-contained tour: index PDFs of charts, tables, photos and screenshots plus a video; search
-them by text and by image; measure the retrieval.
+"""A self-contained tour: index PDFs and a video, search them by text and image, measure it.
 
 Run ``python -m qwen3_vl_rag.demo`` (or ``make demo``). With no arguments it runs offline
 anywhere: it trains the project's tiny embedder and reranker on a synthetic corpus (once, a few
@@ -193,7 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out / "trained-embedding", kind="embedding", show_progress=True
     )
     reranker = args.reranker or build_trained_checkpoint(
-        out / "trained-reranker", kind="reranker", show_progress=True
+        out / "trained-reranker",
+        kind="reranker",
+        embedder=None if args.model else model,
+        show_progress=True,
     )
     print(f"embedding model: {model}\nreranker model:  {reranker}")
     if random_weights_note([model, reranker]):
@@ -213,7 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = ["--model", str(model), "--reranker", str(reranker)]
     steps = [
         ["index", str(corpus), *common, *models, *pixels, "--segment-seconds", "2"],
-        ["search", "red bar chart of quarterly revenue", *common, "--html", str(out / "gallery.html")],
+        [
+            "search",
+            "red bar chart of quarterly revenue",
+            *common,
+            "--html",
+            str(out / "gallery.html"),
+        ],
         ["search", "--image", str(picture), *common, "--top-n", "3"],
         ["evaluate", str(beir), *models, *pixels, "--device", args.device, "--k", "1,5,10"],
         ["status", "--index", index],

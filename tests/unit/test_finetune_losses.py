@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from qwen3_vl_rag.errors import ConfigurationError
 from qwen3_vl_rag.finetune import LoraSettings, TrainingSettings, default_matryoshka_dims
@@ -59,7 +59,9 @@ def test_matryoshka_loss_is_the_mean_over_prefix_sizes() -> None:
     q, p = torch.randn(4, 16), torch.randn(4, 16)
     empty = torch.empty(0, 16)
     full = contrastive_loss(q, p, empty, temperature=0.5, dims=(16,), margin=9.0)
-    half = contrastive_loss(q[:, :8], p[:, :8], empty[:, :8], temperature=0.5, dims=(8,), margin=9.0)
+    half = contrastive_loss(
+        q[:, :8], p[:, :8], empty[:, :8], temperature=0.5, dims=(8,), margin=9.0
+    )
     both = contrastive_loss(q, p, empty, temperature=0.5, dims=(16, 8), margin=9.0)
     assert float(both) == pytest.approx((float(full) + float(half)) / 2, rel=1e-6)
 
@@ -83,7 +85,14 @@ def test_yes_no_loss_is_the_two_way_cross_entropy_of_the_official_score() -> Non
 def test_defaults_are_the_reports() -> None:
     settings = TrainingSettings()
     assert settings.lora == LoraSettings(r=32, alpha=32)
-    assert settings.lora.targets == ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj", "gate_proj")
+    assert settings.lora.targets == (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "up_proj",
+        "down_proj",
+        "gate_proj",
+    )
     assert settings.false_negative_margin == 0.1
     assert default_matryoshka_dims(2048) == (2048, 1024, 512, 256, 128, 64, 32)
     assert default_matryoshka_dims(64) == (64, 32)

@@ -24,10 +24,11 @@ ADAPTERS = ("langchain", "llama_index")
 
 #: part -> the parts of the package (and frameworks) it must never import
 FORBIDDEN = {
-    "engine": ("media", "index", "finetune", "cli", *ADAPTERS),
-    "media": ("engine", "index", "finetune", "cli", *ADAPTERS),
-    "index": ("finetune", "cli", *ADAPTERS),
+    "engine": ("media", "index", "finetune", "evaluate", "cli", *ADAPTERS),
+    "media": ("engine", "index", "finetune", "evaluate", "cli", *ADAPTERS),
+    "index": ("finetune", "evaluate", "cli", *ADAPTERS),
     "finetune": ("cli", *ADAPTERS),
+    "evaluate": ("finetune", "cli", *ADAPTERS),
     "langchain": ("llama_index",),
     "llama_index": ("langchain",),
 }

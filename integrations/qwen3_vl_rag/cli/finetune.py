@@ -53,7 +53,9 @@ def add_finetune_command(commands: Any, formatter: type[argparse.HelpFormatter])
         help="share of DATA kept out of training to evaluate on (0: none)",
     )
     parser.add_argument("--steps", type=int, help="updates (default: one pass over the data)")
-    parser.add_argument("--epochs", type=float, default=1.0, help="passes when --steps is not given")
+    parser.add_argument(
+        "--epochs", type=float, default=1.0, help="passes when --steps is not given"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="examples per forward pass")
     parser.add_argument(
         "--gradient-accumulation", type=int, default=1, help="forward passes per update"

@@ -80,7 +80,11 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for item in base.iterdir():
-        if item.is_file() and not item.name.endswith(_WEIGHT_SUFFIXES) and item.name not in _SKIPPED:
+        if (
+            item.is_file()
+            and not item.name.endswith(_WEIGHT_SUFFIXES)
+            and item.name not in _SKIPPED
+        ):
             shutil.copy2(item, staging / item.name)
     shards = list(_shards(tensors, state))
     weight_map: dict[str, str] = {}

@@ -53,7 +53,7 @@ def contrastive_loss(
         margin: A candidate scoring above the positive by more than this is masked out.
     """
     import torch
-    import torch.nn.functional as F  # noqa: N812 - torch's own convention
+    import torch.nn.functional as F
 
     batch = queries.shape[0]
     losses = []
@@ -84,6 +84,6 @@ def contrastive_loss(
 
 def yes_no_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the "yes" (label 1) / "no" (label 0) answer from ``l_yes - l_no``."""
-    import torch.nn.functional as F  # noqa: N812 - torch's own convention
+    import torch.nn.functional as F
 
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())

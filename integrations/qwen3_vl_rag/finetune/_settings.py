@@ -47,7 +47,9 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         if self.r < 1 or self.alpha < 1:
-            raise ConfigurationError(f"LoRA r and alpha must be positive, got {self.r}, {self.alpha}.")
+            raise ConfigurationError(
+                f"LoRA r and alpha must be positive, got {self.r}, {self.alpha}."
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigurationError(f"LoRA dropout must be in [0, 1), got {self.dropout}.")
         if not self.targets:

@@ -112,7 +112,8 @@ def finetune_embedder(
         >>> from qwen3_vl_rag import MultimodalInput, Qwen3VLEmbedder
         >>> from qwen3_vl_rag.finetune import TrainingExample, TrainingSettings, finetune_embedder
         >>> examples = [
-        ...     TrainingExample(MultimodalInput(text=f"invoice {i}"), (MultimodalInput(text=f"Invoice no. {i}"),))
+        ...     TrainingExample(MultimodalInput(text=f"invoice {i}"),
+        ...                     (MultimodalInput(text=f"Invoice no. {i}"),))
         ...     for i in range(4)
         ... ]
         >>> result = finetune_embedder("Qwen/Qwen3-VL-Embedding-2B", examples, "tuned",
@@ -165,10 +166,10 @@ def finetune_reranker(
         >>> from pathlib import Path
         >>> from qwen3_vl_rag import MultimodalInput, Qwen3VLReranker
         >>> from qwen3_vl_rag.finetune import TrainingExample, TrainingSettings, finetune_reranker
-        >>> examples = [
-        ...     TrainingExample(MultimodalInput(text="a chart"), (MultimodalInput(images=[Path("chart.png")]),)),
-        ...     TrainingExample(MultimodalInput(text="a photo"), (MultimodalInput(images=[Path("photo.png")]),)),
-        ... ]
+        >>> def pair(query, picture):
+        ...     return TrainingExample(MultimodalInput(text=query),
+        ...                            (MultimodalInput(images=[Path(picture)]),))
+        >>> examples = [pair("a chart", "chart.png"), pair("a photo", "photo.png")]
         >>> result = finetune_reranker("Qwen/Qwen3-VL-Reranker-2B", examples, "tuned-reranker",
         ...                            settings=TrainingSettings(steps=1, batch_size=2))
         >>> reranker = Qwen3VLReranker.from_pretrained(result.model_dir)
@@ -223,9 +224,7 @@ class _Run:
             try:
                 from peft import LoraConfig, get_peft_model
             except ImportError as exc:
-                raise MissingDependencyError(
-                    'LoRA fine-tuning needs peft: pip install "qwen3-vl-rag[finetune]"'
-                ) from exc
+                raise MissingDependencyError("peft", "finetune", "LoRA fine-tuning") from exc
             targets = lora.targets if lora.targets == "all-linear" else list(lora.targets)
             trainable = get_peft_model(
                 model,
@@ -237,7 +236,9 @@ class _Run:
                 ),
             )
         if self.settings.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         return trainable
 
     # -- the loop --------------------------------------------------------------------------------
@@ -284,10 +285,12 @@ class _Run:
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum = 0.0
                 for micro in range(settings.gradient_accumulation):
-                    batch = examples[micro * settings.batch_size : (micro + 1) * settings.batch_size]
+                    batch = examples[
+                        micro * settings.batch_size : (micro + 1) * settings.batch_size
+                    ]
                     with self._autocast():
                         loss = self.objective.loss(batch, rng) / settings.gradient_accumulation
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                     loss_sum += float(loss.detach())
                 if not math.isfinite(loss_sum):
                     raise ConfigurationError(
@@ -372,7 +375,9 @@ class _Run:
         latest = checkpoints[-1]
         state = json.loads((latest / _STATE).read_text(encoding="utf-8"))
         if state["fingerprint"] != fingerprint:
-            differs = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+            differs = sorted(
+                k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k]
+            )
             raise ConfigurationError(
                 f"{self.out} holds a run with other {', '.join(differs)}; resume it with the "
                 "same model, data and settings, or choose another output folder."
@@ -546,7 +551,7 @@ def _describe(example: Example) -> Iterator[str]:
         yield item.text or ""
         for image in item.images:
             if isinstance(image, (str, os.PathLike)):
-                yield os.fspath(image)  # type: ignore[arg-type]
+                yield os.fspath(image)
             elif hasattr(image, "tobytes"):
                 import hashlib
 

@@ -1,4 +1,4 @@
-"""Test helpers: offline random-weight Qwen3-VL checkpoints, a synthetic corpus, models trained on it.
+"""Test helpers: offline random-weight checkpoints, a synthetic corpus, tiny models trained on it.
 
 Example:
     >>> from qwen3_vl_rag.testing import build_tiny_checkpoint
