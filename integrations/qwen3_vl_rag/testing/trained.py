@@ -123,6 +123,8 @@ def build_trained_checkpoint(
         >>> is_synthetic_trained_checkpoint(model)
         True
     """
+    import torch
+
     from qwen3_vl_rag.finetune import (
         TrainingSettings,
         finetune_embedder,
@@ -137,6 +139,10 @@ def build_trained_checkpoint(
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    # One thread: the same weights on any machine, and for a model this small the fastest
+    # (measured: 1.15 steps/s, against 0.2 for two threads sharing two busy cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         base = build_tiny_checkpoint(scratch / "random", kind=kind)
         if kind == "reranker":
@@ -171,6 +177,7 @@ def build_trained_checkpoint(
             shutil.rmtree(out)
         os.replace(model, out)
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(scratch, ignore_errors=True)
     return out
 
