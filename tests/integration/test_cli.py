@@ -101,7 +101,9 @@ def test_fatal_errors_exit_2_with_a_clear_message(
     assert "give a QUERY, an --image, or both" in capsys.readouterr().err
 
 
-def test_the_installed_command_and_the_demo(tmp_path: Path) -> None:
+def test_the_installed_command_and_the_demo(
+    tmp_path: Path, trained_embedding_path: Path, trained_reranker_path: Path
+) -> None:
     command = Path(sys.executable).parent / "qwen3-vl-rag"
     if not command.exists():
         pytest.skip("the package is not installed in this environment (no console script)")
@@ -111,7 +113,19 @@ def test_the_installed_command_and_the_demo(tmp_path: Path) -> None:
     assert done.returncode == 0 and "index" in done.stdout and "search" in done.stdout
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     demo = subprocess.run(
-        [sys.executable, "-m", "qwen3_vl_rag.demo", "--output", str(tmp_path), "--device", "cpu"],
+        [
+            sys.executable,
+            "-m",
+            "qwen3_vl_rag.demo",
+            "--output",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--model",
+            str(trained_embedding_path),
+            "--reranker",
+            str(trained_reranker_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -119,7 +133,8 @@ def test_the_installed_command_and_the_demo(tmp_path: Path) -> None:
         env=env,
     )
     assert demo.returncode == 0, demo.stderr[-2000:]
-    assert "indexed 5 file(s) (9 items), unchanged 0, skipped 0, failed 0" in demo.stdout
+    assert "indexed 7 file(s) (38 items), unchanged 0, skipped 0, failed 0" in demo.stdout
+    assert "retrieval" in demo.stdout and "nDCG@5" in demo.stdout  # the evaluation ran
     assert (tmp_path / "gallery.html").read_text().count('class="thumb"') == 5
     assert sorted(p.name for p in make_corpus(tmp_path / "again").iterdir()) == [
         "annual-report.pdf",

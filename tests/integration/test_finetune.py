@@ -241,3 +241,30 @@ def test_the_command_refuses_a_bad_file_before_loading_a_model(
     err = capsys.readouterr().err
     assert "bad.jsonl:2" in err and "positve" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_memory_settings_do_not_change_the_numbers(
+    tiny_embedding_path: Path, tmp_path: Path
+) -> None:
+    rows = [
+        TrainingExample(MultimodalInput(text=f"query {i}"), (MultimodalInput(text=f"doc {i}"),))
+        for i in range(8)
+    ]
+    plain = TrainingSettings(steps=2, batch_size=4, eval_every=0, precision="float32")
+    checkpointed = TrainingSettings(
+        steps=2, batch_size=4, eval_every=0, precision="float32", gradient_checkpointing=True
+    )
+    a = finetune_embedder(tiny_embedding_path, rows, tmp_path / "a", settings=plain, **PIXELS)
+    b = finetune_embedder(
+        tiny_embedding_path, rows, tmp_path / "b", settings=checkpointed, **PIXELS
+    )
+    assert [loss for _, loss in a.losses] == pytest.approx([loss for _, loss in b.losses], abs=1e-5)
+    ta, tb = _tensors(a.model_dir), _tensors(b.model_dir)
+    assert all(torch.allclose(ta[k], tb[k], atol=1e-6) for k in ta)
+    # accumulation: two passes of 2 per update, the same examples per update as a batch of 4
+    accumulated = TrainingSettings(
+        steps=2, batch_size=2, gradient_accumulation=2, eval_every=0, precision="float32"
+    )
+    c = finetune_embedder(tiny_embedding_path, rows, tmp_path / "c", settings=accumulated, **PIXELS)
+    assert c.steps == 2 and len(c.losses) == 2
+    assert any(not torch.equal(_tensors(c.model_dir)[k], ta[k]) for k in ta)  # it trained

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from qwen3_vl_rag.cli.models import random_test_checkpoints
+from qwen3_vl_rag.cli.models import random_test_checkpoints, synthetic_trained
 from qwen3_vl_rag.cli.terminal import printable, readable
 from qwen3_vl_rag.index import SearchResult
 
@@ -173,6 +173,14 @@ def _page(
             "weights (qwen3_vl_rag.testing), so this ranking means nothing. Every step is the real "
             "pipeline; use the Qwen3-VL-Embedding and Qwen3-VL-Reranker checkpoints for "
             "meaningful results.</p>\n"
+        )
+    elif toys := synthetic_trained(models):
+        warning = (
+            '<p class="warning" role="note"><strong>Tiny demo models:</strong> '
+            f"{esc(', '.join(toys))} "
+            f"{'was' if len(toys) == 1 else 'were'} trained here on synthetic pages "
+            "(qwen3_vl_rag.testing): they know six kinds of page in six colours and nothing "
+            "else.</p>\n"
         )
     if results:
         content = '<div class="grid">\n' + "\n".join(_card(r) for r in results) + "\n</div>"

@@ -10,7 +10,12 @@ if TYPE_CHECKING:
     from qwen3_vl_rag.engine import Qwen3VLReranker
     from qwen3_vl_rag.inputs import InputItem
 
-__all__ = ["RerankerOnDemand", "random_test_checkpoints", "random_weights_note"]
+__all__ = [
+    "RerankerOnDemand",
+    "random_test_checkpoints",
+    "random_weights_note",
+    "synthetic_trained",
+]
 
 
 class RerankerOnDemand:
@@ -94,11 +99,16 @@ def random_weights_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
     )
 
 
-def _synthetic_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
-    """One line naming the models trained on the synthetic corpus, or ``None``."""
+def synthetic_trained(models: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Those of ``models`` that are the tiny models trained on the synthetic corpus."""
     from qwen3_vl_rag.testing.trained import is_synthetic_trained_checkpoint
 
-    toys = [str(model) for model in models if is_synthetic_trained_checkpoint(model)]
+    return [str(model) for model in models if is_synthetic_trained_checkpoint(model)]
+
+
+def _synthetic_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
+    """One line naming the models trained on the synthetic corpus, or ``None``."""
+    toys = synthetic_trained(models)
     if not toys:
         return None
     return (

@@ -65,6 +65,17 @@ class FinetuneResult:
         evaluations: ``(step, measures)`` of each held-out evaluation made by this call,
             the first one before any update of a fresh run; measures such as ``"nDCG@10"``.
         seconds: Wall-clock time of this call.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from qwen3_vl_rag.finetune import FinetuneResult
+        >>> result = FinetuneResult(
+        ...     Path("run/model"), Path("run/adapter"), steps=100,
+        ...     evaluations=[(0, {"nDCG@10": 0.41}), (100, {"nDCG@10": 0.58})],
+        ... )
+        >>> before, after = result.evaluations[0][1], result.evaluations[-1][1]
+        >>> round(after["nDCG@10"] - before["nDCG@10"], 2)
+        0.17
     """
 
     model_dir: Path

@@ -53,10 +53,10 @@ _HARD_NEGATIVES = 2
 # sooner from features that already tell the pages apart.
 _RECIPES: dict[str, dict[str, Any]] = {
     "embedding": {
-        "steps": 200,
+        "steps": 300,
         "batch_size": 12,
         "learning_rate": 2e-3,
-        "hard_negatives": 1,
+        "hard_negatives": 2,
         "warmup_ratio": 0.05,
     },
     "reranker": {
