@@ -101,6 +101,7 @@ def test_fatal_errors_exit_2_with_a_clear_message(
     assert "give a QUERY, an --image, or both" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(1800)  # it may train the tiny models first (once per recipe)
 def test_the_installed_command_and_the_demo(
     tmp_path: Path, trained_embedding_path: Path, trained_reranker_path: Path
 ) -> None:

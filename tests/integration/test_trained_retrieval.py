@@ -28,6 +28,9 @@ from qwen3_vl_rag.testing import (
     make_synthetic_corpus,
 )
 
+# The first test here may train the models (about 11 minutes on 2 busy cores, once per recipe).
+pytestmark = pytest.mark.timeout(1800)
+
 PIXELS = {"max_pixels": SYNTHETIC_MAX_PIXELS, "device": "cpu"}
 BUDGET = MediaBudget(max_pixels=SYNTHETIC_MAX_PIXELS)
 

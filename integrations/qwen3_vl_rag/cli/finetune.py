@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qwen3_vl_rag.cli.terminal import emit, printable
+from qwen3_vl_rag.cli.terminal import emit, emit_raw, printable
 
 __all__ = ["add_finetune_command", "finetune"]
 
@@ -153,7 +153,7 @@ def finetune(args: argparse.Namespace) -> int:
         "seconds": round(result.seconds, 1),
     }
     if args.json:
-        emit(json.dumps(summary, indent=2))
+        emit_raw(json.dumps(summary, indent=2))
         return 0
     emit(printable(f"trained the {args.kind} for {result.steps} steps in {result.seconds:.0f}s"))
     if result.resumed_from is not None:
