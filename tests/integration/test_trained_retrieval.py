@@ -36,9 +36,9 @@ BUDGET = MediaBudget(max_pixels=SYNTHETIC_MAX_PIXELS)
 
 # Measured on this project's machine (2026-11-30), then lowered for margin; random weights
 # measured on the same held-out set for comparison.
-MIN_TRAINED_NDCG5 = 0.42  # measured 0.52 (random: 0.14)
+MIN_TRAINED_NDCG5 = 0.5  # measured 0.665 (random weights: 0.137)
 MAX_RANDOM_NDCG5 = 0.25
-MIN_RERANKED_NDCG5 = 0.22  # measured 0.30: above random, below the embedder's own ranking
+MIN_RERANKED_NDCG5 = 0.33  # measured 0.444: above random, below the embedder's ranking
 MIN_TOP1_KIND = 0.6  # the first hit is the asked-for kind of page, over every query
 
 
