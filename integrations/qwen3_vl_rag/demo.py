@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from qwen3_vl_rag.cli.main import main as cli
-    from qwen3_vl_rag.cli.models import random_weights_note
+    from qwen3_vl_rag.cli.models import random_test_checkpoints
     from qwen3_vl_rag.testing import (
         SYNTHETIC_MAX_PIXELS,
         build_trained_checkpoint,
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_progress=True,
     )
     print(f"embedding model: {model}\nreranker model:  {reranker}")
-    if random_weights_note([model, reranker]):
+    if random_test_checkpoints([model, reranker]):
         print(
             "(random-weight test checkpoints: every step is real, the scores are not; pass "
             "--model/--reranker with the Qwen3-VL checkpoints for meaningful rankings)"
@@ -216,25 +216,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(tiny models trained here on synthetic pages: they tell bar, line and pie charts, "
             "tables, photos and screenshots apart by kind and colour, and know nothing else. "
             "The 2-layer reranker judges pairs above chance but below the embedder's own "
-            "ranking, so the text search shows the embedder's ranking; the evaluation below "
-            "measures both)"
+            "ranking, so the searches show the embedder's ranking; the evaluation below "
+            "measures both stages)"
         )
     corpus, beir, picture = make_demo_corpus(out / "corpus")
     index = str(out / "index")
     common = ["--index", index, "--device", args.device]
     pixels = ["--max-pixels", str(SYNTHETIC_MAX_PIXELS)] if trained else []
     models = ["--model", str(model), "--reranker", str(reranker)]
+    no_rerank = ["--no-rerank"] if trained else []
     steps = [
         ["index", str(corpus), *common, *models, *pixels, "--segment-seconds", "2"],
         [
             "search",
             "red bar chart of quarterly revenue",
             *common,
-            *(["--no-rerank"] if trained else []),
+            *no_rerank,
             "--html",
             str(out / "gallery.html"),
         ],
-        ["search", "--image", str(picture), *common, "--top-n", "3"],
+        ["search", "--image", str(picture), *common, *no_rerank, "--top-n", "3"],
         ["evaluate", str(beir), *models, *pixels, "--device", args.device, "--k", "1,5,10"],
         ["status", "--index", index],
     ]

@@ -111,7 +111,9 @@ def _synthetic_note(models: Sequence[str | os.PathLike[str]]) -> str | None:
     toys = synthetic_trained(models)
     if not toys:
         return None
+    one = len(toys) == 1
     return (
-        f"{', '.join(toys)}: tiny model{'' if len(toys) == 1 else 's'} trained on the synthetic "
-        "corpus (qwen3_vl_rag.testing): they know six kinds of page in six colours, nothing else."
+        f"{', '.join(toys)}: tiny model{'' if one else 's'} trained on the synthetic corpus "
+        f"(qwen3_vl_rag.testing): {'it knows' if one else 'they know'} six kinds of page in six "
+        "colours, nothing else."
     )
