@@ -179,8 +179,8 @@ def _page(
             '<p class="warning" role="note"><strong>Tiny demo models:</strong> '
             f"{esc(', '.join(toys))} "
             f"{'was' if len(toys) == 1 else 'were'} trained here on synthetic pages "
-            "(qwen3_vl_rag.testing): they know six kinds of page in six colours and nothing "
-            "else.</p>\n"
+            f"(qwen3_vl_rag.testing): {'it knows' if len(toys) == 1 else 'they know'} six kinds "
+            "of page in six colours and nothing else.</p>\n"
         )
     if results:
         content = '<div class="grid">\n' + "\n".join(_card(r) for r in results) + "\n</div>"
