@@ -174,7 +174,7 @@ class RerankingObjective:
 def held_out_run(
     run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]
 ) -> dict[str, dict[str, float]]:
-    """The held-out measures of a run: ``{"mean": {...}}`` plus nothing per query."""
+    """The held-out measures of a run, averaged over its queries, under ``"mean"``."""
     from qwen3_vl_rag.evaluate import score_run
 
     return {"mean": score_run(run, qrels, HELD_OUT_MEASURES)}
