@@ -20,7 +20,7 @@ from transformers.utils import logging as transformers_logging
 from qwen3_vl_rag.cli.gallery import write_gallery
 from qwen3_vl_rag.cli.main import main
 from qwen3_vl_rag.demo import main as demo
-from qwen3_vl_rag.demo import make_corpus
+from qwen3_vl_rag.demo import make_demo_corpus
 from qwen3_vl_rag.engine._embedder import Qwen3VLEmbedder
 from qwen3_vl_rag.engine._reranker import Qwen3VLReranker
 from qwen3_vl_rag.index import MultimodalIndex
@@ -323,9 +323,10 @@ def test_the_gallery_warns_about_random_weight_models(
 
 
 def test_the_demo_corpus_is_byte_for_byte_the_same(tmp_path: Path) -> None:
-    first, second = make_corpus(tmp_path / "one" / "corpus"), make_corpus(tmp_path / "two" / "c")
+    first = make_demo_corpus(tmp_path / "one" / "corpus")[0]
+    second = make_demo_corpus(tmp_path / "two" / "c")[0]
     names = sorted(p.name for p in first.iterdir())
-    assert names == sorted(p.name for p in second.iterdir()) and len(names) == 5
+    assert names == sorted(p.name for p in second.iterdir()) and len(names) == 7
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
@@ -353,28 +354,29 @@ def test_the_demo_prints_commands_that_paste_and_reruns_embed_nothing(
     demo_run: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     where, printed = demo_run
-    assert "indexed 5 file(s) (9 items), unchanged 0, skipped 0, failed 0; 9 embedded" in printed
+    assert "indexed 7 file(s) (38 items), unchanged 0, skipped 0, failed 0; 38 embedded" in printed
     assert f"runs as printed from {shlex.quote(str(where))}:" in printed
     commands = [shlex.split(line[2:]) for line in printed.splitlines() if line.startswith("$ ")]
     assert [c[:2] for c in commands] == [
         ["qwen3-vl-rag", "index"],
         ["qwen3-vl-rag", "search"],
         ["qwen3-vl-rag", "search"],
+        ["qwen3-vl-rag", "evaluate"],
         ["qwen3-vl-rag", "status"],
     ]
     index, search = commands[0][1:], commands[1][1:]
-    assert search[1] == "bar chart of quarterly revenue"
+    assert search[1] == "red bar chart of quarterly revenue"
     assert "demo output/index" in search
 
     # A second run generates the corpus again, then indexes it: every file is unchanged.
     monkeypatch.chdir(where)
-    make_corpus(Path("demo output", "corpus"))
+    make_demo_corpus(Path("demo output", "corpus"))
     code, out, _ = run(index)  # as pasted into a shell in that folder
     assert code == 0
-    assert "indexed 0 file(s) (0 items), unchanged 5, skipped 0, failed 0; 0 embedded" in out
+    assert "indexed 0 file(s) (0 items), unchanged 7, skipped 0, failed 0; 0 embedded" in out
 
     code, out, _ = run(search)
     assert code == 0
-    assert out.startswith('5 result(s) for "bar chart of quarterly revenue"')
+    assert out.startswith('5 result(s) for "red bar chart of quarterly revenue"')
     gallery = (where / "demo output" / "gallery.html").read_text()
     assert 'class="warning"' in gallery  # the demo's tiny models are named as such
