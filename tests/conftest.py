@@ -8,6 +8,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every number in the suite is checked in the parity mode (the official code's float32), on any
+# CPU: "auto" would be bfloat16 on CPUs with AMX. tests/integration/test_precision.py checks
+# bfloat16 and the hardware's choice on their own.
+os.environ["QWEN3_VL_RAG_DTYPE"] = "float32"
 
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -114,7 +114,8 @@ class EngineSettings(BaseModel):
     )
     dtype: str = Field(
         default="auto",
-        description='"auto" (bfloat16 on CUDA, float32 on CPU); ignored with base_url (the '
+        description='"auto" (bfloat16 on CUDA and on CPUs with AMX or AVX512-BF16, else '
+        'float32), "float32" (the official numbers), "bfloat16"; ignored with base_url (the '
         "server's --dtype decides).",
     )
     batch_tokens: int | None = Field(

@@ -38,6 +38,10 @@ The hierarchy::
         └── ServerConfigurationError (ConfigurationError)
                                          the server runs, but not with the flags parity needs
 
+    PrecisionMismatchWarning (UserWarning)
+                                         an index searched with queries computed in another dtype
+                                         than its vectors (float32 vectors, a bfloat16 query)
+
 Subclassing the builtins keeps framework-level ``except ValueError`` clauses working.
 """
 
@@ -64,6 +68,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelLoadError",
     "PdfError",
+    "PrecisionMismatchWarning",
     "Qwen3VLRagError",
     "RemoteInputError",
     "ResourceExhaustedError",
@@ -384,3 +389,19 @@ class ServerResponseError(ServerError):
 
 class ServerConfigurationError(ServerError, ConfigurationError):
     """The server runs, but not with the flags parity needs; the message names the flag."""
+
+
+class PrecisionMismatchWarning(UserWarning):
+    """An index searched in another compute dtype than its vectors were made in.
+
+    The search works: the vectors of one model in bfloat16 and float32 are close (README
+    "Precision"), but scores move by about 0.001, so a score near a threshold may cross it.
+    Load the embedder in the index's dtype for its exact numbers.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", PrecisionMismatchWarning)  # when it is expected
+        ...     issubclass(PrecisionMismatchWarning, UserWarning)
+        True
+    """

@@ -34,6 +34,7 @@ EXPECTED_ALL = [
     "MultimodalInput",
     "PdfError",
     "Precision",
+    "PrecisionMismatchWarning",
     "PretrainedOptions",
     "QuantizationCalibration",
     "Qwen3VLEmbedder",
@@ -98,9 +99,10 @@ def test_errors_subclass_builtins() -> None:
     assert issubclass(qwen3_vl_rag.ModelLoadError, OSError)
     assert issubclass(qwen3_vl_rag.MissingDependencyError, ImportError)
     assert issubclass(qwen3_vl_rag.ResourceExhaustedError, RuntimeError)
+    assert issubclass(qwen3_vl_rag.PrecisionMismatchWarning, UserWarning)
     for name in EXPECTED_ALL:
         obj = getattr(qwen3_vl_rag, name)
-        if isinstance(obj, type) and issubclass(obj, Exception):
+        if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             assert issubclass(obj, qwen3_vl_rag.Qwen3VLRagError)
 
 

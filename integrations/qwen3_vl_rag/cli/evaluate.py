@@ -63,6 +63,13 @@ def add_evaluate_command(
         "--reranker-server", metavar="URL", help="run the reranker on this vLLM server"
     )
     sub.add_argument("--device", default="auto", help="cuda, cpu or auto; not for a server's model")
+    sub.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="what the models compute in (default auto: bfloat16 where the hardware has it; "
+        "float32: the official code's numbers); not for a server's model",
+    )
     sub.add_argument("--k", default="1,5,10", help="cut-offs of nDCG and recall, comma-separated")
     sub.add_argument("--rerank-top", type=int, default=20, help="documents reranked per query")
     sub.add_argument("--dim", type=int, help="Matryoshka dimension (not with --index)")
@@ -147,7 +154,7 @@ def _embedder(args: argparse.Namespace, model: str, max_pixels: int | None) -> Q
             args.server, model=args.model, api_key=_api_key(), **options
         )
     _say(args, f"loading {model} ...")
-    return Qwen3VLEmbedder.from_pretrained(model, device=args.device, **options)
+    return Qwen3VLEmbedder.from_pretrained(model, device=args.device, dtype=args.dtype, **options)
 
 
 def _reranker(args: argparse.Namespace, max_pixels: int | None) -> Qwen3VLReranker | None:
@@ -160,7 +167,9 @@ def _reranker(args: argparse.Namespace, max_pixels: int | None) -> Qwen3VLRerank
         )
     if args.reranker:
         _say(args, f"loading {args.reranker} ...")
-        return Qwen3VLReranker.from_pretrained(args.reranker, device=args.device, **options)
+        return Qwen3VLReranker.from_pretrained(
+            args.reranker, device=args.device, dtype=args.dtype, **options
+        )
     return None
 
 

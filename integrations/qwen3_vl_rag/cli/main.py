@@ -4,9 +4,9 @@ Commands::
 
     qwen3-vl-rag index PATH... [--index DIR] [--model ID] [--reranker ID] [--dim N]
                                [--max-pixels N] [--segment-seconds S] [--device D] [--report FILE]
-                               [--server URL]
+                               [--dtype auto|float32|bfloat16] [--server URL]
     qwen3-vl-rag search "QUERY" [--image IMG] [-k 20] [--top-n 5] [--no-rerank] [--kind page]
-                               [--json] [--html out.html] [--quiet]
+                               [--json] [--html out.html] [--quiet] [--dtype auto|float32|...]
                                [--server URL] [--reranker-server URL]
     qwen3-vl-rag status [--json]
     qwen3-vl-rag evaluate DATA_DIR | --index DIR --queries Q.jsonl --qrels QRELS.tsv
@@ -47,6 +47,7 @@ import json
 import os
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -60,7 +61,7 @@ from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, 
 from qwen3_vl_rag.defaults import API_KEY_ENV
 from qwen3_vl_rag.defaults import DEFAULT_EMBEDDING_MODEL as DEFAULT_MODEL
 from qwen3_vl_rag.defaults import DEFAULT_RERANKER_MODEL as DEFAULT_RERANKER
-from qwen3_vl_rag.errors import Qwen3VLRagError
+from qwen3_vl_rag.errors import PrecisionMismatchWarning, Qwen3VLRagError
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine import Qwen3VLEmbedder, Qwen3VLReranker
@@ -115,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--device", default="auto", help="cuda, cpu or auto (default); not for a server's model"
+        )
+        sub.add_argument(
+            "--dtype",
+            default="auto",
+            choices=["auto", "float32", "bfloat16", "float16"],
+            help="what the models compute in: auto (default: bfloat16 on CUDA and on CPUs with "
+            "AMX or AVX512-BF16, else float32), or float32 for the official code's exact "
+            "numbers; not for a server's model",
         )
         sub.add_argument(
             "--server",
@@ -248,7 +257,7 @@ def _index(args: argparse.Namespace) -> int:
         _say(args, f"connecting to {args.server} ...")
         embedder = _served_embedder(args.server, args.model, max_pixels)
     else:
-        options: dict[str, Any] = {"device": args.device}
+        options: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
         if max_pixels:
             options["max_pixels"] = max_pixels
         _say(args, f"loading {model} ...")
@@ -282,7 +291,9 @@ def _search(args: argparse.Namespace) -> int:
         embedder = _served_embedder(args.server, args.model, max_pixels)
         model = embedder.model_id
     else:
-        embedder = Qwen3VLEmbedder.from_pretrained(model, device=args.device, max_pixels=max_pixels)
+        embedder = Qwen3VLEmbedder.from_pretrained(
+            model, device=args.device, dtype=args.dtype, max_pixels=max_pixels
+        )
     models = [model]
     on_demand = None
     if not args.no_rerank:
@@ -292,7 +303,7 @@ def _search(args: argparse.Namespace) -> int:
             )
         else:
             name = args.reranker or recorded_reranker or DEFAULT_RERANKER
-            on_demand = RerankerOnDemand(name, device=args.device)
+            on_demand = RerankerOnDemand(name, device=args.device, dtype=args.dtype)
         if on_demand.model is not None:
             models.append(on_demand.model)
     # loaded by the index at its first score() call: only once there are hits to rerank
@@ -301,14 +312,19 @@ def _search(args: argparse.Namespace) -> int:
     if note and not args.quiet:
         print(printable(f"note: {note}"), file=sys.stderr)
     with MultimodalIndex(args.index, embedder, reranker, mode="read") as index:
-        results = index.search(
-            args.query,
-            args.image,
-            k=args.k,
-            rerank=not args.no_rerank,
-            top_n=args.top_n,
-            filters={"kind": args.kind} if args.kind else None,
-        )
+        mismatch = index.precision_mismatch()
+        if mismatch and not args.quiet:
+            print(printable(f"note: {mismatch}"), file=sys.stderr)
+        with warnings.catch_warnings():  # said once, above, as a note
+            warnings.simplefilter("ignore", PrecisionMismatchWarning)
+            results = index.search(
+                args.query,
+                args.image,
+                k=args.k,
+                rerank=not args.no_rerank,
+                top_n=args.top_n,
+                filters={"kind": args.kind} if args.kind else None,
+            )
     if on_demand is not None and on_demand.model is None and on_demand.loaded:
         models.append(on_demand.model_id)  # the reranker server's own checkpoint
     if args.html:
@@ -319,6 +335,8 @@ def _search(args: argparse.Namespace) -> int:
         emit_raw(json.dumps([_result_dict(result) for result in results], indent=2))
     else:
         _print_results(args.query, args.image, results)
+        if not args.quiet:
+            emit(_computed_in(embedder, on_demand))
         if args.html and not args.quiet:
             emit(f"gallery: {args.html}")
     return EXIT_OK
@@ -340,6 +358,8 @@ def _status(args: argparse.Namespace) -> int:
     emit(f"dimension: {status.dimension}")
     emit(f"sources:   {status.sources} ({status.indexed} indexed, {status.failed} failed)")
     emit(f"items:     {status.items} ({status.vectors} vectors)")
+    dtypes = " and ".join(status.compute_dtypes) or "not recorded (an index made before 0.2)"
+    emit(f"computed:  {dtypes}")
     emit(f"size:      {size:.1f} MiB")
     return EXIT_OK
 
@@ -488,6 +508,20 @@ def _result_dict(result: Any) -> dict[str, Any]:
         "text": result.text,
         "metadata": dict(result.metadata),
     }
+
+
+def _computed_in(embedder: Any, reranker: RerankerOnDemand | None) -> str:
+    """One line: where and in what dtype the query was embedded (and the hits reranked)."""
+    parts = [f"query embedded {_runs_in(embedder)}"]
+    if reranker is not None and reranker.loaded:
+        parts.append(f"reranked {_runs_in(reranker.load())}")
+    return "; ".join(parts)
+
+
+def _runs_in(engine: Any) -> str:
+    if engine.server:
+        return f"on {engine.server}"
+    return f"in {str(engine.dtype).removeprefix('torch.')} on {engine.device}"
 
 
 def _print_results(query: str | None, image: Path | None, results: Sequence[Any]) -> None:

@@ -28,6 +28,7 @@ class RerankerOnDemand:
         model: A Hub id or a local directory; with ``server``, the checkpoint the client reads
             its tokenizer from (``None``: the one the server runs).
         device: ``"cuda"``, ``"cpu"`` or ``"auto"`` (not for a server's model).
+        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``... (not for a server's model).
         server: The URL of a vLLM server that runs the reranker.
         api_key: The server's API key.
     """
@@ -37,11 +38,13 @@ class RerankerOnDemand:
         model: str | os.PathLike[str] | None,
         *,
         device: str = "auto",
+        dtype: str = "auto",
         server: str | None = None,
         api_key: str | None = None,
     ) -> None:
         self.model = model
         self.device = device
+        self.dtype = dtype
         self.server = server
         self._api_key = api_key
         self._loaded: Qwen3VLReranker | None = None
@@ -64,7 +67,7 @@ class RerankerOnDemand:
             return Qwen3VLReranker.from_server(self.server, model=self.model, api_key=self._api_key)
         if self.model is None:
             raise ValueError("RerankerOnDemand needs a model, a server, or both.")
-        return Qwen3VLReranker.from_pretrained(self.model, device=self.device)
+        return Qwen3VLReranker.from_pretrained(self.model, device=self.device, dtype=self.dtype)
 
     def __getattr__(self, name: str) -> Any:
         """Anything else a reranker has: the model is loaded for it."""

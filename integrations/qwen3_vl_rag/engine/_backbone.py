@@ -371,6 +371,15 @@ class HoldsBackbone:
         """The URL of the vLLM server that runs the model, or ``None`` when it runs here."""
         return self.backbone.loaded.server
 
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """What the model computes in (``dtype="auto"`` resolved), or ``None`` on a server.
+
+        A served model computes in its server's ``--dtype``, which the client cannot see.
+        """
+        loaded = self.backbone.loaded
+        return None if loaded.server else loaded.dtype
+
     def _runs_where(self) -> str:
         """Where the model runs, for ``repr``: its server, or its device and dtype."""
         loaded = self.backbone.loaded

@@ -1,7 +1,10 @@
 """Loading Qwen3-VL checkpoints: device, dtype and attention choices, safetensors only.
 
 * ``device="auto"`` picks CUDA when available, else the CPU.
-* ``dtype="auto"`` is bfloat16 on CUDA (float16 on GPUs without bf16), float32 on the CPU.
+* ``dtype="auto"`` is bfloat16 on CUDA (float16 on GPUs without bf16); on the CPU bfloat16 where
+  it multiplies bf16 matrices in hardware (AMX, AVX512-BF16: see :mod:`~._hardware`), else float32.
+  The environment variable ``QWEN3_VL_RAG_DTYPE`` sets what ``"auto"`` means (``float32``: the
+  parity mode everywhere, as the test suite runs); an explicit ``dtype`` always wins.
 * Attention is FlashAttention-2 when the ``flash_attn`` package is installed and the model runs in
   half precision on CUDA, else PyTorch SDPA.
 * A Hub id is located before anything loads, without transformers' retries (see
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from qwen3_vl_rag.engine._hardware import bf16_matmul_in_hardware
 from qwen3_vl_rag.engine._hub import HubOptions, locate
 from qwen3_vl_rag.engine._vision import VisionSettings
 from qwen3_vl_rag.errors import ConfigurationError, ModelLoadError
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "DTYPE_VARIABLE",
     "HubOptions",
     "LoadedModel",
     "PretrainedOptions",
@@ -44,6 +49,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The environment variable that sets what ``dtype="auto"`` means (``float32``, ``bfloat16``...).
+DTYPE_VARIABLE = "QWEN3_VL_RAG_DTYPE"
 
 _DTYPES = {
     "float32": "float32",
@@ -75,22 +83,40 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """``"auto"``: bfloat16 on CUDA (float16 where bf16 is unsupported), float32 elsewhere."""
+    """The dtype to load in; ``"auto"`` follows ``QWEN3_VL_RAG_DTYPE``, else the hardware.
+
+    ``"auto"`` without the variable: bfloat16 on CUDA (float16 where bf16 is unsupported),
+    bfloat16 on a CPU that multiplies it in hardware, float32 elsewhere.
+
+    Raises:
+        ConfigurationError: An unknown dtype, in the argument or in ``QWEN3_VL_RAG_DTYPE``.
+    """
     import torch
 
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+        dtype = os.environ.get(DTYPE_VARIABLE, "").strip() or "auto"
+        if dtype == "auto":
+            return _hardware_dtype(device)
+        where = f"the environment variable {DTYPE_VARIABLE}"
+    else:
+        where = "dtype"
     name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
     if name is None:
         raise ConfigurationError(
-            f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'."
+            f"unknown {where} {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'."
         )
     resolved: torch.dtype = getattr(torch, name)
     return resolved
+
+
+def _hardware_dtype(device: torch.device) -> torch.dtype:
+    import torch
+
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if bf16_matmul_in_hardware(device) else torch.float32
 
 
 def resolve_attention(requested: str | None, device: torch.device, dtype: torch.dtype) -> str:
@@ -113,7 +139,9 @@ class PretrainedOptions(TypedDict, total=False):
 
     Attributes:
         device: ``"auto"`` (the default: CUDA if available, else CPU), ``"cpu"``, ``"cuda:1"``...
-        dtype: ``"auto"`` (the default: bfloat16 on CUDA, float32 on CPU), or an explicit dtype.
+        dtype: ``"auto"`` (the default: bfloat16 on CUDA and on CPUs with AMX or AVX512-BF16,
+            float32 on other CPUs; ``QWEN3_VL_RAG_DTYPE`` overrides it), or an explicit dtype.
+            ``"float32"`` is the parity mode: the official code's default numbers.
         attn_implementation: ``None`` (the default) picks FlashAttention-2 when installed, else
             SDPA.
         min_pixels: Lower bound on an image's pixels after resizing (default 4096).

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from qwen3_vl_rag.engine._hardware import bf16_matmul_in_hardware
 from qwen3_vl_rag.errors import ConfigurationError, MissingDependencyError
 from qwen3_vl_rag.finetune._export import FINETUNED_MARKER, write_checkpoint
 from qwen3_vl_rag.finetune._objectives import (
@@ -485,30 +486,9 @@ def _autocast_dtype(settings: TrainingSettings, device: torch.device) -> torch.d
 
     if settings.precision == "float32":
         return None
-    if settings.precision == "bfloat16" or bf16_in_hardware(device):
+    if settings.precision == "bfloat16" or bf16_matmul_in_hardware(device):
         return torch.bfloat16
     return None
-
-
-def bf16_in_hardware(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products in hardware.
-
-    CUDA: what torch reports. CPU: the AMX or AVX512-BF16 instructions (Linux reports them in
-    ``/proc/cpuinfo``); elsewhere, no.
-    """
-    import torch
-
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "")
-    except OSError:
-        return False
-    words = set(flags.split())
-    return bool({"amx_bf16", "avx512_bf16"} & words)
 
 
 def _schedule(warmup: int, total: int) -> Any:

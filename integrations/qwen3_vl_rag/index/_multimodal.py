@@ -18,18 +18,30 @@ until it is rebuilt; it never lets a rebuild wipe a store under an empty manifes
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMismatchError
+from qwen3_vl_rag.errors import (
+    ConfigurationError,
+    IndexCorruptedError,
+    IndexMismatchError,
+    PrecisionMismatchWarning,
+)
 from qwen3_vl_rag.index._faults import storage_fault
 from qwen3_vl_rag.index._ids import signature_hash
 from qwen3_vl_rag.index._ingest import IndexReport, IngestTarget, ingest
 from qwen3_vl_rag.index._lock import IndexLock
 from qwen3_vl_rag.index._manifest import MANIFEST_NAME, REBUILDING, SCHEMA_VERSION, Manifest
 from qwen3_vl_rag.index._paths import key_path
+from qwen3_vl_rag.index._precision import (
+    COMPUTE_DTYPES,
+    compute_dtype,
+    precision_mismatch,
+    with_dtype,
+)
 from qwen3_vl_rag.index._recovery import recover_manifest
 from qwen3_vl_rag.index._results import SearchResult
 from qwen3_vl_rag.index._search import SearchSource, search
@@ -81,6 +93,9 @@ class IndexStatus:
     items: int
     vectors: int
     bytes_on_disk: int
+    compute_dtypes: tuple[str, ...] = ()
+    """What the stored vectors were computed in (``("float32",)``; two names when runs
+    differed; ``()`` for an index made before they were recorded)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,7 @@ class MultimodalIndex:
         self._store: VectorStore | None = None
         self._damage: IndexCorruptedError | None = None
         self._search_pool: WorkerPool | None = None
+        self._precision_warned = False
         try:
             self.manifest = Manifest(self.directory / MANIFEST_NAME, read_only=mode == "read")
             self._check_schema()
@@ -357,6 +373,10 @@ class MultimodalIndex:
         """
         self._need_writer()
         embedder = self.require_embedder()
+        recorded = self.compute_dtypes()
+        updated = with_dtype(recorded, compute_dtype(embedder))
+        if updated != recorded:  # before any vector is written: the record never falls behind
+            self.manifest.set_meta({COMPUTE_DTYPES: list(updated)})
         target = IngestTarget(
             directory=self.directory,
             manifest=self.manifest,
@@ -391,6 +411,7 @@ class MultimodalIndex:
             filters: A Chroma ``where`` filter on item metadata, e.g. ``{"kind": "page"}``.
         """
         embedder = self.require_embedder()
+        self._warn_on_precision(embedder)
         source = SearchSource(
             directory=self.directory,
             manifest=self.manifest,
@@ -419,7 +440,31 @@ class MultimodalIndex:
             items=counts.get("items", 0),
             vectors=self.store.count(),
             bytes_on_disk=size,
+            compute_dtypes=self.compute_dtypes(),
         )
+
+    def compute_dtypes(self) -> tuple[str, ...]:
+        """What the stored vectors were computed in, e.g. ``("float32",)`` (``()``: unknown)."""
+        return tuple(self.manifest.get_meta(COMPUTE_DTYPES) or ())
+
+    def precision_mismatch(self, embedder: Qwen3VLEmbedder | None = None) -> str | None:
+        """Why queries embedded by ``embedder`` (default: the index's) may score a little off.
+
+        ``None`` when the embedder computes in the dtype of the stored vectors, or either is
+        unknown (a served model; an index made before dtypes were recorded).
+        """
+        chosen = embedder or self.embedder
+        if chosen is None:
+            return None
+        return precision_mismatch(self.compute_dtypes(), compute_dtype(chosen))
+
+    def _warn_on_precision(self, embedder: Qwen3VLEmbedder) -> None:
+        if self._precision_warned:
+            return
+        message = self.precision_mismatch(embedder)
+        if message is not None:
+            self._precision_warned = True
+            warnings.warn(message, PrecisionMismatchWarning, stacklevel=3)
 
     def prune(self) -> PruneReport:
         """Remove the sources whose files no longer exist, and vectors no source uses."""

@@ -50,7 +50,8 @@ _HARD_NEGATIVES = 2
 # low-rank update of the language model alone would leave the vision tower random. The reranker
 # starts from the trained embedder's weights (its score head from the random reranker): both
 # official models start from one Qwen3-VL too, and a 2-layer model learns to judge pairs far
-# sooner from features that already tell the pages apart.
+# sooner from features that already tell the pages apart. Float32 throughout: bf16 autocast (the
+# "auto" choice on CPUs with AMX) would give other weights on other machines.
 _RECIPES: dict[str, dict[str, Any]] = {
     "embedding": {
         "steps": 300,
@@ -58,6 +59,7 @@ _RECIPES: dict[str, dict[str, Any]] = {
         "learning_rate": 2e-3,
         "hard_negatives": 2,
         "warmup_ratio": 0.05,
+        "precision": "float32",
     },
     "reranker": {
         "steps": 200,
@@ -65,6 +67,7 @@ _RECIPES: dict[str, dict[str, Any]] = {
         "learning_rate": 1e-3,
         "hard_negatives": 2,
         "warmup_ratio": 0.05,
+        "precision": "float32",
     },
 }
 
