@@ -441,6 +441,16 @@ class HoldsBackbone:
         """Vision encodings kept between calls (``stats()``, ``clear()``), or ``None``.
 
         ``None`` when ``vision_cache_bytes=0`` or when a server runs the model.
+
+        Example:
+            >>> from pathlib import Path
+            >>> from qwen3_vl_rag import Qwen3VLReranker
+            >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+            >>> first = reranker.score("revenue", [Path("chart.png"), "Revenue table"])
+            >>> again = reranker.score("revenue in 2023", [Path("chart.png"), "Revenue table"])
+            >>> stats = reranker.vision_cache.stats()  # the page's vision tower ran once
+            >>> stats.misses, stats.hits
+            (1, 1)
         """
         backbone = self.backbone
         return backbone.vision_cache if isinstance(backbone, Backbone) else None

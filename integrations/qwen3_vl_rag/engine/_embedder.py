@@ -91,7 +91,8 @@ class Qwen3VLEmbedder(HoldsBackbone):
             **options: How to load and run it, the same for the reranker: ``device``,
                 ``dtype``, ``attn_implementation``, the pixel and frame budgets
                 (``min_pixels``, ``max_pixels``, ``total_pixels``, ``fps``, ``max_frames``),
-                ``batch_tokens``, ``decode_workers``, and where to find it (``revision``,
+                ``batch_tokens``, ``decode_workers``, the memory for vision encodings kept
+                between calls (``vision_cache_bytes``), and where to find it (``revision``,
                 ``cache_dir``, ``local_files_only``, ``token``); see
                 :class:`~qwen3_vl_rag.PretrainedOptions` for each one and its default.
 
