@@ -58,6 +58,8 @@ def reranker(path: Path, **options: object) -> Qwen3VLReranker:
 
 
 def embedder(path: Path, **options: object) -> Qwen3VLEmbedder:
+    """An embedder with the cache on (it is off by default: indexing sees each page once)."""
+    options = {"vision_cache_bytes": DEFAULT_VISION_CACHE_BYTES, **options}
     return Qwen3VLEmbedder.from_pretrained(path, device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
 
 
@@ -78,10 +80,18 @@ def vision_parts(items: Sequence[InputItem]) -> int:
     return count
 
 
-def test_the_cache_is_on_by_default_with_its_documented_size(tiny_reranker_path: Path) -> None:
+def test_the_reranker_caches_by_default_and_the_embedder_does_not(
+    tiny_reranker_path: Path, tiny_embedding_path: Path
+) -> None:
     engine = reranker(tiny_reranker_path)
     assert stats(engine) == VisionCacheStats(0, 0, 0, 0, DEFAULT_VISION_CACHE_BYTES, 0)
     assert DEFAULT_VISION_CACHE_BYTES == 1 << 30
+    plain = Qwen3VLEmbedder.from_pretrained(tiny_embedding_path, device="cpu", dtype="float32")
+    assert plain.vision_cache is None
+    sized = Qwen3VLEmbedder.from_pretrained(
+        tiny_embedding_path, device="cpu", dtype="float32", vision_cache_bytes=2**20
+    )
+    assert stats(sized).max_bytes == 2**20
 
 
 def test_rerank_scores_are_the_same_with_and_without_the_cache(

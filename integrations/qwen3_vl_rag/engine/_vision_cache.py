@@ -46,9 +46,10 @@ __all__ = [
     "install",
 ]
 
-#: 1 GiB: a top-20 list of full-size pages (1800 visual tokens each) of the 2B model in bfloat16
-#: (about 29 MB a page: the merged embedding and three deepstack features, 2048 wide) with room
-#: to spare; about 17 pages in float32. The 8B model needs twice that per page.
+#: The reranker's default, 1 GiB. A full-size page (1800 visual tokens) costs its merged
+#: embedding and three deepstack features per token: 16 KiB a token, 29 MB a page for the 2B model
+#: in bfloat16 (36 pages fit: a top-20 list with room), twice that in float32 or for the 8B model
+#: (18 pages). A list longer than the cache still keeps its first pages (see VisionCache).
 DEFAULT_VISION_CACHE_BYTES = 1 << 30
 
 
@@ -232,10 +233,10 @@ class CachedVisionFeatures:
     :meth:`supplying` to hand over the content keys of the images in it.
 
     Example:
-        >>> from qwen3_vl_rag import Qwen3VLEmbedder
-        >>> embedder = Qwen3VLEmbedder.from_pretrained("Qwen/Qwen3-VL-Embedding-2B")
-        >>> features = embedder.backbone.vision_features
-        >>> features.cache is embedder.vision_cache
+        >>> from qwen3_vl_rag import Qwen3VLReranker
+        >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+        >>> features = reranker.backbone.vision_features
+        >>> features.cache is reranker.vision_cache
         True
     """
 
