@@ -306,3 +306,18 @@ def test_a_copy_of_the_model_runs_without_the_cache(tiny_reranker_path: Path) ->
     method = clone.get_image_features
     assert getattr(method, "__self__", None) is clone  # its own plain method, bound to the copy
     assert "get_image_features" in vars(model)
+
+
+def test_videos_are_cached_alone_and_beside_images(
+    tiny_embedding_path: Path, tmp_path: Path
+) -> None:
+    clip = Video(write_mp4(tmp_path / "clip.mp4", frames=8, fps=4), fps=2.0)
+    engine = embedder(tiny_embedding_path)
+    plain = embedder(tiny_embedding_path, vision_cache_bytes=0)
+    for items in ([clip], [clip, PAGE_B], [MultimodalInput(images=[PAGE_B], video=clip)]):
+        for _ in range(2):
+            np.testing.assert_allclose(
+                engine.embed_documents(items), plain.embed_documents(items), atol=TOL, rtol=0
+            )
+    assert stats(engine).misses == 2  # the clip and the page, each once
+    assert stats(engine).hits == 1 + 3 + 4  # per call pair: clip; clip, then both; both twice

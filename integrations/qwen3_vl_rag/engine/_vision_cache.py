@@ -315,6 +315,8 @@ class CachedVisionFeatures:
 
         if torch.is_grad_enabled() or self.model.training or grid_thw is None:
             return None  # training, or a call the engine did not make: never read or fill
+        if getattr(self._local, "computing", False):
+            return None  # the original video method calls the image one: that is not a new call
         supplied: dict[str, _Supplied] = getattr(self._local, "supplied", {})
         candidate = supplied.get(modality)
         if candidate is None or grid_thw.tolist() != candidate.grids:
@@ -339,7 +341,11 @@ class CachedVisionFeatures:
             chunks = torch.split(pixel_values, rows)
             pixels = torch.cat([chunks[i] for i in misses])
             grids = grid_thw[misses]
-        output = original(pixels, grids, **kwargs)
+        self._local.computing = True
+        try:
+            output = original(pixels, grids, **kwargs)
+        finally:
+            self._local.computing = False
         embeds = getattr(output, "pooler_output", None)
         deepstack = getattr(output, "deepstack_features", None)
         if not isinstance(embeds, (tuple, list)) or deepstack is None:
