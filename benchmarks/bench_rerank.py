@@ -17,7 +17,7 @@ Measured 2026-11-30 on this project's shared 2-core AMD EPYC (AVX2, no AMX; torc
 (62% attention over patches), 16% language model, 1% the rest; with the cache, queries 2-4 ran
 4.7-5.4x faster in CPU seconds (5.5-6.1x wall), the first one at 0.99x (hashing), the session
 2.47x; scores identical (max difference 0.0). bfloat16 (emulated on this CPU, 2 pages, 2
-queries): vision 73% (attention 29%), language model 26%; the repeat 4.4x faster.
+queries): vision 73% (attention 29%), language model 26%; the repeat 3.4x faster (CPU s).
 
 Usage: ``python benchmarks/bench_rerank.py [--preset bench|tiny] [--dtype float32|bfloat16]
 [--pages 20] [--queries 4] [--threads N]``
