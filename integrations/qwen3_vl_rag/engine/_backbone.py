@@ -8,6 +8,10 @@ retried down to a single item, and later batches are kept at the size that fitte
 When the sequences start with a long common prefix (the judge prompt and query of a rerank call,
 the system prompt of many short texts), the prefix is run once and its key/value cache reused:
 see :mod:`qwen3_vl_rag.engine._prefix`.
+
+The vision tower's output for each image is kept in a bounded in-memory cache keyed by the
+image's content (:mod:`qwen3_vl_rag.engine._vision_cache`), so pages seen by an earlier call (a
+refined query, popular pages) skip the tower; images repeated within a call run it once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from qwen3_vl_rag.engine._collate import ModelBatch, PixelLoader, collate
 from qwen3_vl_rag.engine._encoding import EncodedSequence, SequenceEncoder
 from qwen3_vl_rag.engine._loading import LoadedModel, PretrainedOptions, load_model
 from qwen3_vl_rag.engine._prefix import shared_prefix_length, vision_blocks
+from qwen3_vl_rag.engine._vision_cache import (
+    CachedVisionFeatures,
+    VisionCache,
+    check_cache_bytes,
+    install,
+)
 from qwen3_vl_rag.errors import ConfigurationError, ResourceExhaustedError
 
 if TYPE_CHECKING:
@@ -85,6 +95,7 @@ class Backbone:
         batch_tokens: Default padded-token budget per forward pass.
         decode_workers: Threads decoding pixels ahead of the model (0: decode inline).
         share_prefix: Run a common prefix once (``None``: when it pays; ``False``: never).
+        vision_cache_bytes: Bound of the cache of vision encodings (``None``: 1 GiB; 0: none).
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class Backbone:
         batch_tokens: int | None = None,
         decode_workers: int | None = None,
         share_prefix: bool | None = None,
+        vision_cache_bytes: int | None = None,
     ) -> None:
         self.loaded = loaded
         self.encoder = SequenceEncoder(loaded.tokenizer)
@@ -106,6 +118,10 @@ class Backbone:
         vocab = loaded.tokenizer.get_vocab()
         self._vision_start_id = vocab["<|vision_start|>"]
         self._vision_end_id = vocab["<|vision_end|>"]
+        cache_bytes = check_cache_bytes(vision_cache_bytes)
+        self.vision_features: CachedVisionFeatures | None = (
+            install(loaded.model, cache_bytes) if cache_bytes else None
+        )
 
     @classmethod
     def from_pretrained(
@@ -121,7 +137,13 @@ class Backbone:
             loaded,
             batch_tokens=options.get("batch_tokens"),
             decode_workers=options.get("decode_workers"),
+            vision_cache_bytes=options.get("vision_cache_bytes"),
         )
+
+    @property
+    def vision_cache(self) -> VisionCache | None:
+        """The cache of vision encodings, or ``None`` when it is turned off."""
+        return None if self.vision_features is None else self.vision_features.cache
 
     @property
     def hidden_size(self) -> int:
@@ -157,10 +179,13 @@ class Backbone:
                 [len(s) for s in sequences], budget, _MAX_ITEMS_PER_BATCH, self.max_padding
             )
         )
-        loader = PixelLoader(self.loaded.vision, sequences, self.decode_workers)
+        loader = PixelLoader(
+            self.loaded.vision, sequences, self.decode_workers, keyed=self.vision_cache is not None
+        )
         item_cap = _MAX_ITEMS_PER_BATCH
+        call = self.vision_cache.new_call() if self.vision_cache is not None else 0
         try:
-            prefix = self._shared_prefix(sequences, loader)
+            prefix = self._shared_prefix(sequences, loader, call)
             skip = prefix.parts if prefix else 0
             loader.prefetch([sequences[p] for p in queue[0]], skip_parts=skip)
             while queue:
@@ -171,11 +196,13 @@ class Backbone:
                 if queue:
                     loader.prefetch([sequences[p] for p in queue[0]], skip_parts=skip)
                 try:
-                    hidden = self._forward([sequences[p] for p in batch], batch, loader, prefix)
+                    hidden = self._forward(
+                        [sequences[p] for p in batch], batch, loader, prefix, call
+                    )
                 except Exception as exc:
                     if not is_out_of_memory(exc):
                         raise
-                    _release_memory(self.loaded.device)
+                    self._release_memory()
                     if len(batch) == 1:
                         raise _alone_error(batch[0], sequences[batch[0]]) from exc
                     item_cap = max(1, len(batch) // 2)
@@ -215,6 +242,7 @@ class Backbone:
         positions: Sequence[int],
         loader: PixelLoader,
         prefix: _Prefix | None,
+        call: int,
     ) -> torch.Tensor:
         import torch
 
@@ -223,7 +251,7 @@ class Backbone:
         # Right padding under causal attention: no real token ever attends to the pads after it,
         # and M-RoPE positions of real tokens do not depend on them, so no padding mask is
         # passed (it would force attention off its fast causal kernels); results are identical.
-        with torch.inference_mode():
+        with torch.inference_mode(), self._vision_keys(inputs, call):
             if prefix is None:
                 hidden = model(
                     input_ids=inputs.input_ids,
@@ -255,8 +283,29 @@ class Backbone:
         pooled: torch.Tensor = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return pooled
 
+    def _vision_keys(
+        self, inputs: ModelBatch, call: int
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hand the images' content keys to the cached vision tower for this forward pass."""
+        if self.vision_features is None:
+            return contextlib.nullcontext()
+        pixels = inputs.pixels
+        return self.vision_features.supplying(
+            inputs.image_keys,
+            pixels.get("image_grid_thw"),
+            inputs.video_keys,
+            pixels.get("video_grid_thw"),
+            call,
+        )
+
+    def _release_memory(self) -> None:
+        """Free memory after an out-of-memory error; cached encodings are worth less than it."""
+        if self.vision_cache is not None:
+            self.vision_cache.clear()
+        _release_memory(self.loaded.device)
+
     def _shared_prefix(
-        self, sequences: Sequence[EncodedSequence], loader: PixelLoader
+        self, sequences: Sequence[EncodedSequence], loader: PixelLoader, call: int
     ) -> _Prefix | None:
         """Run the sequences' common prefix once, when that saves work."""
         import torch
@@ -276,7 +325,11 @@ class Backbone:
         head = EncodedSequence(sequences[0].input_ids[:length], sequences[0].parts[:parts])
         inputs = self._collate([head], [0], loader)
         try:
-            with torch.inference_mode(), _cache_deprecations_silenced():
+            with (
+                torch.inference_mode(),
+                _cache_deprecations_silenced(),
+                self._vision_keys(inputs, call),
+            ):
                 output = self.loaded.model(
                     input_ids=inputs.input_ids,
                     mm_token_type_ids=inputs.mm_token_type_ids,
@@ -286,7 +339,7 @@ class Backbone:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            _release_memory(self.loaded.device)
+            self._release_memory()
             return None  # the plain path still works, and halves its batches if it must
         return _Prefix(length, parts, _cache_tensors(output.past_key_values))
 
@@ -391,3 +444,22 @@ class HoldsBackbone:
     def vision(self) -> VisionSettings:
         """Pixel and frame budgets in use (pass them on with ``MediaBudget.matching(self)``)."""
         return self.backbone.loaded.vision
+
+    @property
+    def vision_cache(self) -> VisionCache | None:
+        """Vision encodings kept between calls (``stats()``, ``clear()``), or ``None``.
+
+        ``None`` when ``vision_cache_bytes=0`` or when a server runs the model.
+
+        Example:
+            >>> from pathlib import Path
+            >>> from qwen3_vl_rag import Qwen3VLReranker
+            >>> reranker = Qwen3VLReranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")
+            >>> first = reranker.score("revenue", [Path("chart.png"), "Revenue table"])
+            >>> again = reranker.score("revenue in 2023", [Path("chart.png"), "Revenue table"])
+            >>> stats = reranker.vision_cache.stats()  # the page's vision tower ran once
+            >>> stats.misses, stats.hits
+            (1, 1)
+        """
+        backbone = self.backbone
+        return backbone.vision_cache if isinstance(backbone, Backbone) else None

@@ -2,7 +2,8 @@
 
 Pixels of the next batch are decoded while the model runs the current one (Pillow and PyAV
 release the GIL while decoding and resizing). A vision part shared by several sequences, such
-as the query image of a rerank call, is decoded once and freed after its last use.
+as the query image of a rerank call, is decoded once and freed after its last use. When the model
+caches vision encodings, the decoding threads also hash each part's patches: the cache's key.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from qwen3_vl_rag.engine._vision import (
     load_video_pixels,
     patchify,
 )
+from qwen3_vl_rag.engine._vision_cache import content_key
 from qwen3_vl_rag.errors import InputError
 
 if TYPE_CHECKING:
     import torch
+
+    _Patches = tuple[torch.Tensor, bytes | None]  # a part's patches and their content key
 
 __all__ = ["ModelBatch", "PixelLoader", "collate"]
 
@@ -35,6 +39,11 @@ def _load_patches(plan: VisionPart, settings: VisionSettings) -> torch.Tensor:
     return patchify(load_video_pixels(plan), settings)
 
 
+def _load(plan: VisionPart, settings: VisionSettings, keyed: bool) -> _Patches:
+    patches = _load_patches(plan, settings)
+    return patches, content_key(patches, plan.grid) if keyed else None
+
+
 class PixelLoader:
     """Decodes and patchifies vision parts ahead of use, sharing work between sequences.
 
@@ -42,14 +51,21 @@ class PixelLoader:
         settings: Normalisation and patch geometry.
         sequences: Every sequence of the call, to count how often each vision part is used.
         workers: Decoding threads; 0 decodes on the calling thread when a batch is collated.
+        keyed: Also hash each part's patches (:func:`~._vision_cache.content_key`).
     """
 
     def __init__(
-        self, settings: VisionSettings, sequences: Sequence[EncodedSequence], workers: int
+        self,
+        settings: VisionSettings,
+        sequences: Sequence[EncodedSequence],
+        workers: int,
+        *,
+        keyed: bool = False,
     ) -> None:
         self.settings = settings
+        self.keyed = keyed
         self._uses: Counter[int] = Counter(id(p) for s in sequences for p in s.parts)
-        self._pending: dict[int, Future[torch.Tensor]] = {}
+        self._pending: dict[int, Future[_Patches]] = {}
         self._pool = (
             ThreadPoolExecutor(workers, thread_name_prefix="qwen3vl-pixels") if workers else None
         )
@@ -61,16 +77,22 @@ class PixelLoader:
         for sequence in sequences:
             for plan in sequence.parts[skip_parts:]:
                 if id(plan) not in self._pending:
-                    self._pending[id(plan)] = self._pool.submit(_load_patches, plan, self.settings)
+                    self._pending[id(plan)] = self._pool.submit(
+                        _load, plan, self.settings, self.keyed
+                    )
 
     def get(self, plan: VisionPart) -> torch.Tensor:
         """The patches of one vision part; released once its last user has taken them."""
+        return self.get_keyed(plan)[0]
+
+    def get_keyed(self, plan: VisionPart) -> _Patches:
+        """The patches of one vision part and their content key (``None`` when not ``keyed``)."""
         key = id(plan)
         future = self._pending.get(key)
         if future is None:
             future = Future()
             try:
-                future.set_result(_load_patches(plan, self.settings))
+                future.set_result(_load(plan, self.settings, self.keyed))
             except InputError as err:
                 future.set_exception(err)
             self._pending[key] = future
@@ -100,6 +122,8 @@ class ModelBatch:
             ``video_grid_thw`` for the vision parts after the skipped (shared) ones.
         image_grids: Grids of every image of the full rows, for position ids.
         video_grids: Grids of every video of the full rows, for position ids.
+        image_keys: Content keys of the images in ``pixels``, in order (``None``: not hashed).
+        video_keys: Content keys of the videos in ``pixels``, in order.
     """
 
     input_ids: torch.Tensor
@@ -108,6 +132,8 @@ class ModelBatch:
     pixels: dict[str, Any] = field(default_factory=dict)
     image_grids: torch.Tensor | None = None
     video_grids: torch.Tensor | None = None
+    image_keys: list[bytes] | None = None
+    video_keys: list[bytes] | None = None
 
 
 def collate(
@@ -144,6 +170,8 @@ def collate(
     video_grids: list[tuple[int, int, int]] = []
     all_image_grids: list[tuple[int, int, int]] = []
     all_video_grids: list[tuple[int, int, int]] = []
+    image_keys: list[bytes | None] = []
+    video_keys: list[bytes | None] = []
     for row, (sequence, position) in enumerate(zip(sequences, positions, strict=True)):
         ids[row, : len(sequence)] = torch.from_numpy(sequence.input_ids)
         mask[row, : len(sequence)] = 1
@@ -153,8 +181,10 @@ def collate(
                 (all_image_grids if is_image else all_video_grids).append(part.grid)
                 if index < skip_parts:
                     continue
-                (image_patches if is_image else video_patches).append(loader.get(part))
+                patches, content = loader.get_keyed(part)
+                (image_patches if is_image else video_patches).append(patches)
                 (image_grids if is_image else video_grids).append(part.grid)
+                (image_keys if is_image else video_keys).append(content)
         except InputError as err:
             raise err.with_item(position) from err.__cause__
     types = torch.zeros_like(ids)
@@ -174,7 +204,15 @@ def collate(
         pixels=pixels,
         image_grids=_grids(all_image_grids, device),
         video_grids=_grids(all_video_grids, device),
+        image_keys=_keys(image_keys),
+        video_keys=_keys(video_keys),
     )
+
+
+def _keys(keys: list[bytes | None]) -> list[bytes] | None:
+    """The keys, when every part has one."""
+    known = [key for key in keys if key is not None]
+    return known if known and len(known) == len(keys) else None
 
 
 def _grids(grids: list[tuple[int, int, int]], device: torch.device) -> torch.Tensor | None:

@@ -91,7 +91,9 @@ class Qwen3VLEmbedder(HoldsBackbone):
             **options: How to load and run it, the same for the reranker: ``device``,
                 ``dtype``, ``attn_implementation``, the pixel and frame budgets
                 (``min_pixels``, ``max_pixels``, ``total_pixels``, ``fps``, ``max_frames``),
-                ``batch_tokens``, ``decode_workers``, and where to find it (``revision``,
+                ``batch_tokens``, ``decode_workers``, the memory for vision encodings kept
+                between calls (``vision_cache_bytes``: off by default for the embedder, which
+                usually sees each page once), and where to find it (``revision``,
                 ``cache_dir``, ``local_files_only``, ``token``); see
                 :class:`~qwen3_vl_rag.PretrainedOptions` for each one and its default.
 
@@ -108,6 +110,8 @@ class Qwen3VLEmbedder(HoldsBackbone):
             (602112, 4096)
         """
         check_options(options, "from_pretrained")
+        # indexing sees each page once: kept encodings would only hold memory (opt in to reuse)
+        options = {"vision_cache_bytes": 0, **options}
         return cls(
             Backbone.from_pretrained(model_id_or_path, options),
             max_length=max_length,

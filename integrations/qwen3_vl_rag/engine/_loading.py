@@ -152,6 +152,10 @@ class PretrainedOptions(TypedDict, total=False):
         max_frames: Upper bound on frames per video (default 64).
         batch_tokens: Padded tokens per forward pass (default 16384 on GPU, 2048 on CPU).
         decode_workers: Threads decoding pixels ahead of the model (default up to 4).
+        vision_cache_bytes: Memory for vision encodings kept between calls, keyed by the
+            pixels' content, so pages seen again skip the vision tower; same numbers with or
+            without it. Default: 1 GiB on the model's device for the reranker, 0 (off) for the
+            embedder, which usually sees each page once.
         revision: A Hub branch, tag or commit.
         cache_dir: Hugging Face cache directory.
         local_files_only: Never touch the network (as ``HF_HUB_OFFLINE=1`` does).
@@ -168,6 +172,7 @@ class PretrainedOptions(TypedDict, total=False):
     max_frames: int | None
     batch_tokens: int | None
     decode_workers: int | None
+    vision_cache_bytes: int | None
     revision: str | None
     cache_dir: str | os.PathLike[str] | None
     local_files_only: bool

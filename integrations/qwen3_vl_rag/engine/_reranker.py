@@ -50,6 +50,9 @@ class Qwen3VLReranker(HoldsBackbone):
     The score is the official one: ``sigmoid(h . (w_yes - w_no))`` at the last token of the judge
     prompt, i.e. the model's probability of answering "yes". Pairs are scored in batches under a
     token budget, not one forward pass per pair, and a query image is decoded once per call.
+    The vision tower's encoding of each page is kept in memory (``vision_cache_bytes``, 1 GiB by
+    default; see :attr:`vision_cache`), so reranking the same pages for another query runs only
+    the language model over them: the scores are the same.
 
     Example:
         >>> from pathlib import Path
