@@ -415,6 +415,7 @@ def main() -> None:
 
     from qwen3_vl_rag.engine._loading import resolve_device
 
+    load_before = os.getloadavg()
     device = str(resolve_device(args.device))
     cuda = device.startswith("cuda")
     peaks = {
@@ -531,6 +532,10 @@ def main() -> None:
                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "device": device,
                     "default_dtype": default,
+                    # other tenants' load shows in wall time; CPU seconds / wall near the
+                    # thread count means the run had its cores
+                    "load_average_1_5_15_before": load_before,
+                    "load_average_1_5_15_after": os.getloadavg(),
                 },
                 "matmul_peak": peaks,
                 "precisions": dtypes,
