@@ -345,6 +345,42 @@ def precisions(requested: str, peaks: dict[str, dict[str, Any]]) -> tuple[list[s
     )
 
 
+def bf16_probe(models: Models, workload: dict[str, Any], device: str) -> dict[str, Any]:
+    """Where bfloat16 is left out, what it would cost: a small slice in both precisions, ours and
+    the official usage, one warm-up and one timed run each (the whole workload would take many
+    minutes in bfloat16 on such a machine)."""
+    texts = [x for x in workload["items"] if isinstance(x, str) and len(x.split()) <= 60][:6]
+    images = [x for x in workload["documents"] if isinstance(x, Path)][:3]  # 48 to 160 px
+    items, documents = texts + images, texts[:2] + images[:2]
+    query = workload["query_text"]
+    runs: dict[str, Callable[[], Any]] = {}
+    for dtype in ("float32", "bfloat16"):
+        embedder, reranker = models.get(dtype)
+        runs[f"embed/ours-{dtype}"] = lambda e=embedder: e.embed(items)
+        runs[f"embed/official-one-by-one-{dtype}"] = lambda e=embedder: official_embed(e, items, 1)
+        runs[f"rerank-text/ours-{dtype}"] = lambda r=reranker: r.score(query, documents)
+        runs[f"rerank-text/official-per-pair-{dtype}"] = lambda r=reranker: official_scores(
+            r, query, documents
+        )
+    seconds = {}
+    for name, fn in runs.items():
+        fn()
+        seconds[name] = time_once(fn, device)[0]
+    slowdown = {
+        name.replace("-bfloat16", ""): round(
+            value / seconds[name.replace("bfloat16", "float32")], 2
+        )
+        for name, value in seconds.items()
+        if name.endswith("bfloat16")
+    }
+    return {
+        "items": len(items),
+        "rerank_documents": len(documents),
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+        "bfloat16_time_over_float32": slowdown,
+    }
+
+
 def speedups(results: dict[str, dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
     """Per task: ours (defaults) against the official default usage and the official at its best."""
     out: dict[str, Any] = {}
@@ -431,8 +467,6 @@ def main() -> None:
     )
     dtypes, left_out = precisions(args.dtypes, peaks)
     args.dtypes = ",".join(dtypes)
-    if left_out:
-        print(left_out)
 
     workload = make_workload(Path(tempfile.mkdtemp(prefix="qwen3vl-bench-")), args.scale)
     models = Models(args)
@@ -444,6 +478,15 @@ def main() -> None:
         f"{embedder}\nworkload: {len(items)} items, {sum(tokens)} tokens (min {min(tokens)}, "
         f"max {max(tokens)}); reranking {len(workload['documents'])} documents"
     )
+    probe: dict[str, Any] = {}
+    if left_out:
+        print(left_out)
+        probe = bf16_probe(models, workload, device)
+        print(
+            f"bfloat16 on a slice ({probe['items']} small items, {probe['rerank_documents']} "
+            "pairs), time over float32: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in probe["bfloat16_time_over_float32"].items())
+        )
     runs = contenders(models, workload, dtypes)
     found, flops = check_and_count(runs, models, device)
     print(
@@ -540,6 +583,7 @@ def main() -> None:
                 "matmul_peak": peaks,
                 "precisions": dtypes,
                 "left_out": left_out,
+                "bfloat16_probe": probe,
                 "preset": args.preset,
                 "rounds": args.rounds,
                 "workload": {
