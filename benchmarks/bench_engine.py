@@ -1,27 +1,36 @@
-"""Speed and memory of the engine, as ratios against baselines run in the same process.
+"""Speed of the engine against the official code at its best, as ratios in one run; memory.
 
 Workload (fixed seed, generated offline): texts of varied length, images of varied size (up to
 above the 1.8 MP cap) and short videos, embedded with a random-weight Qwen3-VL checkpoint large
-enough that compute, not Python, dominates (``--preset bench`` on CPU; ``--preset 2b`` on a GPU).
+enough that compute, not Python, dominates (``--preset bench`` on CPU; ``--preset 2b`` on a GPU);
+a top-20 list reranked against a text query and against an image query.
 
-Contenders:
+Contenders (the official usage is emulated on our preprocessing, see ``_measure.py``):
 
-* ``ours``: ``Qwen3VLEmbedder.embed`` / ``Qwen3VLReranker.score`` with default settings.
-* ``naive``: the official usage: fixed batches of 8 in input order, fp32, pixels decoded inline,
-  the model's default KV cache, built from the same preprocessing so outputs are identical.
-* ``per-pair``: the official reranker loop, one forward pass per (query, document) pair, the
-  query (and its image) prepared again for every pair.
+* ``ours``: ``Qwen3VLEmbedder.embed`` / ``Qwen3VLReranker.score`` with the library's defaults
+  (``dtype="auto"``); ``ours-<dtype>`` the same with an explicit ``dtype`` where it differs.
+* ``official-chunks8-<dtype>``: the official example usage, ``process`` on chunks of 8 in input
+  order; ``official-one-by-one-<dtype>``: one item at a time.
+* ``official-per-pair-<dtype>``: the official reranker loop, one forward pass per pair (one pair
+  at a time is the same thing).
 * ``sentence-transformers`` (``--st``): its Qwen3-VL path set up to reproduce the official format
   (see st_contender.py); videos are left out of that comparison.
 
-Every contender's outputs are first checked against ours. Contenders run interleaved, round
-after round, and the best round is kept, in wall-clock seconds and in CPU seconds of this
-process (which time stolen by other tenants of a shared host does not inflate). Peak memory is
-measured per contender in a fresh child process (``--child``), since an allocator that keeps
-freed memory would flatter whichever contender runs later: the peak resident memory over two runs,
-above the footprint of the loaded models.
+``<dtype>`` is float32 (the official default) and bfloat16 (``torch_dtype=bfloat16``); bfloat16 is
+left out where this machine has no bfloat16 matrix hardware (its measured matmul rate under half
+of float32's), its cost then measured on a small slice. "Official at its best" is the fastest
+official contender of a task, named in the output.
 
-Usage: ``python benchmarks/bench_engine.py [--preset bench|tiny|2b] [--device cpu] [--rounds 3]``
+Every contender's outputs are first checked against ours in float32 (tolerances in
+``_measure.py``), in one run under torch's FLOP counter. Contenders then run interleaved, round
+after round, and the best round is kept, in wall-clock seconds and in CPU seconds of this process
+(which time stolen by other tenants of a shared host does not inflate). The fraction of peak is
+the counted FLOPs per second over this machine's matmul throughput in the contender's precision.
+Peak memory is measured per contender in a fresh child process (``--child``): the peak resident
+memory over two runs, above the footprint of the loaded models.
+
+Usage: ``python benchmarks/bench_engine.py [--preset bench|tiny|2b] [--device cpu] [--rounds 3]
+[--dtypes float32,bfloat16] [--no-memory]``; results in ``benchmarks/results/bench_engine.json``.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from _measure import (
 )
 
 HERE = Path(__file__).resolve().parent
+DTYPES = ("float32", "bfloat16")
 
 
 # -- workload ------------------------------------------------------------------------------------
@@ -454,10 +464,8 @@ def main() -> None:
     load_before = os.getloadavg()
     device = str(resolve_device(args.device))
     cuda = device.startswith("cuda")
-    peaks = {
-        dtype: matmul_peak(device, dtype, sizes=(4096, 8192) if cuda else (2048, 4096))
-        for dtype in ("float32", "bfloat16")
-    }
+    peak_sizes = (4096, 8192) if cuda else (2048, 4096)
+    peaks = {dtype: matmul_peak(device, dtype, sizes=peak_sizes) for dtype in DTYPES}
     print(
         "matmul peak: "
         + ", ".join(
@@ -514,6 +522,15 @@ def main() -> None:
             if name.startswith("embed-no-video/"):
                 counts[name] = len(comparable(items))
     results: dict[str, dict[str, Any]] = dict(timed_rounds(timed, args.rounds, device))
+    # measured again after the rounds, the best kept: a busy neighbour only ever lowers a peak
+    for dtype, peak in peaks.items():
+        again = matmul_peak(device, dtype, sizes=peak_sizes)
+        if again["flops_per_second"] > peak["flops_per_second"]:
+            peaks[dtype] = again
+    print(
+        "matmul peak, best before and after: "
+        + ", ".join(f"{d} {p['flops_per_second'] / 1e9:.1f} GFLOP/s" for d, p in peaks.items())
+    )
     for name, row in results.items():
         row["items_per_second"] = round(counts[name] / row["seconds"], 2)
         if name in runs:
