@@ -16,9 +16,10 @@ VLLM   := .venv-vllm
 FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 UV_ENV := $(if $(FIND_LINKS),UV_FIND_LINKS="$(FIND_LINKS)",)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote goldens clean
+.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote bench-gpu goldens clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +81,11 @@ bench: $(BENCH)/.installed ## speed and memory benchmarks (ratios against baseli
 
 bench-media: $(BENCH)/.installed ## media benchmark only: PDF pages/s, flat memory over big corpora
 	$(BENCH)/bin/python benchmarks/bench_media.py
+
+# No venv: a GPU machine's own Python (torch, transformers) runs it, offline; the script says what
+# is missing. CPU smoke: PYTHONPATH=integrations python3 benchmarks/bench_gpu.py --preset tiny --device cpu --quick
+bench-gpu: ## on an NVIDIA GPU: the 2b preset, pages/s, texts/s, pairs/s vs the official usage, fraction of bf16 peak
+	PYTHONPATH=integrations $(PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 bench-remote: $(VENV)/.installed-test $(VLLM)/.installed ## remote engine: client overhead vs raw requests and in process (starts a vLLM server)
 	$(BIN)/python benchmarks/bench_remote.py
