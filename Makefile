@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote bench-gpu goldens clean
+.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote bench-gpu bench-rerank bench-precision goldens clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -86,6 +86,12 @@ bench-media: $(BENCH)/.installed ## media benchmark only: PDF pages/s, flat memo
 # is missing. CPU smoke: PYTHONPATH=integrations python3 benchmarks/bench_gpu.py --preset tiny --device cpu --quick
 bench-gpu: ## on an NVIDIA GPU: the 2b preset, pages/s, texts/s, pairs/s vs the official usage, fraction of bf16 peak
 	PYTHONPATH=integrations $(PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)
+
+bench-rerank: $(VENV)/.installed-test ## a search session reranking the same pages again: vision cache on vs off, time shares
+	$(BIN)/python benchmarks/bench_rerank.py --preset bench
+
+bench-precision: $(VENV)/.installed-test ## bfloat16 vs float32: vectors, scores, rankings, speed (trains the tiny models once)
+	$(BIN)/python benchmarks/bench_precision.py --preset bench
 
 bench-remote: $(VENV)/.installed-test $(VLLM)/.installed ## remote engine: client overhead vs raw requests and in process (starts a vLLM server)
 	$(BIN)/python benchmarks/bench_remote.py
