@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         shared_reranker,
     )
     from qwen3_vl_rag.engine._vision import VisionSettings
+    from qwen3_vl_rag.engine._vision_cache import VisionCache, VisionCacheStats
 
 _LAZY = {
     "Qwen3VLEmbedder": "_embedder",
@@ -54,6 +55,8 @@ _LAZY = {
     "PretrainedOptions": "_loading",
     "HubOptions": "_hub",
     "VisionSettings": "_vision",
+    "VisionCache": "_vision_cache",
+    "VisionCacheStats": "_vision_cache",
     "ServerOptions": "_remote",
     "Precision": "_quantize",
     "QuantizationCalibration": "_quantize",
@@ -87,6 +90,8 @@ __all__ = [
     "Qwen3VLReranker",
     "RerankResult",
     "ServerOptions",
+    "VisionCache",
+    "VisionCacheStats",
     "VisionSettings",
     "aembed_in_chunks",
     "awaitable",
