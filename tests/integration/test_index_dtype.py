@@ -72,15 +72,21 @@ def test_the_index_records_the_dtype_and_says_when_a_query_differs(
 
 
 def test_an_index_made_before_dtypes_were_recorded_says_nothing(
-    tmp_path: Path, corpus: Path, embedder: Qwen3VLEmbedder, bf16_embedder: Qwen3VLEmbedder
+    tmp_path: Path,
+    corpus: Path,
+    embedder: Qwen3VLEmbedder,
+    bf16_embedder: Qwen3VLEmbedder,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     directory = tmp_path / "index"
     with MultimodalIndex(directory, embedder) as index:
         index.index([corpus / "red.png"])
-        index.manifest.set_meta({COMPUTE_DTYPES: None})  # as 0.1 left it
+        index.manifest.set_meta({COMPUTE_DTYPES: None})  # as indexes made before the record are
         assert index.status().compute_dtypes == ()
     with MultimodalIndex(directory, bf16_embedder, mode="read") as index:
         assert index.precision_mismatch() is None
+    assert main(["status", "--index", str(directory)]) == 0
+    assert "computed:  not recorded (an index made before dtypes were)" in capsys.readouterr().out
 
 
 def test_the_command_line_shows_the_dtype_and_the_mismatch(

@@ -358,7 +358,8 @@ def _status(args: argparse.Namespace) -> int:
     emit(f"dimension: {status.dimension}")
     emit(f"sources:   {status.sources} ({status.indexed} indexed, {status.failed} failed)")
     emit(f"items:     {status.items} ({status.vectors} vectors)")
-    dtypes = " and ".join(status.compute_dtypes) or "not recorded (an index made before 0.2)"
+    unknown = "not recorded (an index made before dtypes were)"
+    dtypes = " and ".join(status.compute_dtypes) or unknown
     emit(f"computed:  {dtypes}")
     emit(f"size:      {size:.1f} MiB")
     return EXIT_OK
