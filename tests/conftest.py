@@ -123,14 +123,15 @@ def trained_reranker_path(trained_embedding_path: Path) -> Path:
 def embedder(tiny_embedding_path: Path) -> Qwen3VLEmbedder:
     from qwen3_vl_rag import Qwen3VLEmbedder
 
-    return Qwen3VLEmbedder.from_pretrained(tiny_embedding_path, device="cpu")
+    # float32: the parity mode, pinned (the parity tests use these fixtures)
+    return Qwen3VLEmbedder.from_pretrained(tiny_embedding_path, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def reranker(tiny_reranker_path: Path) -> Qwen3VLReranker:
     from qwen3_vl_rag import Qwen3VLReranker
 
-    return Qwen3VLReranker.from_pretrained(tiny_reranker_path, device="cpu")
+    return Qwen3VLReranker.from_pretrained(tiny_reranker_path, device="cpu", dtype="float32")
 
 
 @pytest.fixture

@@ -69,6 +69,13 @@ def test_checkpoints_are_the_ones_the_goldens_were_made_with(
     assert checkpoint_fingerprint(tiny_reranker_path) == meta["reranker_checkpoint_sha256"]
 
 
+def test_parity_runs_in_float32_the_official_default(
+    embedder: Qwen3VLEmbedder, reranker: Qwen3VLReranker
+) -> None:
+    """The goldens are the official code's float32 numbers; ``dtype="auto"`` may be bf16."""
+    assert str(embedder.dtype) == str(reranker.dtype) == "torch.float32"
+
+
 EMBEDDING_CASES = sorted(GOLDENS["embedding"])
 
 
