@@ -310,10 +310,10 @@ def measure_trained(root: Path) -> dict[str, Any]:
 
 
 def cpu_flags() -> list[str]:
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
+    """Those of ``CPU_FLAGS`` this CPU has, as the engine's ``dtype="auto"`` reads them."""
+    from qwen3_vl_rag.engine._hardware import cpu_flags as reported
+
+    words = reported()
     return [flag for flag in CPU_FLAGS if flag in words]
 
 

@@ -80,8 +80,6 @@ def test_the_cpu_needs_the_flags_and_a_torch_that_uses_them(
 
 @pytest.mark.usefixtures("no_override")
 def test_this_machine_gets_what_its_flags_say() -> None:
-    import torch
-
     expected = flags_do_bf16(cpu_flags()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve_dtype("auto", CPU) == (torch.bfloat16 if expected else torch.float32)
 
