@@ -158,6 +158,27 @@ def make_demo_corpus(folder: Path) -> tuple[Path, Path, Path]:
     return folder, beir, picture
 
 
+def drop_stale_index(index: Path, model: str | os.PathLike[str], max_pixels: int | None) -> bool:
+    """Remove the demo's own index when an earlier demo built it with another model or budget.
+
+    The demo owns ``index``: after an upgrade that changed the demo's models, indexing into the
+    old one would be refused (another model), so it is rebuilt instead. Returns whether it went.
+    """
+    from qwen3_vl_rag.index import MultimodalIndex
+    from qwen3_vl_rag.index._signature import recorded_name
+
+    if not MultimodalIndex.exists(index):
+        return False
+    with MultimodalIndex(index, mode="read") as built:
+        recorded = dict(built.signature)
+    same = recorded.get("model") == recorded_name(model) and (
+        max_pixels is None or recorded.get("max_pixels") == max_pixels
+    )
+    if not same:
+        shutil.rmtree(index)
+    return not same
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(
@@ -220,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "measures both stages)"
         )
     corpus, beir, picture = make_demo_corpus(out / "corpus")
+    pixel_budget = SYNTHETIC_MAX_PIXELS if trained else None
+    if drop_stale_index(out / "index", model, pixel_budget):
+        print(f"(removed {out / 'index'}: an earlier demo built it with other models or settings)")
     index = str(out / "index")
     common = ["--index", index, "--device", args.device]
     pixels = ["--max-pixels", str(SYNTHETIC_MAX_PIXELS)] if trained else []

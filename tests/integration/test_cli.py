@@ -144,3 +144,22 @@ def test_the_installed_command_and_the_demo(
         "square.mp4",
         "sunset.png",
     ]
+
+
+def test_the_demo_rebuilds_an_index_an_earlier_demo_made_with_other_models(
+    tmp_path: Path, corpus: Path, tiny_embedding_path: Path, tiny_reranker_path: Path
+) -> None:
+    from qwen3_vl_rag.demo import drop_stale_index
+
+    index = tmp_path / "index"
+    assert not drop_stale_index(index, tiny_embedding_path, None)  # nothing there yet
+    flags = ["--index", str(index), *models(tiny_embedding_path, tiny_reranker_path), "--quiet"]
+    assert main(["index", str(corpus), *flags]) == 0
+    assert not drop_stale_index(index, tiny_embedding_path, None)  # the same: kept
+    assert not drop_stale_index(index, tiny_embedding_path, 1843200)  # its own budget: kept
+    assert index.is_dir()
+    assert drop_stale_index(index, tiny_embedding_path, 81920)  # another budget: rebuilt
+    assert not index.exists()
+    assert main(["index", str(corpus), *flags]) == 0
+    assert drop_stale_index(index, tiny_reranker_path, None)  # another model: rebuilt
+    assert not index.exists()
