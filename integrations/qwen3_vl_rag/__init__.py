@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.errors import (
     BlockedURLError,
+    ClusterError,
     ConfigurationError,
     DatasetError,
     DecoderCrashedError,
@@ -43,6 +44,7 @@ from qwen3_vl_rag.errors import (
     ServerResponseError,
     ServerTimeoutError,
     ServerUnreachableError,
+    SourceChangedError,
     UnsupportedInputError,
     VideoDecodeError,
 )
@@ -96,6 +98,7 @@ _LAZY = {
 
 __all__ = [
     "BlockedURLError",
+    "ClusterError",
     "ConfigurationError",
     "DatasetError",
     "DecodeTimeoutError",
@@ -135,6 +138,7 @@ __all__ = [
     "ServerResponseError",
     "ServerTimeoutError",
     "ServerUnreachableError",
+    "SourceChangedError",
     "UnsupportedInputError",
     "Video",
     "VideoDecodeError",

@@ -15,6 +15,7 @@ The hierarchy::
     │   ├── InputTooLargeError           over a budget: pixels, pages, frames or bytes
     │   ├── DecodeTimeoutError           decoding ran past its time budget (the worker was stopped)
     │   ├── DecoderCrashedError          the decoding worker process died (a crash in C code)
+    │   ├── SourceChangedError           a file changed between being hashed and read again
     │   └── InputTooLongError            vision tokens (plus the prompt) do not fit in max_length
     ├── ConfigurationError (ValueError)  an argument value that cannot work (dim, precision...)
     │   ├── IndexMismatchError           an index built with another model or settings
@@ -29,6 +30,8 @@ The hierarchy::
     │                                    an optional extra is missing; names the pip command
     ├── ResourceExhaustedError (RuntimeError)
     │                                    out of memory even for a single item
+    ├── ClusterError (RuntimeError)      a Ray cluster unreachable, misconfigured, or failing a
+    │                                    run; names the setting to fix
     └── ServerError (RuntimeError)       a model server (vLLM) failed a request; has url, status
         ├── ServerUnreachableError (ConnectionError)
         │                                no connection (or it broke) after the retries; the URL
@@ -51,6 +54,7 @@ from typing import Any
 
 __all__ = [
     "BlockedURLError",
+    "ClusterError",
     "ConfigurationError",
     "DatasetError",
     "DecodeTimeoutError",
@@ -77,6 +81,7 @@ __all__ = [
     "ServerResponseError",
     "ServerTimeoutError",
     "ServerUnreachableError",
+    "SourceChangedError",
     "UnsupportedInputError",
     "VideoDecodeError",
 ]
@@ -232,6 +237,14 @@ class DecoderCrashedError(InputError):
     """The worker process decoding the input died (a crash or out-of-memory in C code)."""
 
 
+class SourceChangedError(InputError):
+    """A file changed between being hashed and being read again (by a worker of a cluster run).
+
+    Its vectors would be recorded under the old content's ids, so the item is not embedded;
+    the file is reported and keeps its previous vectors. Index it again once it is stable.
+    """
+
+
 class InputTooLongError(InputError):
     """The item's vision tokens and fixed prompt alone exceed ``max_length``."""
 
@@ -341,6 +354,14 @@ def _rebuild_resource_error(
     cls: type[ResourceExhaustedError], reason: str, item_index: int | None
 ) -> ResourceExhaustedError:
     return cls(reason, item_index=item_index)
+
+
+class ClusterError(Qwen3VLRagError, RuntimeError):
+    """A Ray cluster could not be reached, or could not run an indexing job.
+
+    The message names the setting to fix (``--ray ADDRESS``, actors, CPUs or GPUs per actor, the
+    model's path on the workers). What the run wrote before stays: run it again once fixed.
+    """
 
 
 class ServerError(Qwen3VLRagError, RuntimeError):

@@ -1,7 +1,8 @@
 """Indexing files and folders: skip what is unchanged, embed in batches across files, write, record.
 
-Order of operations, for crash safety: a batch is embedded, written to the vector store, then
-recorded in the manifest (not yet current). When all of a file's items are written, one manifest
+Order of operations, for crash safety: a batch is embedded (here, or on a Ray cluster: see
+:mod:`._embedding`), written to the vector store, then recorded in the manifest (not yet
+current). When all of a file's items are written, one manifest
 transaction makes them the file's items and forgets the previous ones, whose vectors are deleted
 last. A kill at any point loses no acknowledged batch (a re-run reuses recorded vectors instead of
 embedding them again) and never leaves a file half old, half new in the manifest.
@@ -15,23 +16,23 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from qwen3_vl_rag.checked_files import display_path
-from qwen3_vl_rag.errors import InputError
+from qwen3_vl_rag.errors import IndexMismatchError
+from qwen3_vl_rag.index._embedding import EmbeddedBatch, ItemEmbedding, ItemFailure, PendingItem
 from qwen3_vl_rag.index._ids import item_id, item_locator
 from qwen3_vl_rag.index._manifest import ItemRow, Manifest
 from qwen3_vl_rag.index._paths import path_key
+from qwen3_vl_rag.index._precision import COMPUTE_DTYPES, with_dtype
 from qwen3_vl_rag.index._reopen import record_roots
+from qwen3_vl_rag.index._signature import differences, mismatch_details
 from qwen3_vl_rag.index._store import VectorStore, check_vectors
 from qwen3_vl_rag.media.folders import FileReport, FolderScan
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import MediaOptions
-
-if TYPE_CHECKING:
-    from qwen3_vl_rag.engine import Qwen3VLEmbedder
 
 __all__ = ["FileOutcome", "IndexReport", "IngestTarget", "ingest"]
 
@@ -110,23 +111,23 @@ class IngestTarget:
         directory: The index directory (never indexed itself).
         manifest: Sources and items are recorded here.
         store: Vectors are written here.
-        embedder: Embeds the items.
+        embedding: Where the items become vectors (here, or on a cluster).
         dimension: Matryoshka dimension stored.
+        signature: The index's embedding settings (vectors made elsewhere must match them).
         signature_hash: The settings' hash, part of every item id.
         media_options: How files are decoded (budgets, clip length).
         workers: Decoding worker processes.
-        batch_items: Items embedded per batch.
     """
 
     directory: Path
     manifest: Manifest
     store: VectorStore
-    embedder: Qwen3VLEmbedder
+    embedding: ItemEmbedding
     dimension: int
+    signature: dict[str, Any]
     signature_hash: str
     media_options: MediaOptions
     workers: int
-    batch_items: int
 
 
 @dataclass
@@ -134,6 +135,7 @@ class _File:
     """A file being indexed: its items are written over one or more batches."""
 
     label: str
+    path: Path
     digest: str
     size: int
     mtime_ns: int | None
@@ -202,7 +204,7 @@ class _Run:
             return
         outcome = FileOutcome(shown, "indexed", kind=scanned.kind, warnings=list(scanned.warnings))
         self.report.files.append(outcome)
-        current = _File(label, digest, identity.size, mtime_ns, outcome)
+        current = _File(label, path, digest, identity.size, mtime_ns, outcome)
         signature = self.index.signature_hash
         entries = [
             _Entry(current, item_id(signature, digest, item_locator(item)), item) for item in items
@@ -236,8 +238,9 @@ class _Run:
             self._write(reused, vectors)
             self.report.reused += len(reused)
         self.queue.extend(entry for entry in entries if entry.id not in known)
-        while len(self.queue) >= self.index.batch_items:
-            self.flush(self.index.batch_items)
+        window = self.index.embedding.window
+        while len(self.queue) >= window:
+            self.flush(window)
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -252,29 +255,63 @@ class _Run:
             self._write(recorded, np.stack([known[entry.id] for entry in recorded]))
             self.report.reused += len(recorded)
             batch = [entry for entry in batch if entry.id not in known]
-        while batch:
-            # the same bytes twice in one batch (a copied file) are embedded once
-            first: dict[str, _Entry] = {}
-            for entry in batch:
-                first.setdefault(entry.id, entry)
-            unique = list(first.values())
-            try:
-                vectors = self.index.embedder.embed_documents(
-                    [entry.item for entry in unique], dim=self.index.dimension
-                )
-            except InputError as err:
-                if err.item_index is None:
-                    raise
-                bad = unique[err.item_index].file
-                self._fail(bad, err)
-                batch = [entry for entry in batch if entry.file is not bad]
-                continue
-            by_id = dict(zip((entry.id for entry in unique), vectors, strict=True))
-            self._write(batch, np.stack([by_id[entry.id] for entry in batch]))
-            self.report.embedded += len(unique)
-            self.report.reused += len(batch) - len(unique)
-            break
+        # the same bytes twice in one batch (a copied file) are embedded once
+        waiting: dict[str, list[_Entry]] = {}
+        for entry in batch:
+            waiting.setdefault(entry.id, []).append(entry)
+        pending = [
+            PendingItem(id_, first.item, first.file.label, first.file.path, first.file.digest)
+            for id_, (first, *_) in waiting.items()
+        ]
+        if pending:
+            for result in self.index.embedding.embed(pending, self.index.dimension):
+                if isinstance(result, ItemFailure):
+                    # every file holding these bytes fails alike (a copy, the same failure)
+                    for entry in waiting.pop(result.id, ()):
+                        if not entry.file.failed:
+                            self._fail(entry.file, result)
+                else:
+                    self._take(result, waiting)
+                self._finish_ready()  # files finish as their last results come in
         self._finish_ready()
+
+    def _take(self, result: EmbeddedBatch, waiting: dict[str, list[_Entry]]) -> None:
+        """Write a batch of vectors for every entry still waiting for them."""
+        if result.signature is not None:
+            self._check_settings(result.signature)
+        if result.dtype is not None:
+            self._record_dtype(result.dtype)
+        entries: list[_Entry] = []
+        rows: list[np.ndarray] = []
+        embedded = 0
+        for id_, vector in zip(result.ids, result.vectors, strict=True):
+            alive = [entry for entry in waiting.pop(id_, ()) if not entry.file.failed]
+            embedded += bool(alive)
+            entries.extend(alive)
+            rows.extend([vector] * len(alive))
+        if entries:
+            self._write(entries, np.stack(rows))
+        self.report.embedded += embedded
+        self.report.reused += len(entries) - embedded
+
+    def _check_settings(self, signature: dict[str, Any]) -> None:
+        """Refuse vectors a worker made with another model or other settings."""
+        changed = differences(self.index.signature, signature)
+        if changed:
+            raise IndexMismatchError(
+                "a worker embedded with other settings than the index's "
+                f"({mismatch_details(self.index.signature, signature, changed)}): every worker "
+                "must load the same model with the same pixel and frame budgets; nothing it "
+                "computed was written."
+            )
+
+    def _record_dtype(self, dtype: str) -> None:
+        """Record what a worker computed in, before its vectors are written."""
+        manifest = self.index.manifest
+        recorded = tuple(manifest.get_meta(COMPUTE_DTYPES) or ())
+        updated = with_dtype(recorded, dtype)
+        if updated != recorded:
+            manifest.set_meta({COMPUTE_DTYPES: list(updated)})
 
     def _write(self, entries: Sequence[_Entry], vectors: np.ndarray) -> None:
         index = self.index
@@ -309,17 +346,17 @@ class _Run:
             entry.file.waiting -= 1
         self.progress.items_written(entries)
 
-    def _fail(self, file: _File, err: InputError) -> None:
-        """A page or clip failed while embedding: the file keeps its previous vectors."""
+    def _fail(self, file: _File, failure: ItemFailure) -> None:
+        """A page or clip failed while read or embedded: the file keeps its previous vectors."""
         file.failed = True
         outcome = file.outcome
-        outcome.status, outcome.reason = "failed", err.reason
-        outcome.stage, outcome.error = err.stage or "embed", type(err).__name__
+        outcome.status, outcome.reason = "failed", failure.reason
+        outcome.stage, outcome.error = failure.stage, failure.error
         self.queue = [entry for entry in self.queue if entry.file is not file]
         self.open_files.remove(file)
         written = set(file.ids) - self.index.manifest.current_ids()
         self.index.store.delete(sorted(written & self.index.store.existing(sorted(written))))
-        self.index.manifest.mark_failed(file.label, f"{outcome.error}: {err.reason}")
+        self.index.manifest.mark_failed(file.label, f"{outcome.error}: {failure.reason}")
 
     def _finish_ready(self) -> None:
         for file in [f for f in self.open_files if f.waiting == 0 and not f.failed]:

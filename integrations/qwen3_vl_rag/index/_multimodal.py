@@ -30,6 +30,7 @@ from qwen3_vl_rag.errors import (
     IndexMismatchError,
     PrecisionMismatchWarning,
 )
+from qwen3_vl_rag.index._embedding import EmbeddingCluster, EmbeddingJob, LocalEmbedding
 from qwen3_vl_rag.index._faults import storage_fault
 from qwen3_vl_rag.index._ids import signature_hash
 from qwen3_vl_rag.index._ingest import IndexReport, IngestTarget, ingest
@@ -363,32 +364,60 @@ class MultimodalIndex:
     # -- operations ------------------------------------------------------------------------------
 
     def index(
-        self, paths: Iterable[str | os.PathLike[str]], *, show_progress: bool = False
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        show_progress: bool = False,
+        cluster: EmbeddingCluster | None = None,
     ) -> IndexReport:
         """Index files and folders: new and changed files are embedded, unchanged ones skipped.
 
         A changed file's old vectors are removed after its new ones are written. A file that
         fails to load keeps the vectors it had and is reported. Deleted files are removed only
         by :meth:`prune`.
+
+        Args:
+            paths: Files and folders.
+            show_progress: Show progress bars (files met; items written, with items/s).
+            cluster: Embed on a cluster instead of in this process, e.g.
+                :class:`qwen3_vl_rag.distributed.RayCluster`: its workers read the files
+                again (they must see them at the same paths) and embed them with the same
+                model; this process lists, hashes and writes, with the same guarantees.
         """
         self._need_writer()
         embedder = self.require_embedder()
-        recorded = self.compute_dtypes()
-        updated = with_dtype(recorded, compute_dtype(embedder))
-        if updated != recorded:  # before any vector is written: the record never falls behind
-            self.manifest.set_meta({COMPUTE_DTYPES: list(updated)})
+        if cluster is None:
+            recorded = self.compute_dtypes()
+            updated = with_dtype(recorded, compute_dtype(embedder))
+            if updated != recorded:  # before any vector is written: the record never falls behind
+                self.manifest.set_meta({COMPUTE_DTYPES: list(updated)})
+        store = self.store  # a damaged store is reported now, not after hashing every file
+        if cluster is None:
+            embedding = LocalEmbedding(embedder, batch_items=self.batch_items)
+        else:  # workers report what they compute in with their first vectors
+            job = EmbeddingJob(
+                embedder=embedder,
+                signature=dict(self.signature),
+                dimension=self.dimension,
+                segment_seconds=self.signature.get("segment_seconds"),
+                media_options=self.media_options,
+            )
+            embedding = cluster.embedding(job)
         target = IngestTarget(
             directory=self.directory,
             manifest=self.manifest,
-            store=self.store,  # a damaged store is reported now, not after hashing every file
-            embedder=embedder,
+            store=store,
+            embedding=embedding,
             dimension=self.dimension,
+            signature=dict(self.signature),
             signature_hash=self.signature_hash,
             media_options=self.media_options,
             workers=self.workers,
-            batch_items=self.batch_items,
         )
-        return ingest(target, paths, show_progress=show_progress)
+        try:
+            return ingest(target, paths, show_progress=show_progress)
+        finally:
+            embedding.close()
 
     def search(
         self,
