@@ -56,6 +56,7 @@ from qwen3_vl_rag import __version__
 from qwen3_vl_rag.cli.evaluate import add_evaluate_command, evaluate_command
 from qwen3_vl_rag.cli.finetune import add_finetune_command, finetune
 from qwen3_vl_rag.cli.models import RerankerOnDemand, random_weights_note
+from qwen3_vl_rag.cli.ray_options import RAY_EPILOG, add_ray_options, ray_cluster
 from qwen3_vl_rag.cli.serve import add_serve_command, serve
 from qwen3_vl_rag.cli.terminal import emit, emit_raw, finish_output, printable, readable
 from qwen3_vl_rag.defaults import API_KEY_ENV
@@ -145,7 +146,11 @@ def _parser() -> argparse.ArgumentParser:
         "the shell's history."
     )
 
-    index = command("index", "index files and folders (unchanged files are skipped)", server_key)
+    index = command(
+        "index",
+        "index files and folders (unchanged files are skipped)",
+        f"{server_key} {RAY_EPILOG}",
+    )
     index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     model_options(index, reranker_server=False)
     index.add_argument(
@@ -166,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--report", type=Path, help="write a JSON report of the run here")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ray_options(index)
 
     search = command("search", "search the index by text, image or both", server_key)
     search.add_argument("query", nargs="?", default=None, help="what to look for")
@@ -262,11 +268,14 @@ def _index(args: argparse.Namespace) -> int:
             options["max_pixels"] = max_pixels
         _say(args, f"loading {model} ...")
         embedder = Qwen3VLEmbedder.from_pretrained(model, **options)
+    cluster = ray_cluster(args, embedder)
     with MultimodalIndex(
         args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
     ) as index:
         index.record_reranker(reranker)
-        report = index.index(args.paths, show_progress=_progress_shown(args))
+        if cluster is not None:
+            _say(args, f"embedding on Ray ({cluster.address or 'RAY_ADDRESS, else local'}) ...")
+        report = index.index(args.paths, show_progress=_progress_shown(args), cluster=cluster)
     # The report first: whatever then happens to stdout (`| head`), it is written.
     unwritten = _write_report(args.report, report) if args.report else None
     _print_index_report(report, args.index)

@@ -39,7 +39,7 @@ from qwen3_vl_rag.index._embedding import (
 from qwen3_vl_rag.index._ids import item_locator
 
 from ._engine import WorkerEngine
-from ._stages import ERROR_COLUMNS, EmbedActor, render_batch
+from ._stages import ERROR_COLUMNS, EmbedActor, RunnerFactory, render_batch
 
 __all__ = ["RayCluster"]
 
@@ -71,6 +71,9 @@ class RayCluster:
             Actors are started once per window.
         engine: How actors load their embedder (default: the index's model, precision and
             budgets, :meth:`WorkerEngine.like`).
+        decoding: Makes the runner each Ray worker decodes with (default: worker processes
+            under the index's time and memory budgets, as a local run); it must be picklable,
+            e.g. :class:`qwen3_vl_rag.testing.faults.CrashingDecoder` in tests.
         init_options: Extra keyword arguments for ``ray.init`` (e.g. ``runtime_env``).
 
     Example:
@@ -93,6 +96,7 @@ class RayCluster:
     render_batch: int = 8
     window: int = 4096
     engine: WorkerEngine | None = None
+    decoding: RunnerFactory | None = None
     init_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -230,7 +234,7 @@ class RayEmbedding:
         dataset = ray.data.from_items(rows)
         dataset = dataset.map_batches(
             render_batch,
-            fn_kwargs={"options": self.options},
+            fn_kwargs={"options": self.options, "decoding": cluster.decoding},
             batch_size=cluster.render_batch,
             num_cpus=cluster.render_cpus,
             batch_format="numpy",
@@ -242,6 +246,7 @@ class RayEmbedding:
                 "options": self.options,
                 "dimension": dimension,
                 "segment_seconds": self.job.segment_seconds,
+                "decoding": cluster.decoding,
             },
             batch_size=cluster.batch_size,
             compute=ray.data.ActorPoolStrategy(size=cluster.actors),

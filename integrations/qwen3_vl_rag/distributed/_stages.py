@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from qwen3_vl_rag.errors import InputError, SourceChangedError
 from qwen3_vl_rag.inputs import LazyImage, MultimodalInput
-from qwen3_vl_rag.media.isolation import WorkerPool
+from qwen3_vl_rag.media.isolation import DecodeRunner, WorkerPool
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import MediaOptions
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from ._engine import WorkerEngine
 
-__all__ = ["ERROR_COLUMNS", "EmbedActor", "render_batch"]
+__all__ = ["ERROR_COLUMNS", "EmbedActor", "RunnerFactory", "isolated_decoding", "render_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +46,27 @@ Batch = dict[str, Any]
 ERROR_COLUMNS = ("error", "error_stage", "error_reason")
 _DRAWN = ("page", "image")  # kinds drawn by the rendering tasks; videos decode in the actor
 
-# one pool of decoding workers per Ray worker process (Ray reuses processes between tasks)
-_POOLS: dict[tuple[float | None, int | None], WorkerPool] = {}
+#: Makes the runner a Ray worker decodes with (default: :func:`isolated_decoding`).
+RunnerFactory = Callable[[MediaOptions], DecodeRunner]
+
+# one runner per Ray worker process and kind (Ray reuses processes between tasks)
+_RUNNERS: dict[tuple[Any, ...], DecodeRunner] = {}
 
 
-def _runner(options: MediaOptions) -> MediaOptions:
-    """``options`` decoding in this process's worker pool (started once, kept)."""
+def isolated_decoding(options: MediaOptions) -> DecodeRunner:
+    """Worker processes under the index's time and memory budgets, as a local run decodes."""
     budget = options.budget
-    key = (budget.timeout, budget.worker_memory)
-    if key not in _POOLS:
-        _POOLS[key] = WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
-    return replace(options, runner=_POOLS[key])
+    return WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
+
+
+def _runner(options: MediaOptions, factory: RunnerFactory | None) -> MediaOptions:
+    """``options`` decoding with this process's runner (made once, kept)."""
+    factory = factory or isolated_decoding
+    budget = options.budget
+    key = (factory, budget.timeout, budget.worker_memory)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = factory(options)
+    return replace(options, runner=_RUNNERS[key])
 
 
 def _column(batch: Batch, name: str) -> list[Any]:
@@ -124,9 +135,11 @@ def _load_items(
     return items
 
 
-def render_batch(batch: Batch, options: MediaOptions) -> Batch:
+def render_batch(
+    batch: Batch, options: MediaOptions, decoding: RunnerFactory | None = None
+) -> Batch:
     """Ray Data stage: draw each page and image of the batch (RGB bytes), or say why not."""
-    options = _runner(options)
+    options = _runner(options, decoding)
     size = len(batch["id"])
     failures = _Failures(batch)
     pixels: list[bytes] = [b""] * size
@@ -174,6 +187,7 @@ class EmbedActor:
         options: The index's decoding options (for videos and clips).
         dimension: Matryoshka dimension to return.
         segment_seconds: The index's clip length (part of the settings the driver checks).
+        decoding: Makes the runner videos are decoded with (default: worker processes).
     """
 
     def __init__(
@@ -182,12 +196,14 @@ class EmbedActor:
         options: MediaOptions,
         dimension: int,
         segment_seconds: float | None,
+        decoding: RunnerFactory | None = None,
     ) -> None:
         from qwen3_vl_rag.index._precision import compute_dtype
         from qwen3_vl_rag.index._signature import embedding_signature
 
         self.options = options
         self.dimension = dimension
+        self.decoding = decoding
         self.fatal = ""
         try:
             self.embedder = engine.load()
@@ -255,7 +271,7 @@ class EmbedActor:
             else:
                 videos.append(position)
         if videos:
-            options = _runner(self.options)
+            options = _runner(self.options, self.decoding)
             by_file: dict[tuple[bytes, str, str], list[int]] = defaultdict(list)
             for key, positions in _files(batch).items():
                 by_file[key] = [p for p in positions if p in set(videos)]

@@ -30,7 +30,12 @@ from qwen3_vl_rag.errors import (
     IndexMismatchError,
     PrecisionMismatchWarning,
 )
-from qwen3_vl_rag.index._embedding import EmbeddingCluster, EmbeddingJob, LocalEmbedding
+from qwen3_vl_rag.index._embedding import (
+    EmbeddingCluster,
+    EmbeddingJob,
+    ItemEmbedding,
+    LocalEmbedding,
+)
 from qwen3_vl_rag.index._faults import storage_fault
 from qwen3_vl_rag.index._ids import signature_hash
 from qwen3_vl_rag.index._ingest import IndexReport, IngestTarget, ingest
@@ -392,6 +397,7 @@ class MultimodalIndex:
             if updated != recorded:  # before any vector is written: the record never falls behind
                 self.manifest.set_meta({COMPUTE_DTYPES: list(updated)})
         store = self.store  # a damaged store is reported now, not after hashing every file
+        embedding: ItemEmbedding
         if cluster is None:
             embedding = LocalEmbedding(embedder, batch_items=self.batch_items)
         else:  # workers report what they compute in with their first vectors

@@ -9,10 +9,27 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qwen3_vl_rag.errors import PdfError
 
-__all__ = ["allocate", "crash", "echo", "hang", "raise_input_error", "raise_unexpected"]
+if TYPE_CHECKING:
+    from qwen3_vl_rag.media.isolation import WorkerPool
+    from qwen3_vl_rag.media.loaders import MediaOptions
+
+__all__ = [
+    "CrashingDecoder",
+    "allocate",
+    "crash",
+    "echo",
+    "hang",
+    "raise_input_error",
+    "raise_unexpected",
+]
+
+T = TypeVar("T")
 
 
 def echo(value: object) -> object:
@@ -45,3 +62,53 @@ def raise_unexpected() -> None:
     """Fail the way a step with a bug fails."""
     msg = "something unexpected"
     raise KeyError(msg)
+
+
+@dataclass(frozen=True)
+class CrashingDecoder:
+    """Decoding runners whose worker dies (SIGSEGV) at one stage of files named with a marker.
+
+    A hostile file crashes the decoder this way; this reproduces it on any file, in whatever
+    process makes the runner (a Ray worker: it is picklable, and made where it is used).
+
+    Example:
+        >>> from qwen3_vl_rag.media.loaders import MediaOptions
+        >>> runner = CrashingDecoder("evil", stage="render")(MediaOptions())
+        >>> runner.run(echo, 1, label="good.pdf", stage="render")[0]
+        1
+        >>> runner.run(echo, 1, label="evil.pdf", stage="render")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        qwen3_vl_rag.errors.DecoderCrashedError: evil.pdf: the decoding worker died during ...
+        >>> runner.close()
+    """
+
+    marker: str
+    stage: str = "render"
+
+    def __call__(self, options: MediaOptions) -> _CrashingRunner:
+        """A runner for ``options``' budgets, crashing on the marked files."""
+        from qwen3_vl_rag.media.isolation import WorkerPool
+
+        budget = options.budget
+        pool = WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
+        return _CrashingRunner(pool, self.marker, self.stage)
+
+
+class _CrashingRunner:
+    def __init__(self, pool: WorkerPool, marker: str, stage: str) -> None:
+        self.pool, self.marker, self.stage = pool, marker, stage
+
+    def run(
+        self,
+        step: Callable[..., T],
+        *args: Any,
+        label: str,
+        stage: str,
+        timeout: float | None = None,
+    ) -> T:
+        if self.marker in label and stage == self.stage:
+            self.pool.run(crash, label=label, stage=stage, timeout=timeout)
+        return self.pool.run(step, *args, label=label, stage=stage, timeout=timeout)
+
+    def close(self) -> None:
+        self.pool.close()
