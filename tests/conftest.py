@@ -45,17 +45,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the vLLM servers now when tests need them: they boot while other tests run."""
+    """Start the vLLM servers and the Ray cluster now if tests need them (they boot meanwhile)."""
     if any(item.get_closest_marker("vllm") for item in session.items):
         from tests.vllm_servers import FLEET
 
         FLEET.launch()
+    if any(item.get_closest_marker("ray") for item in session.items):
+        from tests.ray_cluster import CLUSTER
+
+        CLUSTER.launch()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    from tests import vllm_servers
+    from tests import ray_cluster, vllm_servers
 
     vllm_servers.FLEET.stop()
+    ray_cluster.CLUSTER.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    """The address of the session's local Ray cluster (two CPUs, token authentication)."""
+    from tests.ray_cluster import CLUSTER
+
+    return CLUSTER.get()
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,12 @@ ADAPTERS = ("langchain", "llama_index")
 
 #: part -> the parts of the package (and frameworks) it must never import
 FORBIDDEN = {
-    "engine": ("media", "index", "finetune", "evaluate", "cli", *ADAPTERS),
-    "media": ("engine", "index", "finetune", "evaluate", "cli", *ADAPTERS),
-    "index": ("finetune", "evaluate", "cli", *ADAPTERS),
-    "finetune": ("cli", *ADAPTERS),
-    "evaluate": ("finetune", "cli", *ADAPTERS),
+    "engine": ("media", "index", "finetune", "evaluate", "distributed", "cli", *ADAPTERS),
+    "media": ("engine", "index", "finetune", "evaluate", "distributed", "cli", *ADAPTERS),
+    "index": ("finetune", "evaluate", "distributed", "cli", *ADAPTERS),
+    "finetune": ("cli", "distributed", *ADAPTERS),
+    "evaluate": ("finetune", "cli", "distributed", *ADAPTERS),
+    "distributed": ("finetune", "evaluate", "cli", *ADAPTERS),
     "langchain": ("llama_index",),
     "llama_index": ("langchain",),
 }

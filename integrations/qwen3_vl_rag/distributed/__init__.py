@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from ._cluster import RayCluster, RayEmbedding
+from ._cluster import RayCluster
 from ._engine import WorkerEngine
 
-__all__ = ["RayCluster", "RayEmbedding", "WorkerEngine"]
+__all__ = ["RayCluster", "WorkerEngine"]

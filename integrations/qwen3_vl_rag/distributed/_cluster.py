@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -66,6 +67,8 @@ class RayCluster:
             (default: 1 when the cluster has GPUs, else 0).
         batch_size: Items per embedding call of an actor (the engine still batches by tokens).
         render_cpus: CPUs each rendering task reserves.
+        render_memory: Memory each rendering task reserves, in bytes (a page drawn at the
+            default budget takes tens of MB; MuPDF and the decoding worker more).
         render_batch: Items per rendering task.
         window: Items handed to Ray per dataset; the driver keeps this many rows in memory.
             Actors are started once per window.
@@ -93,6 +96,7 @@ class RayCluster:
     gpus_per_actor: float | None = None
     batch_size: int = 32
     render_cpus: float = 1.0
+    render_memory: int = 256 * 1024**2
     render_batch: int = 8
     window: int = 4096
     engine: WorkerEngine | None = None
@@ -106,6 +110,7 @@ class RayCluster:
             "gpus_per_actor": self.gpus_per_actor is None or self.gpus_per_actor >= 0,
             "batch_size": self.batch_size >= 1,
             "render_cpus": self.render_cpus > 0,
+            "render_memory": self.render_memory > 0,
             "render_batch": self.render_batch >= 1,
             "window": self.window >= 1,
         }
@@ -113,15 +118,18 @@ class RayCluster:
             if not ok:
                 raise ConfigurationError(
                     f"RayCluster {name}={getattr(self, name)!r} cannot work: actors, batch sizes "
-                    "and the window must be at least 1, and CPUs and GPUs not negative."
+                    "and the window must be at least 1, CPUs and GPUs not negative, and "
+                    "rendering tasks need some CPU and memory."
                 )
 
     def embedding(self, job: EmbeddingJob) -> RayEmbedding:
-        """Connect to the cluster and check it can run ``job`` (see the index's ``cluster=``).
+        """The embedding of ``job``'s items on the cluster (see the index's ``cluster=``).
+
+        It connects when there is something to embed: a run that finds every file unchanged
+        never reaches the cluster.
 
         Raises:
             MissingDependencyError: Ray is not installed.
-            ClusterError: The cluster cannot be reached, or lacks the CPUs or GPUs asked for.
         """
         return RayEmbedding(self, job)
 
@@ -141,16 +149,24 @@ class RayEmbedding:
     def __init__(self, cluster: RayCluster, job: EmbeddingJob) -> None:
         self.ray = _ray()
         self.job = job
+        self.requested = cluster
         self.owned = False
-        self._connect(cluster)
-        try:
-            self.cluster = self._settle(cluster)
-            self.engine = cluster.engine or WorkerEngine.like(job.embedder)
-        except BaseException:
-            self.close()
-            raise
+        self.connected = False
         # workers get the options without this process's decoding pool (they start their own)
         self.options = replace(job.media_options, runner=None)
+        self.engine = cluster.engine or WorkerEngine.like(job.embedder)
+
+    def _ensure_connected(self) -> RayCluster:
+        """Connect on first use: a run with nothing to embed never needs the cluster."""
+        if not self.connected:
+            self._connect(self.requested)
+            try:
+                self.cluster = self._settle(self.requested)
+            except BaseException:
+                self.close()
+                raise
+            self.connected = True
+        return self.cluster
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -167,6 +183,8 @@ class RayEmbedding:
         if cluster.address is None:
             options.setdefault("include_dashboard", False)
         where = cluster.address or "a new local instance"
+        if cluster.address:
+            _probe(cluster.address)  # Ray itself waits minutes for an address where none answers
         try:
             ray.init(address=cluster.address, **options)
         except Exception as exc:  # ConnectionError, an auth failure, a version mismatch...
@@ -218,18 +236,24 @@ class RayEmbedding:
         if self.owned:
             self.ray.shutdown()
             self.owned = False
+        self.connected = False
 
     # -- embedding -------------------------------------------------------------------------------
 
     @property
     def window(self) -> int:
         """Items per dataset."""
-        return self.cluster.window
+        return self.requested.window
 
     def embed(self, items: Sequence[PendingItem], dimension: int) -> Iterator[EmbeddingResult]:
-        """Render and embed ``items`` on the cluster; results stream back as batches finish."""
+        """Render and embed ``items`` on the cluster; results stream back as batches finish.
+
+        Raises:
+            ClusterError: The cluster cannot be reached, lacks the CPUs or GPUs asked for, an
+                actor cannot load its model, or the run failed.
+        """
         ray = self.ray
-        cluster = self.cluster
+        cluster = self._ensure_connected()
         rows = [_row(pending) for pending in items]
         dataset = ray.data.from_items(rows)
         dataset = dataset.map_batches(
@@ -237,6 +261,9 @@ class RayEmbedding:
             fn_kwargs={"options": self.options, "decoding": cluster.decoding},
             batch_size=cluster.render_batch,
             num_cpus=cluster.render_cpus,
+            # reserving memory also keeps rendering in tasks of its own: Ray Data fuses a
+            # stage into the next one when they ask for the same resources
+            memory=cluster.render_memory,
             batch_format="numpy",
         )
         dataset = dataset.map_batches(
@@ -306,6 +333,22 @@ def _row(pending: PendingItem) -> dict[str, Any]:
         "kind": pending.item.kind,
         "locator": item_locator(pending.item),
     }
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail at once when nothing listens at a ``HOST:PORT`` address (``"auto"`` is Ray's)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local": Ray looks for the cluster itself, and says so quickly
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"nothing answers at the Ray address {address} ({exc.strerror or exc}). Start the "
+            "cluster with `ray start --head --port PORT`, and give its head's HOST:PORT (--ray "
+            "HOST:PORT, or RayCluster(address=...))."
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
