@@ -43,6 +43,7 @@ from qwen3_vl_rag.errors import (
     ServerResponseError,
     ServerTimeoutError,
     ServerUnreachableError,
+    StoreUnavailableError,
     UnsupportedInputError,
     VideoDecodeError,
 )
@@ -135,6 +136,7 @@ __all__ = [
     "ServerResponseError",
     "ServerTimeoutError",
     "ServerUnreachableError",
+    "StoreUnavailableError",
     "UnsupportedInputError",
     "Video",
     "VideoDecodeError",

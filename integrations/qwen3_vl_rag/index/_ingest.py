@@ -25,7 +25,8 @@ from qwen3_vl_rag.index._ids import item_id, item_locator
 from qwen3_vl_rag.index._manifest import ItemRow, Manifest
 from qwen3_vl_rag.index._paths import path_key
 from qwen3_vl_rag.index._reopen import record_roots
-from qwen3_vl_rag.index._store import VectorStore, check_vectors
+from qwen3_vl_rag.index._store import ChromaStore, check_vectors
+from qwen3_vl_rag.index._thumbnails import keep_thumbnails
 from qwen3_vl_rag.media.folders import FileReport, FolderScan
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import MediaOptions
@@ -120,7 +121,7 @@ class IngestTarget:
 
     directory: Path
     manifest: Manifest
-    store: VectorStore
+    store: ChromaStore
     embedder: Qwen3VLEmbedder
     dimension: int
     signature_hash: str
@@ -292,6 +293,8 @@ class _Run:
             [metadatas[i] for i in first],
             [texts[i] for i in first],
         )
+        if index.store.keeps_thumbnails:  # for readers without the files (a server store)
+            keep_thumbnails(index.store, [(ids[i], entries[i].item) for i in first])
         index.manifest.add_items(
             ItemRow(
                 entry.id,
