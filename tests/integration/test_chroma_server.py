@@ -119,7 +119,7 @@ with MultimodalIndex(local, embedder, reranker, server=url, collection=name, mod
     results = index.search("quarterly report", k=10, top_n=10)
     status = index.status()
 print(json.dumps({
-    "store": status.store, "vectors": status.vectors, "model": status.model,
+    "store": status.vector_store, "vectors": status.vectors, "model": status.model,
     "dtypes": list(status.compute_dtypes),
     "results": [{
         "id": r.id, "kind": r.kind, "source": r.source, "locator": r.locator, "text": r.text,
@@ -144,7 +144,9 @@ def test_an_index_on_the_server_is_searched_from_another_process_without_manifes
         report = index.index([files])
         status = index.status()
     assert report.counts()["items"] == 5 and report.embedded == 5
-    assert status.vectors == 5 and status.store == f"collection shared-reader on {chroma.url}"
+    assert (
+        status.vectors == 5 and status.vector_store == f"collection shared-reader on {chroma.url}"
+    )
     assert not (tmp_path / "writer" / "chroma").exists()  # the vectors are on the server only
 
     # the same files at the same path: the reader reranks them, as a local reader would
@@ -438,7 +440,9 @@ def test_the_command_line_takes_the_server_and_collection(
     capsys.readouterr()
     assert main(["status", "--index", str(tmp_path / "nowhere"), *store, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["vectors"] == 2 and status["store"] == f"collection from-cli on {chroma.url}"
+    assert (
+        status["vectors"] == 2 and status["vector_store"] == f"collection from-cli on {chroma.url}"
+    )
     assert main(["status", *index, *store]) == 0
     assert f"vectors:   in collection from-cli on {chroma.url}" in capsys.readouterr().out
     search = ["search", "red", "--index", str(tmp_path / "reader"), *store, *model]

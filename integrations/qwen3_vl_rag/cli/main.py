@@ -372,7 +372,7 @@ def _status(args: argparse.Namespace) -> int:
     emit(f"dimension: {status.dimension}")
     emit(f"sources:   {status.sources} ({status.indexed} indexed, {status.failed} failed)")
     emit(f"items:     {status.items} ({status.vectors} vectors)")
-    emit(f"vectors:   in {status.store}")
+    emit(f"vectors:   in {status.vector_store}")
     unknown = "not recorded (an index made before dtypes were)"
     dtypes = " and ".join(status.compute_dtypes) or unknown
     emit(f"computed:  {dtypes}")

@@ -110,7 +110,7 @@ class IndexStatus:
     compute_dtypes: tuple[str, ...] = ()
     """What the stored vectors were computed in (``("float32",)``; two names when runs
     differed; ``()`` for an index made before they were recorded)."""
-    store: str = ""
+    vector_store: str = ""
     """Where the vectors live: the ``chroma`` folder, or ``collection NAME on URL``. A reader
     of a server store without the writer's manifest counts no sources, and its ``items`` are
     the vectors stored."""
@@ -543,7 +543,7 @@ class MultimodalIndex:
             vectors=vectors,
             bytes_on_disk=size,
             compute_dtypes=self.compute_dtypes(),
-            store=self.store.location,
+            vector_store=self.store.location,
         )
 
     def compute_dtypes(self) -> tuple[str, ...]:
