@@ -118,7 +118,9 @@ reranker = Qwen3VLReranker.from_pretrained(reranking, device="cpu", dtype="float
 with MultimodalIndex(local, embedder, reranker, server=url, collection=name, mode="read") as index:
     results = index.search("quarterly report", k=10, top_n=10)
     status = index.status()
+    recorded_reranker = index.reranker_model()
 print(json.dumps({
+    "reranker": recorded_reranker,
     "store": status.vector_store, "vectors": status.vectors, "model": status.model,
     "dtypes": list(status.compute_dtypes),
     "results": [{
@@ -142,6 +144,7 @@ def test_an_index_on_the_server_is_searched_from_another_process_without_manifes
         tmp_path / "writer", embedder, server=chroma.url, collection="shared-reader"
     ) as index:
         report = index.index([files])
+        index.record_reranker("Qwen/Qwen3-VL-Reranker-2B")
         status = index.status()
     assert report.counts()["items"] == 5 and report.embedded == 5
     assert (
@@ -161,6 +164,7 @@ def test_an_index_on_the_server_is_searched_from_another_process_without_manifes
     assert seen.returncode == 0, seen.stderr[-3000:]
     found = json.loads(seen.stdout)
     assert found["vectors"] == 5 and found["dtypes"] == ["float32"]
+    assert found["reranker"] == "Qwen/Qwen3-VL-Reranker-2B"  # recorded with the collection
     assert found["store"] == f"collection shared-reader on {chroma.url}"
     assert all(r["stale"] is None and r["rerank"] is not None for r in found["results"])
 
@@ -403,6 +407,7 @@ def test_rebuild_and_recover_against_the_server(
     options: dict[str, Any] = {"server": chroma.url, "collection": "rebuilt"}
     with MultimodalIndex(directory, embedder, **options) as index:
         index.index([files])
+        index.record_reranker("Qwen/Qwen3-VL-Reranker-2B")
         before = {item.id: item.vector for item in index.store.items()}
         index.store.delete(sorted(before)[:2])  # vectors lost on the server
     with MultimodalIndex(directory, embedder, **options) as index:
@@ -417,6 +422,9 @@ def test_rebuild_and_recover_against_the_server(
     (directory / "manifest.sqlite3").unlink()  # the writer's manifest lost
     assert MultimodalIndex.recover(tmp_path / "recovered", **options) == 4
     assert manifest_ids(tmp_path / "recovered") == set(before)
+    with MultimodalIndex(tmp_path / "recovered", mode="read", **options) as recovered:
+        assert recovered.reranker_model() == "Qwen/Qwen3-VL-Reranker-2B"
+        assert recovered.compute_dtypes() == ("float32",)
     with MultimodalIndex(tmp_path / "recovered", embedder, **options) as index:
         again = index.index([files])
         assert again.embedded == 0 and again.counts()["unchanged"] == 3

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qwen3_vl_rag.errors import ConfigurationError, IndexLockedError, StoreUnavailableError
+from qwen3_vl_rag.errors import ConfigurationError, IndexLockedError
 from qwen3_vl_rag.index._server_store import WRITER_SUFFIX
 
 if TYPE_CHECKING:
@@ -123,10 +123,10 @@ class WriterLease:
             self._thread = None
             self.store.before_write = None
             if self._lost is None:
-                with contextlib.suppress(StoreUnavailableError):  # else it expires by itself
-                    self._call(
-                        lambda: self._records.delete(ids=[_RECORD], where={"token": self.token})
-                    )
+                # once, not retried: a run that stops because the server is gone must not wait
+                # for it again; the lease then expires by itself
+                with contextlib.suppress(Exception):
+                    self._records.delete(ids=[_RECORD], where={"token": self.token})
 
     def check(self) -> None:
         """Raise :class:`IndexLockedError` if the lease is lost or may have expired."""

@@ -280,6 +280,7 @@ class MultimodalIndex:
             ("signature", "signature"),
             ("roots", ROOTS_KEY),
             ("compute_dtypes", COMPUTE_DTYPES),
+            ("reranker", _RERANKER),
         ):
             if name in settings:
                 meta[key] = settings[name]
@@ -358,6 +359,7 @@ class MultimodalIndex:
             signature=self.signature,
             roots=self.manifest.get_meta(ROOTS_KEY),
             compute_dtypes=list(self.compute_dtypes()),
+            reranker=self.manifest.get_meta(_RERANKER),
         )
 
     @property
@@ -454,6 +456,7 @@ class MultimodalIndex:
         name = recorded_name(model)
         if self.manifest.get_meta(_RERANKER) != name:
             self.manifest.set_meta({_RERANKER: name})
+            self._record_settings()
 
     # -- operations ------------------------------------------------------------------------------
 

@@ -63,6 +63,8 @@ def recover_manifest(
             meta[ROOTS_KEY] = settings["roots"]
         if isinstance(settings.get("compute_dtypes"), list):
             meta[COMPUTE_DTYPES] = settings["compute_dtypes"]
+        if isinstance(settings.get("reranker"), str):
+            meta["reranker"] = settings["reranker"]  # the manifest key record_reranker writes
         _set_aside(manifest_path)
         manifest = Manifest(manifest_path)
         try:

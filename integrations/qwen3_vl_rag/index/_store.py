@@ -54,11 +54,13 @@ STORE_DIR = "chroma"
 SIGNATURE_KEY = "qwen3_vl_rag_signature"
 #: The settings a collection's metadata records (as JSON), for ``recover`` and for readers
 #: elsewhere that have no manifest: the embedding settings, the folders the index was built
-#: from (search reopens files only inside them), what the vectors were computed in.
+#: from (search reopens files only inside them), what the vectors were computed in, and the
+#: reranker recorded to search it with.
 _SETTINGS = {
     "signature": SIGNATURE_KEY,
     "roots": "qwen3_vl_rag_roots",
     "compute_dtypes": "qwen3_vl_rag_compute_dtypes",
+    "reranker": "qwen3_vl_rag_reranker",
 }
 
 
@@ -156,7 +158,8 @@ class ChromaStore(ABC):
     def recorded_settings(self) -> dict[str, Any]:
         """What the collection's metadata records for readers.
 
-        ``signature``, ``roots`` and ``compute_dtypes``, each present only when recorded.
+        ``signature``, ``roots``, ``compute_dtypes`` and ``reranker``, each present only when
+        recorded.
         """
         metadata = self._guard(lambda: self._collection.metadata) or {}
         settings: dict[str, Any] = {}
@@ -167,7 +170,7 @@ class ChromaStore(ABC):
         return settings
 
     def record_settings(self, **settings: Any) -> None:
-        """Record ``signature``, ``roots`` or ``compute_dtypes`` in the collection's metadata.
+        """Record ``signature``, ``roots``, ``compute_dtypes`` or ``reranker`` in its metadata.
 
         Chroma replaces a collection's metadata as a whole: the other recorded settings are
         written again with the changed one.
