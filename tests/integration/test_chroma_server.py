@@ -80,10 +80,11 @@ def corpus(folder: Path, images: int = 3) -> Path:
     return folder
 
 
-def server_ids(url: str, collection: str) -> set[str]:
+def server_ids(url: str, collection: str, *, thumbnails: bool = False) -> set[str]:
+    """The ids of the collection's vectors (or of the thumbnails kept beside them)."""
     store = ServerStore(url, collection, create=False)
     try:
-        return store.all_ids()
+        return store.thumbnail_ids() if thumbnails else store.all_ids()
     finally:
         store.close()
 
@@ -363,6 +364,7 @@ def test_a_server_killed_mid_run_stops_it_with_a_typed_error_and_a_rerun_complet
     assert report.complete and counts["indexed"] + counts["unchanged"] == 8
     assert report.embedded == 8 - len(acknowledged)  # nothing acknowledged is embedded again
     assert server_ids(own_chroma.url, "restarted") == manifest_ids(directory)
+    assert server_ids(own_chroma.url, "restarted", thumbnails=True) == manifest_ids(directory)
     assert len(manifest_ids(directory)) == 8 and acknowledged <= manifest_ids(directory)
 
 
@@ -462,6 +464,8 @@ def test_the_command_line_takes_the_server_and_collection(
     doomed.unlink()
     assert main(["prune", *index, *store]) == 0
     assert "1 vector(s)" in capsys.readouterr().out
+    kept = server_ids(chroma.url, "from-cli")
+    assert len(kept) == 1 and server_ids(chroma.url, "from-cli", thumbnails=True) == kept
     assert main(["rebuild", *index, *store]) == 0
     assert "1 vector(s)" in capsys.readouterr().out
-    assert len(server_ids(chroma.url, "from-cli")) == 1
+    assert server_ids(chroma.url, "from-cli") == kept

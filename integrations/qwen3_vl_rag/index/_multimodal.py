@@ -174,6 +174,14 @@ class MultimodalIndex:
         >>> with MultimodalIndex("my-index", mode="read") as index:  # the model it was built with
         ...     index.embedding_model()
         'Qwen/Qwen3-VL-Embedding-2B'
+
+        The vectors on a Chroma server (``chroma run --path DIR``), searched from anywhere:
+
+        >>> server = {"server": "http://127.0.0.1:8000", "collection": "reports"}
+        >>> with MultimodalIndex("my-index", embedder, **server) as index:  # doctest: +SKIP
+        ...     report = index.index(["reports/"])
+        >>> elsewhere = MultimodalIndex("cache", embedder, mode="read", **server)  # doctest: +SKIP
+        >>> hits = elsewhere.search("bar chart", rerank=False)  # doctest: +SKIP
     """
 
     def __init__(
@@ -582,9 +590,10 @@ class MultimodalIndex:
             if not os.path.lexists(key_path(source.path)):
                 removed.append(source.path)
                 stale.extend(self.manifest.remove_source(source.path))
-        orphans = store.all_ids() - self.manifest.current_ids()
-        doomed = sorted(set(stale) | orphans)
-        store.delete(doomed)
+        current = self.manifest.current_ids()
+        doomed = set(stale) | (store.all_ids() - current)
+        # a server store's thumbnails of items gone (a rebuild keeps them all) go with them
+        store.delete(sorted(doomed | (store.thumbnail_ids() - current)))
         return PruneReport(removed, len(doomed))
 
     def rebuild(self) -> int:

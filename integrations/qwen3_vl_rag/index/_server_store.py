@@ -253,10 +253,20 @@ class ServerStore(ChromaStore):
         except ValueError:
             return None
 
-    def thumbnail_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` have a thumbnail kept."""
+    def thumbnail_ids(self, ids: Sequence[str] | None = None) -> set[str]:
+        """Which of ``ids`` (default: all) have a thumbnail kept."""
         collection = self._thumbnail_collection()
         found: set[str] = set()
+        if ids is None:
+            offset = 0
+            while True:
+                result = self._guard(
+                    lambda o=offset: collection.get(include=[], limit=self.max_batch, offset=o)
+                )
+                found.update(result["ids"])
+                if len(result["ids"]) < self.max_batch:
+                    return found
+                offset += self.max_batch
         for start in range(0, len(ids), self.max_batch):
             chunk = list(ids[start : start + self.max_batch])
             found.update(self._guard(lambda c=chunk: collection.get(ids=c, include=[]))["ids"])
@@ -273,7 +283,10 @@ class ServerStore(ChromaStore):
     # -- rebuild -----------------------------------------------------------------------------------
 
     def recreate(self) -> ServerStore:
-        """Drop the collection and make it again, empty (thumbnails and lease are kept)."""
+        """Drop the collection and make it again, empty.
+
+        Thumbnails and the lease are kept (``prune`` removes thumbnails no item uses).
+        """
         from chromadb.errors import NotFoundError
 
         self._before_write()

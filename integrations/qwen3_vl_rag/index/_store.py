@@ -301,8 +301,8 @@ class ChromaStore(ABC):
         """The JPEG kept for ``item``, or ``None`` (always ``None`` without thumbnails)."""
         return None
 
-    def thumbnail_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` have a thumbnail kept (none without thumbnails)."""
+    def thumbnail_ids(self, ids: Sequence[str] | None = None) -> set[str]:
+        """Which of ``ids`` (default: all) have a thumbnail kept (none without thumbnails)."""
         return set()
 
 
