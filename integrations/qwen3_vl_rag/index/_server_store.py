@@ -11,7 +11,8 @@ a cosine space, the index's settings in its metadata). Two side collections sit 
 
 A server that does not answer is asked again with backoff for ``retry_seconds``; then
 :class:`~qwen3_vl_rag.errors.StoreUnavailableError`. Every call is safe to repeat (upserts,
-deletes and reads), so a retried write never duplicates anything.
+deletes and reads), so a retried write never duplicates anything; a writer checks its lease
+before each retry, so a write is never sent again once the lease may have passed to another.
 """
 
 from __future__ import annotations
@@ -326,6 +327,8 @@ class ServerStore(ChromaStore):
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
+                # a writer whose lease may have expired meanwhile must not send it again
+                self._before_write()
 
     def _failure(self, exc: Exception) -> Exception | None:
         from chromadb.errors import NotFoundError
