@@ -32,6 +32,7 @@ from qwen3_vl_rag.errors import (
     ConfigurationError,
     IndexCorruptedError,
     IndexLockedError,
+    IndexMismatchError,
     StoreUnavailableError,
 )
 from qwen3_vl_rag.index import MultimodalIndex
@@ -209,6 +210,22 @@ def test_a_reader_of_a_missing_collection_and_a_bad_url_are_told_so(
         MultimodalIndex(tmp_path / "w", embedder, server=chroma.url, collection="a")
 
 
+def test_a_collection_written_with_other_settings_is_refused(
+    chroma: ChromaServer, tmp_path: Path, embedder: Qwen3VLEmbedder
+) -> None:
+    image = png(tmp_path / "files" / "x.png", (9, 9, 9))
+    with MultimodalIndex(tmp_path / "a", embedder, server=chroma.url, collection="full-size") as a:
+        a.index([image])
+    with MultimodalIndex(
+        tmp_path / "b", embedder, dim=32, server=chroma.url, collection="smaller"
+    ) as b:
+        b.index([image])
+    with pytest.raises(IndexMismatchError, match="collection full-size"):
+        MultimodalIndex(tmp_path / "b", embedder, server=chroma.url, collection="full-size")
+    with pytest.raises(IndexCorruptedError, match="belongs to another index directory"):
+        MultimodalIndex(tmp_path / "c", embedder, server=chroma.url, collection="full-size")
+
+
 def test_vectors_on_the_server_equal_the_embedded_stores(
     chroma: ChromaServer, tmp_path: Path, embedder: Qwen3VLEmbedder
 ) -> None:
@@ -308,7 +325,7 @@ embedder.embed_documents = slowed
 try:
     with MultimodalIndex(directory, embedder, server=url, collection="restarted",
                          batch_items=1, workers=1, server_retry_seconds=2,
-                         lease_seconds=2) as index:
+                         lease_seconds=4) as index:
         index.index([files])
 except StoreUnavailableError as err:
     print(json.dumps({"error": type(err).__name__, "message": str(err)}), flush=True)
@@ -355,8 +372,7 @@ def test_a_server_killed_mid_run_stops_it_with_a_typed_error_and_a_rerun_complet
     assert 2 <= len(acknowledged) < 8
 
     own_chroma.start()  # the same path and port
-    time.sleep(2.5)  # the dead run's lease expires
-    with MultimodalIndex(
+    with opened_when_the_lease_expires(
         directory, embedder, server=own_chroma.url, collection="restarted", workers=1
     ) as index:
         report = index.index([files])
@@ -366,6 +382,18 @@ def test_a_server_killed_mid_run_stops_it_with_a_typed_error_and_a_rerun_complet
     assert server_ids(own_chroma.url, "restarted") == manifest_ids(directory)
     assert server_ids(own_chroma.url, "restarted", thumbnails=True) == manifest_ids(directory)
     assert len(manifest_ids(directory)) == 8 and acknowledged <= manifest_ids(directory)
+
+
+def opened_when_the_lease_expires(*args: Any, **kwargs: Any) -> MultimodalIndex:
+    """The index opened for writing once the lease of a writer that stopped has expired."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return MultimodalIndex(*args, **kwargs)
+        except IndexLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def manifest_rows(directory: Path) -> set[str]:

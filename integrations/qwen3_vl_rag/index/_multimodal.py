@@ -244,6 +244,7 @@ class MultimodalIndex:
                     self._server_store(), self.directory, lease_seconds
                 ).acquire()
             self.signature = self._settle_signature(embedder, dim, segment_seconds)
+            self._check_collection_signature()
             self.signature_hash = signature_hash(self.signature) if self.signature else ""
             self.dimension = int(self.signature["dimension"]) if self.signature else 0
             self.media_options = self._media_options()
@@ -293,6 +294,20 @@ class MultimodalIndex:
             if name in settings:
                 meta[key] = settings[name]
         return Manifest.detached(meta)
+
+    def _check_collection_signature(self) -> None:
+        """Refuse a server collection that another index wrote with other settings."""
+        if not isinstance(self._store, ServerStore) or self.detached or not self.signature:
+            return
+        recorded = self._store.recorded_signature()
+        changed = differences(recorded, self.signature) if recorded else []
+        if recorded and changed:
+            details = mismatch_details(recorded, self.signature, changed)
+            raise IndexMismatchError(
+                f"the {self._store.location} holds vectors of other embedding settings than "
+                f"the index {self.directory} ({details}): vectors of different models or "
+                "settings cannot be compared. Use another --collection for this index."
+            )
 
     def _open_store(self, items: int) -> None:
         """Open the vector store, or note why it cannot be used (``rebuild`` still runs)."""

@@ -304,7 +304,8 @@ class ServerStore(ChromaStore):
 
     def _guard(self, call: Any) -> Any:
         """``call()``, asked again with backoff while the server does not answer."""
-        deadline = time.monotonic() + self.retry_seconds
+        started = time.monotonic()
+        deadline = started + self.retry_seconds
         delay = _FIRST_DELAY
         while True:
             try:
@@ -318,17 +319,25 @@ class ServerStore(ChromaStore):
                         raise  # an argument Chroma refused, or a bug: seen as it is
                     raise failure from exc
                 if time.monotonic() + delay > deadline:
-                    raise StoreUnavailableError(
-                        f"the Chroma server {self.address.url} did not answer for "
-                        f"{self.retry_seconds:g} s ({type(exc).__name__}: {str(exc)[:200]}). "
-                        "Nothing it acknowledged is lost: start it again (or check the "
-                        "network), then run the same command again. Longer outages are waited "
-                        "for with MultimodalIndex(..., server_retry_seconds=S)."
-                    ) from exc
+                    raise self._unavailable(exc, time.monotonic() - started) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
-                # a writer whose lease may have expired meanwhile must not send it again
-                self._before_write()
+                try:  # a writer whose lease may have lapsed meanwhile must not send it again
+                    self._before_write()
+                except IndexLockedError as lost:
+                    raise self._unavailable(exc, time.monotonic() - started, lost) from exc
+
+    def _unavailable(
+        self, exc: Exception, waited: float, lost: IndexLockedError | None = None
+    ) -> StoreUnavailableError:
+        lease = " (this writer's lease on it lapsed meanwhile)" if lost is not None else ""
+        return StoreUnavailableError(
+            f"the Chroma server {self.address.url} did not answer for {waited:.0f} s{lease} "
+            f"({type(exc).__name__}: {str(exc)[:200]}). Nothing it acknowledged is lost: start "
+            "it again (or check the network), then run the same command again. Longer "
+            f"outages than {self.retry_seconds:g} s are waited for with "
+            "MultimodalIndex(..., server_retry_seconds=S)."
+        )
 
     def _failure(self, exc: Exception) -> Exception | None:
         from chromadb.errors import NotFoundError
