@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -111,26 +110,32 @@ def run_python(code: str, *args: object, timeout: float = 120) -> subprocess.Com
 # -- a reader in another process, without the manifest or the files --------------------------------
 
 READER = """
-import json, sys
+import json, shutil, sys
 from pathlib import Path
 from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder, Qwen3VLReranker
-local, url, name, embedding, reranking = sys.argv[1:6]
+url, name, embedding, reranking, files, hidden, with_files, without = sys.argv[1:]
 embedder = Qwen3VLEmbedder.from_pretrained(embedding, device="cpu", dtype="float32")
 reranker = Qwen3VLReranker.from_pretrained(reranking, device="cpu", dtype="float32")
-with MultimodalIndex(local, embedder, reranker, server=url, collection=name, mode="read") as index:
-    results = index.search("quarterly report", k=10, top_n=10)
-    status = index.status()
-    recorded_reranker = index.reranker_model()
-print(json.dumps({
-    "reranker": recorded_reranker,
-    "store": status.vector_store, "vectors": status.vectors, "model": status.model,
-    "dtypes": list(status.compute_dtypes),
-    "results": [{
-        "id": r.id, "kind": r.kind, "source": r.source, "locator": r.locator, "text": r.text,
-        "stale": r.stale, "rerank": r.rerank_score,
-        "thumbnail": r.thumbnail and Path(r.thumbnail).read_bytes()[:3].hex(),
-    } for r in results],
-}))
+answers = []
+for local in (with_files, without):  # the files at their place, then gone
+    with MultimodalIndex(
+        local, embedder, reranker, server=url, collection=name, mode="read"
+    ) as index:
+        results = index.search("quarterly report", k=10, top_n=10)
+        status = index.status()
+        answers.append({
+            "reranker": index.reranker_model(),
+            "store": status.vector_store, "vectors": status.vectors,
+            "dtypes": list(status.compute_dtypes),
+            "results": [{
+                "id": r.id, "kind": r.kind, "source": r.source, "locator": r.locator,
+                "text": r.text, "stale": r.stale, "rerank": r.rerank_score,
+                "thumbnail": r.thumbnail and Path(r.thumbnail).read_bytes()[:3].hex(),
+            } for r in results],
+        })
+    if local == with_files:
+        shutil.move(files, hidden)
+print(json.dumps(answers))
 """
 
 
@@ -149,39 +154,32 @@ def test_an_index_on_the_server_is_searched_from_another_process_without_manifes
         index.record_reranker("Qwen/Qwen3-VL-Reranker-2B")
         status = index.status()
     assert report.counts()["items"] == 5 and report.embedded == 5
-    assert (
-        status.vectors == 5 and status.vector_store == f"collection shared-reader on {chroma.url}"
-    )
+    where = f"collection shared-reader on {chroma.url}"
+    assert status.vectors == 5 and status.vector_store == where
     assert not (tmp_path / "writer" / "chroma").exists()  # the vectors are on the server only
 
-    # the same files at the same path: the reader reranks them, as a local reader would
-    seen = run_python(
+    reader = run_python(
         READER,
-        tmp_path / "reader-a",
         chroma.url,
         "shared-reader",
         tiny_embedding_path,
         tiny_reranker_path,
+        files,
+        tmp_path / "elsewhere",
+        tmp_path / "reader-a",
+        tmp_path / "reader-b" / "new",
+        timeout=240,
     )
-    assert seen.returncode == 0, seen.stderr[-3000:]
-    found = json.loads(seen.stdout)
-    assert found["vectors"] == 5 and found["dtypes"] == ["float32"]
-    assert found["reranker"] == "Qwen/Qwen3-VL-Reranker-2B"  # recorded with the collection
-    assert found["store"] == f"collection shared-reader on {chroma.url}"
-    assert all(r["stale"] is None and r["rerank"] is not None for r in found["results"])
+    assert reader.returncode == 0, reader.stderr[-3000:]
+    seen, blind = json.loads(reader.stdout)
+
+    # the same files at the same path: the reader reranks them, as a local reader would
+    assert seen["vectors"] == 5 and seen["dtypes"] == ["float32"] and seen["store"] == where
+    assert seen["reranker"] == "Qwen/Qwen3-VL-Reranker-2B"  # recorded with the collection
+    assert all(r["stale"] is None and r["rerank"] is not None for r in seen["results"])
 
     # the files gone (another machine): citations, page text and thumbnails from the server
-    shutil.move(files, tmp_path / "elsewhere")
-    blind = run_python(
-        READER,
-        tmp_path / "reader-b" / "new",
-        chroma.url,
-        "shared-reader",
-        tiny_embedding_path,
-        tiny_reranker_path,
-    )
-    assert blind.returncode == 0, blind.stderr[-3000:]
-    results = json.loads(blind.stdout)["results"]
+    results = blind["results"]
     assert {r["id"] for r in results} == server_ids(chroma.url, "shared-reader")
     assert sorted(Path(r["source"]).name for r in results) == [
         "img00.png",
