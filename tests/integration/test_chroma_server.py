@@ -35,6 +35,7 @@ from qwen3_vl_rag.errors import (
     StoreUnavailableError,
 )
 from qwen3_vl_rag.index import MultimodalIndex
+from qwen3_vl_rag.index._lease import WriterLease
 from qwen3_vl_rag.index._server_store import ServerStore
 from tests.chroma_server import ChromaServer
 from tests.media_files import report_pdf
@@ -286,6 +287,47 @@ def test_one_writer_at_a_time_and_a_dead_writers_lease_is_taken_over(
     ) as taken:
         taken.index([png(tmp_path / "files" / "x.png", (1, 2, 3))])
         assert taken.status().vectors == 1
+
+
+def test_the_chroma_semantics_the_lease_relies_on(chroma: ChromaServer) -> None:
+    store = ServerStore(chroma.url, "semantics")
+    records = store.side_collection("__probe")
+    records.add(ids=["x"], embeddings=[[1.0]], metadatas=[{"token": "first"}])
+    records.add(ids=["x"], embeddings=[[1.0]], metadatas=[{"token": "second"}])
+    assert records.get(ids=["x"])["metadatas"] == [{"token": "first"}]  # add keeps the first
+    records.delete(ids=["x"], where={"token": "second"})
+    assert records.get(ids=["x"])["ids"] == ["x"]  # a delete whose filter fails deletes nothing
+    records.delete(ids=["x"], where={"token": "first"})
+    assert records.get(ids=["x"])["ids"] == []
+
+
+def test_of_writers_racing_for_an_expired_lease_exactly_one_wins(
+    chroma: ChromaServer, tmp_path: Path
+) -> None:
+    stores = [ServerStore(chroma.url, "raced") for _ in range(6)]
+    dead = WriterLease(stores[0], tmp_path / "dead", seconds=0.5).acquire()
+    dead._stop.set()  # killed: no heartbeat, never released
+    time.sleep(1.0)
+    outcomes: list[str] = []
+    winners: list[WriterLease] = []
+    barrier = threading.Barrier(5)
+
+    def race(store: ServerStore, n: int) -> None:
+        barrier.wait()
+        try:
+            winners.append(WriterLease(store, tmp_path / f"w{n}", seconds=30).acquire())
+            outcomes.append("won")
+        except IndexLockedError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=race, args=(s, n)) for n, s in enumerate(stores[1:])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for lease in winners:
+        lease.release()
+    assert sorted(outcomes) == ["refused"] * 4 + ["won"]
 
 
 def test_a_writer_that_lost_its_lease_stops_before_its_next_write(
