@@ -537,3 +537,6 @@ def test_the_command_line_takes_the_server_and_collection(
     assert main(["rebuild", *index, *store]) == 0
     assert "1 vector(s)" in capsys.readouterr().out
     assert server_ids(chroma.url, "from-cli") == kept
+    assert main(["recover", "--index", str(tmp_path / "new-machine"), *store]) == 0
+    assert "1 item(s)" in capsys.readouterr().out
+    assert manifest_ids(tmp_path / "new-machine") == kept

@@ -345,8 +345,10 @@ class ServerStore(ChromaStore):
         if isinstance(exc, NotFoundError):
             return IndexCorruptedError(
                 f"the collection {self.name!r} was deleted from {self.address.url} while the "
-                "index was open. The writer's manifest holds every vector: run `qwen3-vl-rag "
-                "rebuild --chroma-server URL --collection NAME` in its index directory."
+                "index was open. A writer's rebuild drops it and writes it again: open the "
+                "index again once that is done. Else the writer's manifest holds every vector: "
+                "run `qwen3-vl-rag rebuild --chroma-server URL --collection NAME` in its index "
+                "directory."
             )
         return None
 
