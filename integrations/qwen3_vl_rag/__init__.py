@@ -45,6 +45,7 @@ from qwen3_vl_rag.errors import (
     ServerTimeoutError,
     ServerUnreachableError,
     SourceChangedError,
+    StoreUnavailableError,
     UnsupportedInputError,
     VideoDecodeError,
 )
@@ -139,6 +140,7 @@ __all__ = [
     "ServerTimeoutError",
     "ServerUnreachableError",
     "SourceChangedError",
+    "StoreUnavailableError",
     "UnsupportedInputError",
     "Video",
     "VideoDecodeError",

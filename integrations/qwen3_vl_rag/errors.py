@@ -25,6 +25,8 @@ The hierarchy::
     ├── IndexCorruptedError (RuntimeError)
     │                                    the store or manifest is damaged; names `rebuild`/`recover`
     ├── IndexStorageError (RuntimeError) the index's disk is full, read-only, or its files vanished
+    │   └── StoreUnavailableError        the Chroma server of the index did not answer within
+    │                                    the retry time; names the URL and the setting
     ├── ModelLoadError (OSError)         a checkpoint missing, not Qwen3-VL, or not safetensors
     ├── MissingDependencyError (ImportError)
     │                                    an optional extra is missing; names the pip command
@@ -82,6 +84,7 @@ __all__ = [
     "ServerTimeoutError",
     "ServerUnreachableError",
     "SourceChangedError",
+    "StoreUnavailableError",
     "UnsupportedInputError",
     "VideoDecodeError",
 ]
@@ -308,6 +311,14 @@ class IndexStorageError(Qwen3VLRagError, RuntimeError):
     open. Nothing is damaged by it; the message says what to free, fix or run. (Not an
     ``OSError``: the per-file ``except OSError`` of indexing must not take it for one
     unreadable file and carry on.)
+    """
+
+
+class StoreUnavailableError(IndexStorageError):
+    """The Chroma server holding the index's vectors did not answer within the retry time.
+
+    Calls are retried with backoff first; nothing the server acknowledged is lost, and the
+    next run completes once it is back. The message names the URL and the setting.
     """
 
 

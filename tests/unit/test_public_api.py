@@ -50,6 +50,7 @@ EXPECTED_ALL = [
     "ServerResponseError",
     "ServerTimeoutError",
     "ServerUnreachableError",
+    "StoreUnavailableError",
     "UnsupportedInputError",
     "Video",
     "VideoDecodeError",

@@ -23,6 +23,9 @@ Commands::
                           [--batch-size 8] [--learning-rate 1e-4] [--full] [--json] ...
     qwen3-vl-rag --version
 
+Every index command takes ``--chroma-server URL [--collection NAME]`` to keep the vectors on a
+Chroma server; ``search`` and ``status`` then need no index directory.
+
 Exit codes: 0 done (every file indexed or unchanged), 1 done in part (files skipped or failed,
 listed), 2 nothing done (a usage error, a locked or damaged index, a full disk or read-only
 index directory, a model that cannot load, a server that cannot be reached or is set up wrong);
@@ -98,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
             name, help=text, description=text, epilog=epilog, formatter_class=_HelpFormatter
         )
         sub.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help="index directory")
+        sub.add_argument(
+            "--chroma-server",
+            metavar="URL",
+            help="keep the vectors on this Chroma server (`chroma run`), e.g. "
+            "http://127.0.0.1:8000, instead of in the index directory; searching needs no "
+            "index directory then",
+        )
+        sub.add_argument(
+            "--collection",
+            help="the collection on --chroma-server (default: qwen3-vl-rag)",
+        )
         return sub
 
     def model_options(sub: argparse.ArgumentParser, *, reranker_server: bool) -> None:
@@ -254,7 +268,7 @@ def _index(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     model, reranker, max_pixels = args.model, args.reranker, args.max_pixels
     if MultimodalIndex.exists(args.index):  # what is not given is the index's own
-        with MultimodalIndex(args.index, mode="read") as built:
+        with MultimodalIndex(args.index, mode="read", **_store(args)) as built:
             model = model or built.embedding_model()
             reranker = reranker or built.reranker_model()
             max_pixels = max_pixels or built.signature.get("max_pixels")
@@ -270,7 +284,7 @@ def _index(args: argparse.Namespace) -> int:
         embedder = Qwen3VLEmbedder.from_pretrained(model, **options)
     cluster = ray_cluster(args, embedder)
     with MultimodalIndex(
-        args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
+        args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds, **_store(args)
     ) as index:
         index.record_reranker(reranker)
         if cluster is not None:
@@ -292,7 +306,7 @@ def _search(args: argparse.Namespace) -> int:
     if not args.query and args.image is None:
         print("error: give a QUERY, an --image, or both.", file=sys.stderr)
         return EXIT_FATAL
-    with MultimodalIndex(args.index, mode="read") as probe:
+    with MultimodalIndex(args.index, mode="read", **_store(args)) as probe:
         max_pixels = probe.signature.get("max_pixels")
         model = args.model or probe.embedding_model() or DEFAULT_MODEL
         recorded_reranker = None if args.reranker or args.no_rerank else probe.reranker_model()
@@ -320,7 +334,7 @@ def _search(args: argparse.Namespace) -> int:
     note = random_weights_note(models)
     if note and not args.quiet:
         print(printable(f"note: {note}"), file=sys.stderr)
-    with MultimodalIndex(args.index, embedder, reranker, mode="read") as index:
+    with MultimodalIndex(args.index, embedder, reranker, mode="read", **_store(args)) as index:
         mismatch = index.precision_mismatch()
         if mismatch and not args.quiet:
             print(printable(f"note: {mismatch}"), file=sys.stderr)
@@ -356,7 +370,7 @@ def _status(args: argparse.Namespace) -> int:
 
     from qwen3_vl_rag.index import MultimodalIndex
 
-    with MultimodalIndex(args.index, mode="read") as index:
+    with MultimodalIndex(args.index, mode="read", **_store(args)) as index:
         status = index.status()
     if args.json:
         emit_raw(json.dumps(asdict(status), indent=2))
@@ -367,6 +381,7 @@ def _status(args: argparse.Namespace) -> int:
     emit(f"dimension: {status.dimension}")
     emit(f"sources:   {status.sources} ({status.indexed} indexed, {status.failed} failed)")
     emit(f"items:     {status.items} ({status.vectors} vectors)")
+    emit(f"vectors:   in {status.vector_store}")
     unknown = "not recorded (an index made before dtypes were)"
     dtypes = " and ".join(status.compute_dtypes) or unknown
     emit(f"computed:  {dtypes}")
@@ -378,7 +393,7 @@ def _prune(args: argparse.Namespace) -> int:
     from qwen3_vl_rag.index import MultimodalIndex
 
     _require_index(args.index)
-    with MultimodalIndex(args.index) as index:
+    with MultimodalIndex(args.index, **_store(args)) as index:
         report = index.prune()
     emit(f"removed {len(report.sources)} missing file(s), {report.vectors} vector(s)")
     for source in report.sources:
@@ -390,7 +405,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from qwen3_vl_rag.index import MultimodalIndex
 
     _require_index(args.index)
-    with MultimodalIndex(args.index) as index:
+    with MultimodalIndex(args.index, **_store(args)) as index:
         written = index.rebuild()
     emit(f"rebuilt the vector store from the manifest: {written} vector(s)")
     return EXIT_OK
@@ -405,7 +420,7 @@ def _recover(args: argparse.Namespace) -> int:
 
         embedder = Qwen3VLEmbedder.from_pretrained(args.model, device=args.device)
     recovered = MultimodalIndex.recover(
-        args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds
+        args.index, embedder, dim=args.dim, segment_seconds=args.segment_seconds, **_store(args)
     )
     print(
         f"recovered the manifest from the vector store: {recovered} item(s); the next `index` "
@@ -415,6 +430,11 @@ def _recover(args: argparse.Namespace) -> int:
 
 
 # -- servers -------------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> dict[str, Any]:
+    """Where the index's vectors live: ``--chroma-server`` and ``--collection``."""
+    return {"server": args.chroma_server, "collection": args.collection}
 
 
 def _api_key() -> str | None:

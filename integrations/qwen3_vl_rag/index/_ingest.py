@@ -29,7 +29,8 @@ from qwen3_vl_rag.index._paths import path_key
 from qwen3_vl_rag.index._precision import COMPUTE_DTYPES, with_dtype
 from qwen3_vl_rag.index._reopen import record_roots
 from qwen3_vl_rag.index._signature import differences, mismatch_details
-from qwen3_vl_rag.index._store import VectorStore, check_vectors
+from qwen3_vl_rag.index._store import ChromaStore, check_vectors
+from qwen3_vl_rag.index._thumbnails import keep_thumbnails
 from qwen3_vl_rag.media.folders import FileReport, FolderScan
 from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.media.loaders import MediaOptions
@@ -121,7 +122,7 @@ class IngestTarget:
 
     directory: Path
     manifest: Manifest
-    store: VectorStore
+    store: ChromaStore
     embedding: ItemEmbedding
     dimension: int
     signature: dict[str, Any]
@@ -312,6 +313,7 @@ class _Run:
         updated = with_dtype(recorded, dtype)
         if updated != recorded:
             manifest.set_meta({COMPUTE_DTYPES: list(updated)})
+            self.index.store.record_settings(compute_dtypes=list(updated))  # for readers
 
     def _write(self, entries: Sequence[_Entry], vectors: np.ndarray) -> None:
         index = self.index
@@ -329,6 +331,8 @@ class _Run:
             [metadatas[i] for i in first],
             [texts[i] for i in first],
         )
+        if index.store.keeps_thumbnails:  # for readers without the files (a server store)
+            keep_thumbnails(index.store, [(ids[i], entries[i].item) for i in first])
         index.manifest.add_items(
             ItemRow(
                 entry.id,

@@ -146,6 +146,16 @@ class Manifest:
             self.close()
             raise
 
+    @classmethod
+    def detached(cls, meta: dict[str, Any]) -> Manifest:
+        """A manifest in memory holding only settings, and no source.
+
+        What a reader of a server store on another machine knows: the collection's metadata.
+        """
+        manifest = cls(Path(":memory:"))
+        manifest.set_meta(meta)
+        return manifest
+
     @property
     def db(self) -> sqlite3.Connection:
         """The open connection."""

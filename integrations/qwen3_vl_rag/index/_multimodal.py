@@ -9,6 +9,13 @@ Layout of an index directory::
       thumbnails/           small JPEGs of search results, named by item id
       manifest.sqlite3.damaged-<time>   a damaged manifest, kept aside by ``recover``
 
+With ``server=``, the vectors, metadata and page text live in a collection on a Chroma server
+instead of ``chroma/`` (:mod:`qwen3_vl_rag.index._server_store`), with a JPEG per item beside
+them; the writer's directory still keeps the manifest and the lock, and the writer also holds a
+lease on the server (:mod:`qwen3_vl_rag.index._lease`), since a lock file cannot see other
+machines. A reader elsewhere needs no directory of the writer's: the collection's metadata
+records the settings, the indexed folders and the dtypes, and each hit its citation.
+
 Each side can restore the other: ``rebuild`` writes the store from the manifest, ``recover``
 the manifest from the store (its vectors, metadata and recorded settings). An index notices
 when its store lost vectors the manifest records (an interrupted rebuild) and refuses to work
@@ -39,6 +46,7 @@ from qwen3_vl_rag.index._embedding import (
 from qwen3_vl_rag.index._faults import storage_fault
 from qwen3_vl_rag.index._ids import signature_hash
 from qwen3_vl_rag.index._ingest import IndexReport, IngestTarget, ingest
+from qwen3_vl_rag.index._lease import DEFAULT_LEASE_SECONDS, WriterLease
 from qwen3_vl_rag.index._lock import IndexLock
 from qwen3_vl_rag.index._manifest import MANIFEST_NAME, REBUILDING, SCHEMA_VERSION, Manifest
 from qwen3_vl_rag.index._paths import key_path
@@ -49,8 +57,14 @@ from qwen3_vl_rag.index._precision import (
     with_dtype,
 )
 from qwen3_vl_rag.index._recovery import recover_manifest
+from qwen3_vl_rag.index._reopen import ROOTS_KEY, record_roots
 from qwen3_vl_rag.index._results import SearchResult
 from qwen3_vl_rag.index._search import SearchSource, search
+from qwen3_vl_rag.index._server_store import (
+    DEFAULT_COLLECTION,
+    DEFAULT_RETRY_SECONDS,
+    ServerStore,
+)
 from qwen3_vl_rag.index._signature import (
     FINGERPRINT,
     could_be_hub_id,
@@ -60,7 +74,7 @@ from qwen3_vl_rag.index._signature import (
     mismatch_details,
     recorded_name,
 )
-from qwen3_vl_rag.index._store import STORE_DIR, VectorStore, check_vectors
+from qwen3_vl_rag.index._store import STORE_DIR, ChromaStore, VectorStore, check_vectors
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.loaders import MediaOptions
 
@@ -102,6 +116,10 @@ class IndexStatus:
     compute_dtypes: tuple[str, ...] = ()
     """What the stored vectors were computed in (``("float32",)``; two names when runs
     differed; ``()`` for an index made before they were recorded)."""
+    vector_store: str = ""
+    """Where the vectors live: the ``chroma`` folder, or ``collection NAME on URL``. A reader
+    of a server store without the writer's manifest counts no sources, and its ``items`` are
+    the vectors stored."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,17 @@ class MultimodalIndex:
         mode: ``"write"`` (one process at a time) or ``"read"`` (shared; ``search`` and
             ``status`` only).
         workers: Decoding worker processes for PDFs and videos.
+        server: A Chroma server's URL (``"http://127.0.0.1:8000"``, as ``chroma run``
+            listens) to keep the vectors in, instead of the directory's ``chroma/``. The
+            directory keeps the manifest; a reader (``mode="read"``) needs no manifest
+            there: the directory may be empty or missing (thumbnails are cached in it if it
+            can be written).
+        collection: The collection on ``server`` (default ``"qwen3-vl-rag"``); several
+            indexes share a server under different names.
+        server_retry_seconds: How long a call to ``server`` is retried while it does not
+            answer, before :class:`~qwen3_vl_rag.errors.StoreUnavailableError`.
+        lease_seconds: How long the writer's lease on ``server`` lasts without a heartbeat:
+            how long a killed writer keeps others out.
 
     Example:
         >>> from qwen3_vl_rag import MultimodalIndex, Qwen3VLEmbedder, Qwen3VLReranker
@@ -151,6 +180,14 @@ class MultimodalIndex:
         >>> with MultimodalIndex("my-index", mode="read") as index:  # the model it was built with
         ...     index.embedding_model()
         'Qwen/Qwen3-VL-Embedding-2B'
+
+        The vectors on a Chroma server (``chroma run --path DIR``), searched from anywhere:
+
+        >>> server = {"server": "http://127.0.0.1:8000", "collection": "reports"}
+        >>> with MultimodalIndex("my-index", embedder, **server) as index:  # doctest: +SKIP
+        ...     report = index.index(["reports/"])
+        >>> elsewhere = MultimodalIndex("cache", embedder, mode="read", **server)  # doctest: +SKIP
+        >>> hits = elsewhere.search("bar chart", rerank=False)  # doctest: +SKIP
     """
 
     def __init__(
@@ -164,10 +201,21 @@ class MultimodalIndex:
         mode: Literal["read", "write"] = "write",
         workers: int = 2,
         batch_items: int = 32,
+        server: str | None = None,
+        collection: str | None = None,
+        server_retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.directory = Path(directory)
         self.mode = mode
-        if mode == "read" and not self.exists(self.directory):
+        self.server = server
+        self.collection = (collection or DEFAULT_COLLECTION) if server else None
+        self.server_retry_seconds = server_retry_seconds
+        if collection and not server:
+            raise ConfigurationError("collection= names a collection on a server: give server=.")
+        # a reader of a server store on another machine: no manifest, only the collection
+        self.detached = server is not None and mode == "read" and not self.exists(directory)
+        if mode == "read" and not self.exists(self.directory) and not self.detached:
             raise ConfigurationError(
                 f"{self.directory} is not an index (no {MANIFEST_NAME}); build one with "
                 "`qwen3-vl-rag index PATH --index DIR`."
@@ -177,13 +225,19 @@ class MultimodalIndex:
                 self.directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise storage_fault(self.directory, exc) from exc
-        self._lock = IndexLock(self.directory, mode).acquire()
-        self._store: VectorStore | None = None
+        self._lock = IndexLock(self.directory, mode)
+        if not self.detached:
+            self._lock.acquire()
+        self._store: ChromaStore | None = None
+        self._lease: WriterLease | None = None
         self._damage: IndexCorruptedError | None = None
         self._search_pool: WorkerPool | None = None
         self._precision_warned = False
         try:
-            self.manifest = Manifest(self.directory / MANIFEST_NAME, read_only=mode == "read")
+            if self.detached:
+                self.manifest = self._detached_manifest()
+            else:
+                self.manifest = Manifest(self.directory / MANIFEST_NAME, read_only=mode == "read")
             self._check_schema()
             self.embedder = embedder
             self.reranker = reranker
@@ -191,7 +245,12 @@ class MultimodalIndex:
             self.batch_items = batch_items
             items = self.manifest.counts()["items"]
             self._open_store(items)
+            if server is not None and mode == "write":
+                self._lease = WriterLease(
+                    self._server_store(), self.directory, lease_seconds
+                ).acquire()
             self.signature = self._settle_signature(embedder, dim, segment_seconds)
+            self._check_collection_signature()
             self.signature_hash = signature_hash(self.signature) if self.signature else ""
             self.dimension = int(self.signature["dimension"]) if self.signature else 0
             self.media_options = self._media_options()
@@ -215,8 +274,60 @@ class MultimodalIndex:
                 f"schema {version}, this version reads up to {SCHEMA_VERSION}): upgrade it."
             )
 
+    def _server_store(self, *, create: bool = True) -> ServerStore:
+        assert self.server is not None
+        assert self.collection is not None
+        if self._store is None:
+            self._store = ServerStore(
+                self.server,
+                self.collection,
+                create=create,
+                retry_seconds=self.server_retry_seconds,
+            )
+        assert isinstance(self._store, ServerStore)
+        return self._store
+
+    def _detached_manifest(self) -> Manifest:
+        """What a reader without the writer's manifest knows: the collection's settings."""
+        settings = self._server_store(create=False).recorded_settings()
+        meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for name, key in (
+            ("signature", "signature"),
+            ("roots", ROOTS_KEY),
+            ("compute_dtypes", COMPUTE_DTYPES),
+            ("reranker", _RERANKER),
+        ):
+            if name in settings:
+                meta[key] = settings[name]
+        return Manifest.detached(meta)
+
+    def _check_collection_signature(self) -> None:
+        """Refuse a server collection that another index wrote with other settings."""
+        if not isinstance(self._store, ServerStore) or self.detached or not self.signature:
+            return
+        recorded = self._store.recorded_signature()
+        changed = differences(recorded, self.signature) if recorded else []
+        if recorded and changed:
+            details = mismatch_details(recorded, self.signature, changed)
+            raise IndexMismatchError(
+                f"the {self._store.location} holds vectors of other embedding settings than "
+                f"the index {self.directory} ({details}): vectors of different models or "
+                "settings cannot be compared. Use another --collection for this index."
+            )
+
     def _open_store(self, items: int) -> None:
         """Open the vector store, or note why it cannot be used (``rebuild`` still runs)."""
+        if self.server is not None:
+            store = self._server_store(create=self.mode == "write")
+            if not self.detached and self.manifest.item_count() == 0 and store.count() > 0:
+                raise IndexCorruptedError(
+                    f"the manifest {self.directory / MANIFEST_NAME} records nothing, while "
+                    f"the {store.location} holds {store.count()} vector(s): it belongs to "
+                    "another index directory, or this manifest was lost. Use another "
+                    "--collection, or run `qwen3-vl-rag recover` with the same --chroma-server "
+                    "and --collection to write the manifest again from it."
+                )
+            return
         if items and not (self.directory / STORE_DIR).is_dir():
             # an empty new store would quietly find nothing
             self._damage = IndexCorruptedError(
@@ -269,10 +380,19 @@ class MultimodalIndex:
             unused = self.manifest.forget_ambiguous_sources()
             if unused:
                 self._store.delete(unused)
-        self._store.record_signature(self.signature)
+        self._record_settings()
+
+    def _record_settings(self) -> None:
+        """Record in the collection what a reader without the manifest needs (and ``recover``)."""
+        self.store.record_settings(
+            signature=self.signature,
+            roots=self.manifest.get_meta(ROOTS_KEY),
+            compute_dtypes=list(self.compute_dtypes()),
+            reranker=self.manifest.get_meta(_RERANKER),
+        )
 
     @property
-    def store(self) -> VectorStore:
+    def store(self) -> ChromaStore:
         """The vector store (raises :class:`IndexCorruptedError` if it cannot be used)."""
         if self._damage is not None:
             raise self._damage
@@ -365,6 +485,7 @@ class MultimodalIndex:
         name = recorded_name(model)
         if self.manifest.get_meta(_RERANKER) != name:
             self.manifest.set_meta({_RERANKER: name})
+            self._record_settings()
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -397,6 +518,9 @@ class MultimodalIndex:
             if updated != recorded:  # before any vector is written: the record never falls behind
                 self.manifest.set_meta({COMPUTE_DTYPES: list(updated)})
         store = self.store  # a damaged store is reported now, not after hashing every file
+        paths = list(paths)
+        record_roots(self.manifest, paths)  # (ingest records them too)
+        self._record_settings()  # the same, in the store, for readers elsewhere
         embedding: ItemEmbedding
         if cluster is None:
             embedding = LocalEmbedding(embedder, batch_items=self.batch_items)
@@ -456,6 +580,7 @@ class MultimodalIndex:
             dimension=self.dimension,
             media_options=self.media_options,
             pool=self.search_pool,
+            sources_recorded=not self.detached,
         )
         return search(
             source, query_text, query_image, k=k, rerank=rerank, top_n=top_n, filters=filters
@@ -464,6 +589,9 @@ class MultimodalIndex:
     def status(self) -> IndexStatus:
         """Counts, model, dimension and size on disk."""
         counts = self.manifest.counts()
+        vectors = self.store.count()
+        if self.detached:
+            counts["items"] = vectors
         size = sum(entry.stat().st_size for entry in self.directory.rglob("*") if entry.is_file())
         return IndexStatus(
             directory=str(self.directory),
@@ -473,9 +601,10 @@ class MultimodalIndex:
             indexed=counts.get("indexed", 0),
             failed=counts.get("failed", 0),
             items=counts.get("items", 0),
-            vectors=self.store.count(),
+            vectors=vectors,
             bytes_on_disk=size,
             compute_dtypes=self.compute_dtypes(),
+            vector_store=self.store.location,
         )
 
     def compute_dtypes(self) -> tuple[str, ...]:
@@ -511,9 +640,10 @@ class MultimodalIndex:
             if not os.path.lexists(key_path(source.path)):
                 removed.append(source.path)
                 stale.extend(self.manifest.remove_source(source.path))
-        orphans = store.all_ids() - self.manifest.current_ids()
-        doomed = sorted(set(stale) | orphans)
-        store.delete(doomed)
+        current = self.manifest.current_ids()
+        doomed = set(stale) | (store.all_ids() - current)
+        # a server store's thumbnails of items gone (a rebuild keeps them all) go with them
+        store.delete(sorted(doomed | (store.thumbnail_ids() - current)))
         return PruneReport(removed, len(doomed))
 
     def rebuild(self) -> int:
@@ -531,9 +661,13 @@ class MultimodalIndex:
             )
         # noted first: a kill before the last vector is written is seen on the next open
         self.manifest.set_meta({REBUILDING: True})
-        self._store = VectorStore.recreate(self.directory, self._store)
+        if isinstance(self._store, ServerStore):
+            self._store.recreate()
+        else:
+            assert self._store is None or isinstance(self._store, VectorStore)
+            self._store = VectorStore.recreate(self.directory, self._store)
         self._damage = None
-        self._store.record_signature(self.signature)
+        self._record_settings()
         written = 0
         batch: list[Any] = []
         for row in self.manifest.current_items():
@@ -560,6 +694,8 @@ class MultimodalIndex:
         *,
         dim: int | None = None,
         segment_seconds: float | None = None,
+        server: str | None = None,
+        collection: str | None = None,
     ) -> int:
         """Write a new manifest from the vector store, after the manifest was damaged or lost.
 
@@ -575,6 +711,8 @@ class MultimodalIndex:
                 the embedder the index was built with.
             dim: With ``embedder``: the index's Matryoshka dimension.
             segment_seconds: With ``embedder``: the index's clip length.
+            server: The Chroma server holding the index's vectors (with ``collection``).
+            collection: Its collection (default ``"qwen3-vl-rag"``).
 
         Returns:
             The number of items recovered.
@@ -583,7 +721,14 @@ class MultimodalIndex:
             ConfigurationError: The manifest is intact, or there is no store to recover from.
             IndexMismatchError: The vectors were not made with the given settings.
         """
-        return recover_manifest(Path(directory), embedder, dim=dim, segment_seconds=segment_seconds)
+        store = None
+        if server is not None:
+            store = ServerStore(server, collection or DEFAULT_COLLECTION, create=False)
+        elif collection:
+            raise ConfigurationError("collection= names a collection on a server: give server=.")
+        return recover_manifest(
+            Path(directory), embedder, dim=dim, segment_seconds=segment_seconds, store=store
+        )
 
     def _restore(self, rows: list[Any]) -> int:
         import numpy as np
@@ -620,6 +765,9 @@ class MultimodalIndex:
         if self._search_pool is not None:
             self._search_pool.close()
             self._search_pool = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         if self._store is not None:
             self._store.close()
         if getattr(self, "manifest", None) is not None:

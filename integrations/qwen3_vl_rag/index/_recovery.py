@@ -18,8 +18,10 @@ from qwen3_vl_rag.errors import ConfigurationError, IndexCorruptedError, IndexMi
 from qwen3_vl_rag.index._ids import item_id, locator_of, signature_hash
 from qwen3_vl_rag.index._lock import IndexLock
 from qwen3_vl_rag.index._manifest import MANIFEST_NAME, SCHEMA_VERSION, ItemRow, Manifest
+from qwen3_vl_rag.index._precision import COMPUTE_DTYPES
+from qwen3_vl_rag.index._reopen import ROOTS_KEY
 from qwen3_vl_rag.index._signature import differences, embedding_signature, mismatch_details
-from qwen3_vl_rag.index._store import STORE_DIR, StoredItem, VectorStore
+from qwen3_vl_rag.index._store import STORE_DIR, ChromaStore, StoredItem, VectorStore
 
 if TYPE_CHECKING:
     from qwen3_vl_rag.engine import Qwen3VLEmbedder
@@ -33,25 +35,40 @@ def recover_manifest(
     *,
     dim: int | None = None,
     segment_seconds: float | None = None,
+    store: ChromaStore | None = None,
 ) -> int:
-    """See :meth:`MultimodalIndex.recover`."""
+    """See :meth:`MultimodalIndex.recover`.
+
+    ``store``: a server store to recover from (closed here), instead of the directory's own.
+    """
+    if store is not None:  # a new machine may recover into a new directory
+        directory.mkdir(parents=True, exist_ok=True)
     with IndexLock(directory, "write"):
         manifest_path = directory / MANIFEST_NAME
         _refuse_an_intact_manifest(manifest_path)
-        if not (directory / STORE_DIR / "chroma.sqlite3").is_file():
+        if store is None and not (directory / STORE_DIR / "chroma.sqlite3").is_file():
             raise ConfigurationError(
                 f"{directory} has no vector store ({STORE_DIR}/) to recover the manifest from."
             )
-        store = VectorStore(directory)
+        store = store or VectorStore(directory)
         try:
             signature = _signature(store, embedder, dim, segment_seconds)
             rows = _checked_rows(store, signature)
+            settings = store.recorded_settings()
         finally:
             store.close()
+        meta: dict[str, Any] = {"signature": signature, "schema_version": SCHEMA_VERSION}
+        # what the store records of the folders and dtypes (search reopens files in those)
+        if isinstance(settings.get("roots"), list):
+            meta[ROOTS_KEY] = settings["roots"]
+        if isinstance(settings.get("compute_dtypes"), list):
+            meta[COMPUTE_DTYPES] = settings["compute_dtypes"]
+        if isinstance(settings.get("reranker"), str):
+            meta["reranker"] = settings["reranker"]  # the manifest key record_reranker writes
         _set_aside(manifest_path)
         manifest = Manifest(manifest_path)
         try:
-            manifest.restore(rows, {"signature": signature, "schema_version": SCHEMA_VERSION})
+            manifest.restore(rows, meta)
         finally:
             manifest.close()
         return len(rows)
@@ -79,7 +96,7 @@ def _refuse_an_intact_manifest(path: Path) -> None:
 
 
 def _signature(
-    store: VectorStore,
+    store: ChromaStore,
     embedder: Qwen3VLEmbedder | None,
     dim: int | None,
     segment_seconds: float | None,
@@ -107,7 +124,7 @@ def _signature(
     return recorded  # its ids hash the model's name as recorded
 
 
-def _checked_rows(store: VectorStore, signature: dict[str, Any]) -> list[ItemRow]:
+def _checked_rows(store: ChromaStore, signature: dict[str, Any]) -> list[ItemRow]:
     """Every stored item as a manifest row, each checked against its id."""
     digest = signature_hash(signature)
     dimension = int(signature["dimension"])

@@ -30,16 +30,27 @@ from typing import TYPE_CHECKING, Any
 
 from qwen3_vl_rag.checked_files import OpenedFile, open_checked
 from qwen3_vl_rag.errors import InputError, InputTooLargeError
+from qwen3_vl_rag.index._manifest import SourceRow
 from qwen3_vl_rag.index._paths import key_path
 from qwen3_vl_rag.inputs import LazyImage, MultimodalInput, Video
 from qwen3_vl_rag.media.budget import MediaBudget
 from qwen3_vl_rag.media.isolation import WorkerPool
 
 if TYPE_CHECKING:
-    from qwen3_vl_rag.index._manifest import Manifest, SourceRow
+    from PIL import Image as PILImage
+
+    from qwen3_vl_rag.index._manifest import Manifest
     from qwen3_vl_rag.media.loaders import MediaOptions
 
-__all__ = ["ROOTS_KEY", "Reopener", "StaleSourceError", "record_roots", "source_path"]
+__all__ = [
+    "ROOTS_KEY",
+    "Reopener",
+    "StaleSourceError",
+    "first_frame",
+    "jpeg_thumbnail",
+    "record_roots",
+    "source_path",
+]
 
 #: Manifest setting: the real paths of the folders and files the index was built from.
 ROOTS_KEY = "roots"
@@ -88,12 +99,21 @@ class Reopener:
         manifest: The index's manifest (what each file was when indexed, and its folders).
         options: How the index decodes files (budget, password, frame rate).
         pool: The index's decoding worker processes (started on first call, kept after).
+        sources_recorded: Whether the manifest records the sources. A reader of a server
+            store elsewhere has only the store: a file is then expected to have the content
+            hash the item's metadata records (and is still hashed before it is read).
     """
 
     def __init__(
-        self, manifest: Manifest, options: MediaOptions, pool: Callable[[], WorkerPool]
+        self,
+        manifest: Manifest,
+        options: MediaOptions,
+        pool: Callable[[], WorkerPool],
+        *,
+        sources_recorded: bool = True,
     ) -> None:
         self._manifest = manifest
+        self._sources_recorded = sources_recorded
         self.budget: MediaBudget = options.budget
         self._password = options.password
         self._fps = options.fps or 1.0
@@ -158,6 +178,8 @@ class Reopener:
         label, digest = meta.get("source"), meta.get("content_hash")
         if not isinstance(label, str) or not isinstance(digest, str) or not label:
             raise StaleSourceError("the index records no file and content hash for this item")
+        if not self._sources_recorded:  # size and time unknown: always hashed
+            return (label, digest), SourceRow(label, digest, None, None, "indexed", 0, None)
         row = self._manifest.source(label)
         if row is None or row.content_hash != digest:
             raise StaleSourceError("the index no longer records this file with this content")
@@ -265,11 +287,7 @@ class Reopener:
         path = self.copy(meta)
         label = str(meta["source"])
         kind = str(meta.get("kind"))
-        if kind == "page":
-            where = int(meta["page"])
-        else:
-            fps = float(meta.get("native_fps", 0) or 0)
-            where = int(float(meta.get("start_seconds", 0.0) or 0.0) * fps) if fps else 0
+        where = int(meta["page"]) if kind == "page" else first_frame(meta)
         jpeg: bytes = self.pool.run(
             _thumbnail_jpeg,
             kind,
@@ -341,8 +359,6 @@ def _thumbnail_jpeg(
     kind: str, path: str, where: int, password: str | None, budget: MediaBudget, label: str
 ) -> bytes:
     """A JPEG of at most 320 px a side: the page, the image, or the video frame ``where``."""
-    import io
-
     from PIL import Image
 
     if kind == "page":
@@ -358,6 +374,20 @@ def _thumbnail_jpeg(
         image = Image.fromarray(read_frames(Path(path), [int(where)], label)[0])
     else:
         raise ValueError(f"unknown item kind {kind!r}")
+    return jpeg_thumbnail(image)
+
+
+def first_frame(meta: Mapping[str, Any]) -> int:
+    """The frame a video's or clip's thumbnail shows: the one at its start."""
+    fps = float(meta.get("native_fps", 0) or 0)
+    return int(float(meta.get("start_seconds", 0.0) or 0.0) * fps) if fps else 0
+
+
+def jpeg_thumbnail(image: PILImage.Image) -> bytes:
+    """``image`` as a JPEG of at most 320 px a side."""
+    import io
+
+    image = image.copy()
     image.thumbnail((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE))
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=85)

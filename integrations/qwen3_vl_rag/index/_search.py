@@ -29,7 +29,7 @@ from qwen3_vl_rag.errors import ConfigurationError, InputError
 from qwen3_vl_rag.index._manifest import Manifest
 from qwen3_vl_rag.index._reopen import Reopener, StaleSourceError
 from qwen3_vl_rag.index._results import SearchResult
-from qwen3_vl_rag.index._store import Hit, VectorStore
+from qwen3_vl_rag.index._store import ChromaStore, Hit
 from qwen3_vl_rag.inputs import MultimodalInput
 from qwen3_vl_rag.media.loaders import MediaOptions
 
@@ -60,16 +60,19 @@ class SearchSource:
         dimension: Matryoshka dimension stored.
         media_options: How files are decoded again (the index's budgets).
         pool: The worker processes files are decoded in (started on first call).
+        sources_recorded: Whether ``manifest`` records the sources (``False``: a reader of a
+            server store elsewhere, which checks files against the hits' own metadata).
     """
 
     directory: Path
     manifest: Manifest
-    store: VectorStore
+    store: ChromaStore
     embedder: Qwen3VLEmbedder
     reranker: Qwen3VLReranker | None
     dimension: int
     media_options: MediaOptions
     pool: Callable[[], WorkerPool]
+    sources_recorded: bool = True
 
 
 def search(
@@ -93,7 +96,9 @@ def search(
     if not np.isfinite(vector).all() or not np.any(vector):
         raise ConfigurationError("the query embedded to a vector that is not finite or is zero.")
     hits = index.store.query(vector, k, filters)
-    with Reopener(index.manifest, index.media_options, index.pool) as reopener:
+    with Reopener(
+        index.manifest, index.media_options, index.pool, sources_recorded=index.sources_recorded
+    ) as reopener:
         scores: list[float | None] = [None] * len(hits)
         if rerank and hits:
             if index.reranker is None:
@@ -112,6 +117,8 @@ def search(
         for rank, position in enumerate(order[:top_n], start=1):
             hit = hits[position]
             thumbnail, stale = _thumbnail(index, reopener, hit), reopener.stale_reason(hit.metadata)
+            if stale and not index.store.keeps_thumbnails:
+                thumbnail = None  # the file is not what was indexed, and nothing else shows it
             results.append(
                 SearchResult(
                     rank=rank,
@@ -122,7 +129,7 @@ def search(
                     vector_score=hit.similarity,
                     rerank_score=scores[position],
                     text=hit.document,
-                    thumbnail=None if stale else thumbnail,
+                    thumbnail=thumbnail,
                     metadata=hit.metadata,
                     stale=stale,
                 )
@@ -176,11 +183,33 @@ def _thumbnail(index: SearchSource, reopener: Reopener, hit: Hit) -> Path | None
     try:
         jpeg = reopener.thumbnail(hit.metadata)
     except StaleSourceError:
-        return None
+        return _kept_thumbnail(index, hit)
     except (InputError, OSError, KeyError, ValueError) as exc:
         logger.info("no thumbnail for %s: %s", hit.id, exc)
+        return _kept_thumbnail(index, hit)
+    return _cache(folder, hit.id, jpeg)
+
+
+def _kept_thumbnail(index: SearchSource, hit: Hit) -> Path | None:
+    """The thumbnail the store keeps for the hit (a server store), cached under ``thumbnails``.
+
+    It was made from the indexed content (an item id hashes it), so it shows the item even
+    when its file changed or is not on this machine.
+    """
+    if not index.store.keeps_thumbnails or not _ID.fullmatch(hit.id):
         return None
-    partial = folder / f"{hit.id}.{os.getpid()}.tmp"
+    folder = index.directory / THUMBNAIL_DIR
+    target = folder / f"{hit.id}.jpg"
+    if _is_plain(folder, stat.S_ISDIR) and _is_plain(target, stat.S_ISREG):
+        return target
+    jpeg = index.store.thumbnail(hit.id)
+    return None if jpeg is None else _cache(folder, hit.id, jpeg)
+
+
+def _cache(folder: Path, item: str, jpeg: bytes) -> Path | None:
+    """Write ``jpeg`` as ``folder/<item>.jpg`` (``None`` where it cannot be written)."""
+    target = folder / f"{item}.jpg"
+    partial = folder / f"{item}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not _is_plain(folder, stat.S_ISDIR):
@@ -191,7 +220,7 @@ def _thumbnail(index: SearchSource, reopener: Reopener, hit: Hit) -> Path | None
             handle.write(jpeg)
         os.replace(partial, target)  # replaces a link itself, never what it points at
     except OSError as exc:  # a read-only index, a full disk: the result stands without it
-        logger.info("no thumbnail for %s: %s", hit.id, exc)
+        logger.info("no thumbnail for %s: %s", item, exc)
         with contextlib.suppress(OSError):
             partial.unlink()
         return None

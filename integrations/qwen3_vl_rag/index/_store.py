@@ -23,6 +23,7 @@ import json
 import math
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +40,28 @@ from qwen3_vl_rag.errors import (
 )
 from qwen3_vl_rag.index._faults import disk_fault
 
-__all__ = ["Hit", "StoredItem", "VectorStore", "check_vectors", "clean_metadata"]
+__all__ = [
+    "ChromaStore",
+    "Hit",
+    "StoredItem",
+    "VectorStore",
+    "check_vectors",
+    "clean_metadata",
+]
 
 COLLECTION = "items"
 STORE_DIR = "chroma"
 SIGNATURE_KEY = "qwen3_vl_rag_signature"
+#: The settings a collection's metadata records (as JSON), for ``recover`` and for readers
+#: elsewhere that have no manifest: the embedding settings, the folders the index was built
+#: from (search reopens files only inside them), what the vectors were computed in, and the
+#: reranker recorded to search it with.
+_SETTINGS = {
+    "signature": SIGNATURE_KEY,
+    "roots": "qwen3_vl_rag_roots",
+    "compute_dtypes": "qwen3_vl_rag_compute_dtypes",
+    "reranker": "qwen3_vl_rag_reranker",
+}
 
 
 @dataclass(frozen=True)
@@ -101,85 +119,78 @@ def _utf8(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class VectorStore:
-    """The Chroma collection of one index directory.
+class ChromaStore(ABC):
+    """What an index needs of a Chroma collection, wherever the collection lives.
 
-    Args:
-        directory: The index directory (the store is its ``chroma/``).
-        read_only: Create nothing; if Chroma cannot open the store because it may not write
-            there, search a private temporary copy of it.
+    :class:`VectorStore` is the embedded one, in the index directory;
+    :class:`~qwen3_vl_rag.index._server_store.ServerStore` one on a Chroma server. Both hold
+    the same ids, vectors, metadata and page text, in a cosine space, with the index's settings
+    in the collection's metadata.
+
+    Example:
+        >>> store = VectorStore(Path("my-index"))
+        >>> store.count(), store.keeps_thumbnails
+        (0, False)
+        >>> store.close()
     """
 
-    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
-        self.path = directory / STORE_DIR
-        self._client: Any = None
-        self._copy: Path | None = None
-        try:
-            self._open(self.path, create=not read_only)
-        except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
-            self.close()
-            _forget_shared_system(self.path)  # else the next open here reuses the failed one
-            if not (read_only and _is_read_only(exc)):
-                failure = self._failure(exc)
-                assert failure is not None
-                raise failure from exc
-            self._open_copy(exc)
+    _collection: Any
+    max_batch: int
+    #: Whether the store keeps a small JPEG per item (for readers without the files).
+    keeps_thumbnails: bool = False
 
-    def _open(self, path: Path, *, create: bool) -> None:
-        try:
-            import chromadb
-            from chromadb.config import Settings
-        except ImportError as exc:
-            raise MissingDependencyError("chromadb", "chroma", "The on-disk index") from exc
-        self._client = chromadb.PersistentClient(
-            path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=True)
-        )
-        if create:
-            self._collection = self._client.get_or_create_collection(
-                COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-            )
-        else:
-            self._collection = self._client.get_collection(COLLECTION)
-        self.max_batch = int(self._client.get_max_batch_size())
-        self._collection.count()  # a wedged store fails here
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the vectors live, in words (a folder, or a server and collection)."""
 
-    def _open_copy(self, cause: BaseException) -> None:
-        """Open a private copy of a store that cannot be written (a read-only index)."""
-        self._copy = Path(tempfile.mkdtemp(prefix="qwen3-vl-rag-readonly-"))
-        target = self._copy / STORE_DIR
-        try:
-            shutil.copytree(self.path, target)
-            self._open(target, create=False)
-        except Exception as exc:
-            self.close()
-            raise IndexStorageError(
-                f"the vector store {self.path} cannot be written, and a copy of it to read "
-                f"could not be opened ({type(exc).__name__}: {exc}); make room in the "
-                "temporary directory, or make the index writable."
-            ) from cause
-
+    @abstractmethod
     def close(self) -> None:
-        """Release the Chroma client (chromadb shares one per path within a process)."""
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-            self._client = None
-        if self._copy is not None:
-            _forget_shared_system(self._copy / STORE_DIR)
-            shutil.rmtree(self._copy, ignore_errors=True)
-            self._copy = None
+        """Release the connection to the collection."""
+
+    @abstractmethod
+    def _guard(self, call: Any) -> Any:
+        """``call()``, its failures translated into the index's typed errors."""
+
+    def _before_write(self) -> None:  # noqa: B027  (a hook: nothing to do by default)
+        """Called before every write (a server store checks that it still may write)."""
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """What the collection's metadata records for readers.
+
+        ``signature``, ``roots``, ``compute_dtypes`` and ``reranker``, each present only when
+        recorded.
+        """
+        metadata = self._guard(lambda: self._collection.metadata) or {}
+        settings: dict[str, Any] = {}
+        for name, key in _SETTINGS.items():
+            text = metadata.get(key)
+            if isinstance(text, str):
+                settings[name] = json.loads(text)
+        return settings
+
+    def record_settings(self, **settings: Any) -> None:
+        """Record ``signature``, ``roots``, ``compute_dtypes`` or ``reranker`` in its metadata.
+
+        Chroma replaces a collection's metadata as a whole: the other recorded settings are
+        written again with the changed one.
+        """
+        recorded = self.recorded_settings()
+        wanted = {**recorded, **{k: v for k, v in settings.items() if v}}
+        if wanted == recorded:
+            return
+        self._before_write()
+        metadata = {_SETTINGS[k]: json.dumps(v, sort_keys=True) for k, v in wanted.items()}
+        self._guard(lambda: self._collection.modify(metadata=metadata))
 
     def recorded_signature(self) -> dict[str, Any] | None:
         """The embedding settings recorded with the collection, or ``None``."""
-        metadata = self._guard(lambda: self._collection.metadata) or {}
-        text = metadata.get(SIGNATURE_KEY)
-        return dict(json.loads(text)) if isinstance(text, str) else None
+        signature = self.recorded_settings().get("signature")
+        return dict(signature) if isinstance(signature, dict) else None
 
     def record_signature(self, signature: dict[str, Any]) -> None:
         """Record the embedding settings with the collection (for ``recover``)."""
-        if signature and self.recorded_signature() != signature:
-            text = json.dumps(signature, sort_keys=True)
-            self._guard(lambda: self._collection.modify(metadata={SIGNATURE_KEY: text}))
+        self.record_settings(signature=signature)
 
     def items(self) -> Iterator[StoredItem]:
         """Every stored item with its vector, metadata and document, in batches."""
@@ -240,6 +251,7 @@ class VectorStore:
         documents: Sequence[str | None],
     ) -> None:
         """Write (or overwrite) items, in batches Chroma accepts."""
+        self._before_write()
         for start in range(0, len(ids), self.max_batch):
             stop = start + self.max_batch
             self._guard(
@@ -253,6 +265,7 @@ class VectorStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove items (unknown ids are ignored)."""
+        self._before_write()
         for start in range(0, len(ids), self.max_batch):
             chunk = list(ids[start : start + self.max_batch])
             self._guard(lambda c=chunk: self._collection.delete(ids=c))
@@ -279,6 +292,98 @@ class VectorStore:
                 ids, distances, metadatas, documents, strict=True
             )
         ]
+
+    def put_thumbnails(self, jpegs: Mapping[str, bytes]) -> None:
+        """Keep a JPEG per item id (only where :attr:`keeps_thumbnails`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no thumbnails")
+
+    def thumbnail(self, item: str) -> bytes | None:
+        """The JPEG kept for ``item``, or ``None`` (always ``None`` without thumbnails)."""
+        return None
+
+    def thumbnail_ids(self, ids: Sequence[str] | None = None) -> set[str]:
+        """Which of ``ids`` (default: all) have a thumbnail kept (none without thumbnails)."""
+        return set()
+
+
+class VectorStore(ChromaStore):
+    """The embedded Chroma collection of one index directory.
+
+    Args:
+        directory: The index directory (the store is its ``chroma/``).
+        read_only: Create nothing; if Chroma cannot open the store because it may not write
+            there, search a private temporary copy of it.
+
+    Example:
+        >>> store = VectorStore(Path("my-index"))
+        >>> store.location.endswith("chroma")
+        True
+        >>> store.close()
+    """
+
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
+        self.path = directory / STORE_DIR
+        self._client: Any = None
+        self._copy: Path | None = None
+        try:
+            self._open(self.path, create=not read_only)
+        except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
+            self.close()
+            _forget_shared_system(self.path)  # else the next open here reuses the failed one
+            if not (read_only and _is_read_only(exc)):
+                failure = self._failure(exc)
+                assert failure is not None
+                raise failure from exc
+            self._open_copy(exc)
+
+    def _open(self, path: Path, *, create: bool) -> None:
+        try:
+            import chromadb
+            from chromadb.config import Settings
+        except ImportError as exc:
+            raise MissingDependencyError("chromadb", "chroma", "The on-disk index") from exc
+        self._client = chromadb.PersistentClient(
+            path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=True)
+        )
+        if create:
+            self._collection = self._client.get_or_create_collection(
+                COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+        else:
+            self._collection = self._client.get_collection(COLLECTION)
+        self.max_batch = int(self._client.get_max_batch_size())
+        self._collection.count()  # a wedged store fails here
+
+    def _open_copy(self, cause: BaseException) -> None:
+        """Open a private copy of a store that cannot be written (a read-only index)."""
+        self._copy = Path(tempfile.mkdtemp(prefix="qwen3-vl-rag-readonly-"))
+        target = self._copy / STORE_DIR
+        try:
+            shutil.copytree(self.path, target)
+            self._open(target, create=False)
+        except Exception as exc:
+            self.close()
+            raise IndexStorageError(
+                f"the vector store {self.path} cannot be written, and a copy of it to read "
+                f"could not be opened ({type(exc).__name__}: {exc}); make room in the "
+                "temporary directory, or make the index writable."
+            ) from cause
+
+    @property
+    def location(self) -> str:
+        """The store's folder, in the index directory."""
+        return str(self.path)
+
+    def close(self) -> None:
+        """Release the Chroma client (chromadb shares one per path within a process)."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        if self._copy is not None:
+            _forget_shared_system(self._copy / STORE_DIR)
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     @classmethod
     def recreate(cls, directory: Path, current: VectorStore | None) -> VectorStore:
