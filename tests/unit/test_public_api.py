@@ -11,6 +11,7 @@ import qwen3_vl_rag
 
 EXPECTED_ALL = [
     "BlockedURLError",
+    "ClusterError",
     "ConfigurationError",
     "DatasetError",
     "DecodeTimeoutError",
@@ -50,6 +51,7 @@ EXPECTED_ALL = [
     "ServerResponseError",
     "ServerTimeoutError",
     "ServerUnreachableError",
+    "SourceChangedError",
     "StoreUnavailableError",
     "UnsupportedInputError",
     "Video",
