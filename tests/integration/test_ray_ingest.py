@@ -25,8 +25,10 @@ from qwen3_vl_rag import ClusterError, IndexMismatchError, Qwen3VLEmbedder
 from qwen3_vl_rag.cli.main import EXIT_FATAL, EXIT_OK, main
 from qwen3_vl_rag.distributed import RayCluster, WorkerEngine
 from qwen3_vl_rag.index import MultimodalIndex
+from qwen3_vl_rag.media.items import MediaItem
 from qwen3_vl_rag.testing.faults import CrashingDecoder
 from tests import media_files
+from tests.chroma_server import ChromaServer
 from tests.conftest import write_mp4
 
 pytestmark = [pytest.mark.ray, pytest.mark.enable_socket, pytest.mark.timeout(600)]
@@ -102,6 +104,38 @@ def test_a_ray_run_gives_the_vectors_of_a_local_run_and_a_rerun_embeds_nothing(
         again = index.index([corpus], cluster=cluster)
         assert [f.status for f in again.files] == ["unchanged"] * 4
         assert (again.embedded, again.reused) == (0, 0)
+
+
+def test_a_ray_run_into_a_chroma_server_keeps_the_thumbnails_its_workers_made(
+    ray_address: str,
+    corpus: Path,
+    embedder: Qwen3VLEmbedder,
+    local: dict[str, np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qwen3_vl_rag.index import _thumbnails
+
+    made_by_the_driver: list[str] = []
+    make = _thumbnails.item_thumbnail
+
+    def counted(item: MediaItem) -> bytes:
+        made_by_the_driver.append(item.kind)
+        return make(item)
+
+    monkeypatch.setattr(_thumbnails, "item_thumbnail", counted)
+    server = ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log").start()
+    try:
+        with MultimodalIndex(
+            tmp_path / "index", embedder, workers=1, server=server.url, collection="ray"
+        ) as index:
+            report = index.index([corpus], cluster=RayCluster(ray_address, actors=1))
+            assert report.complete and index.store.all_ids() == set(local)
+            assert index.store.thumbnail_ids() == set(local)
+    finally:
+        server.stop()
+    # pages and images were drawn by the rendering tasks, which made their thumbnails too
+    assert made_by_the_driver == ["video"]
 
 
 def test_a_decoder_crash_in_a_rendering_task_fails_its_file_and_the_run_goes_on(

@@ -258,7 +258,11 @@ class RayEmbedding:
         dataset = ray.data.from_items(rows)
         dataset = dataset.map_batches(
             render_batch,
-            fn_kwargs={"options": self.options, "decoding": cluster.decoding},
+            fn_kwargs={
+                "options": self.options,
+                "decoding": cluster.decoding,
+                "thumbnails": self.job.thumbnails,
+            },
             batch_size=cluster.render_batch,
             num_cpus=cluster.render_cpus,
             # reserving memory also keeps rendering in tasks of its own: Ray Data fuses a
@@ -307,11 +311,17 @@ class RayEmbedding:
         errors = [str(value) for value in batch[ERROR_COLUMNS[0]]]
         good = [position for position, error in enumerate(errors) if not error]
         if good:
+            jpegs = batch.get("thumbnail")
             yield EmbeddedBatch(
                 [ids[p] for p in good],
                 np.asarray(batch["vector"][good], dtype=np.float32),
                 dtype=str(batch["dtype"][good[0]]) or None,
                 signature=json.loads(str(batch["signature"][good[0]])),
+                thumbnails=(
+                    {ids[p]: bytes(jpegs[p]) for p in good if jpegs[p]}
+                    if jpegs is not None
+                    else None
+                ),
             )
         for position, error in enumerate(errors):
             if error:

@@ -136,15 +136,24 @@ def _load_items(
 
 
 def render_batch(
-    batch: Batch, options: MediaOptions, decoding: RunnerFactory | None = None
+    batch: Batch,
+    options: MediaOptions,
+    decoding: RunnerFactory | None = None,
+    thumbnails: bool = False,
 ) -> Batch:
-    """Ray Data stage: draw each page and image of the batch (RGB bytes), or say why not."""
+    """Ray Data stage: draw each page and image of the batch (RGB bytes), or say why not.
+
+    With ``thumbnails``, also a small JPEG of each (for a store that keeps them): made here from
+    the drawn page, it spares the driver, the one writer, from drawing it again.
+    """
     options = _runner(options, decoding)
     size = len(batch["id"])
     failures = _Failures(batch)
     pixels: list[bytes] = [b""] * size
+    jpegs: list[bytes] = [b""] * size
     widths, heights = [0] * size, [0] * size
     kinds = _column(batch, "kind")
+    labels = _column(batch, "label")
     for positions in _files(batch).values():
         drawn = [p for p in positions if kinds[p] in _DRAWN]
         if not drawn:
@@ -157,13 +166,27 @@ def render_batch(
                 continue
             widths[position], heights[position] = image.size
             pixels[position] = image.convert("RGB").tobytes()
+            if thumbnails:
+                jpegs[position] = _thumbnail(image, labels[position])
     return {
         **batch,
         "pixels": np.array(pixels, dtype=object),
+        "thumbnail": np.array(jpegs, dtype=object),
         "width": np.array(widths, dtype=np.int64),
         "height": np.array(heights, dtype=np.int64),
         **{name: np.array(values, dtype=object) for name, values in failures.columns.items()},
     }
+
+
+def _thumbnail(image: PILImage.Image, label: str) -> bytes:
+    """A JPEG of the drawn page, or nothing (the writer then makes it): never fails the item."""
+    from qwen3_vl_rag.index._reopen import jpeg_thumbnail
+
+    try:
+        return jpeg_thumbnail(image)
+    except Exception as exc:  # an encoder failure costs only the thumbnail
+        logger.warning("no thumbnail made for %s: %s: %s", label, type(exc).__name__, exc)
+        return b""
 
 
 def _drawn_image(data: bytes, width: int, height: int, label: str) -> LazyImage:
@@ -246,6 +269,8 @@ class EmbedActor:
                 continue
             vectors[positions] = embedded
             break
+        if "thumbnail" in batch:
+            result["thumbnail"] = batch["thumbnail"]
         result.update(
             vector=vectors,
             fatal=np.array([""] * size, dtype=object),

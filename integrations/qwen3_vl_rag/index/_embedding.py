@@ -67,12 +67,15 @@ class EmbeddedBatch:
             index's embedder, already recorded).
         signature: The embedding settings of the engine that computed them, when it ran
             elsewhere; the index refuses vectors of other settings.
+        thumbnails: Thumbnails (JPEG) the workers made from the pages they drew, by id, for a
+            store that keeps them.
     """
 
     ids: list[str]
     vectors: np.ndarray
     dtype: str | None = None
     signature: dict[str, Any] | None = None
+    thumbnails: dict[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ class EmbeddingJob:
         dimension: Matryoshka dimension stored.
         segment_seconds: The index's clip length (``None``: whole videos).
         media_options: How files are decoded (budgets, frame rate); workers decode alike.
+        thumbnails: Whether the store keeps thumbnails (workers then make those of the pages
+            and images they draw).
     """
 
     embedder: Qwen3VLEmbedder
@@ -139,6 +144,7 @@ class EmbeddingJob:
     dimension: int
     segment_seconds: float | None
     media_options: MediaOptions
+    thumbnails: bool = False
 
 
 class EmbeddingCluster(Protocol):

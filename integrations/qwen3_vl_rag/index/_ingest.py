@@ -160,6 +160,7 @@ class _Run:
         self.progress = progress
         self.queue: list[_Entry] = []
         self.open_files: list[_File] = []
+        self.thumbnails: dict[str, bytes] = {}  # made by a cluster's workers, until written
 
     # -- per file --------------------------------------------------------------------------------
 
@@ -282,6 +283,8 @@ class _Run:
             self._check_settings(result.signature)
         if result.dtype is not None:
             self._record_dtype(result.dtype)
+        if result.thumbnails:
+            self.thumbnails.update(result.thumbnails)
         entries: list[_Entry] = []
         rows: list[np.ndarray] = []
         embedded = 0
@@ -332,7 +335,10 @@ class _Run:
             [texts[i] for i in first],
         )
         if index.store.keeps_thumbnails:  # for readers without the files (a server store)
-            keep_thumbnails(index.store, [(ids[i], entries[i].item) for i in first])
+            written = [(ids[i], entries[i].item) for i in first]
+            keep_thumbnails(index.store, written, self.thumbnails)
+            for item_id, _ in written:
+                self.thumbnails.pop(item_id, None)
         index.manifest.add_items(
             ItemRow(
                 entry.id,

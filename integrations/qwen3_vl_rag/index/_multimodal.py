@@ -531,6 +531,7 @@ class MultimodalIndex:
                 dimension=self.dimension,
                 segment_seconds=self.signature.get("segment_seconds"),
                 media_options=self.media_options,
+                thumbnails=store.keeps_thumbnails,
             )
             embedding = cluster.embedding(job)
         target = IngestTarget(

@@ -9,7 +9,7 @@ the file, whose vectors are what matters.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from qwen3_vl_rag.index._reopen import first_frame, jpeg_thumbnail
@@ -47,12 +47,26 @@ def item_thumbnail(item: MediaItem) -> bytes:
     return jpeg_thumbnail(Image.fromarray(frames[0]))
 
 
-def keep_thumbnails(store: ChromaStore, items: Sequence[tuple[str, MediaItem]]) -> None:
-    """Put the thumbnails of ``(id, item)`` pairs the store does not keep yet."""
+def keep_thumbnails(
+    store: ChromaStore,
+    items: Sequence[tuple[str, MediaItem]],
+    ready: Mapping[str, bytes] | None = None,
+) -> None:
+    """Put the thumbnails of ``(id, item)`` pairs the store does not keep yet.
+
+    Args:
+        store: Where they are kept.
+        items: The items written.
+        ready: Thumbnails already made by id (by the workers of a cluster run, from the page
+            they drew): used as they are, the others are made here.
+    """
     kept = store.thumbnail_ids([item_id for item_id, _ in items])
     jpegs: dict[str, bytes] = {}
     for item_id, item in items:
         if item_id in kept or item_id in jpegs:
+            continue
+        if ready and ready.get(item_id):
+            jpegs[item_id] = ready[item_id]
             continue
         try:
             jpegs[item_id] = item_thumbnail(item)
