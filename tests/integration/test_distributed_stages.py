@@ -131,3 +131,22 @@ def test_the_recipe_of_an_embedder_loads_the_same_model_and_settings(
         loaded.vision == embedder.vision
         and loaded.document_instruction == embedder.document_instruction
     )
+
+
+class _BuggyRunner:
+    """A decoding runner whose render step fails the way a bug does (not a typed input error)."""
+
+    def run(
+        self, step: Any, *args: Any, label: str, stage: str, timeout: float | None = None
+    ) -> Any:
+        if stage == "render":
+            raise KeyError("an unexpected decoder state")
+        return step(*args)
+
+
+def test_an_unexpected_decoder_error_fails_the_item_not_the_task(files: dict[str, Path]) -> None:
+    rows = batch_of(pending(files["pdf"])[:2])
+    rendered = render_batch(rows, MediaOptions(), decoding=lambda options: _BuggyRunner())
+    assert list(rendered["error"]) == ["KeyError", "KeyError"]
+    assert list(rendered["error_stage"]) == ["render", "render"]
+    assert "an unexpected decoder state" in rendered["error_reason"][0]

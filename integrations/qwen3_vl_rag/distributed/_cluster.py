@@ -172,8 +172,15 @@ class RayEmbedding:
 
     def _connect(self, cluster: RayCluster) -> None:
         ray = self.ray
-        if ray.is_initialized():
-            return  # the caller's own connection, kept as it is
+        if not ray.is_initialized():  # else the caller's own connection, kept as it is
+            self._init(cluster)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the index shows its own
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+    def _init(self, cluster: RayCluster) -> None:
+        ray = self.ray
         options: dict[str, Any] = {
             "log_to_driver": False,
             "configure_logging": False,
@@ -195,10 +202,6 @@ class RayEmbedding:
                 "set RAY_AUTH_TOKEN as the cluster's nodes have it."
             ) from exc
         self.owned = True
-        context = self.ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the index shows its own
-        context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def _settle(self, cluster: RayCluster) -> RayCluster:
         """Fill the defaults from the cluster's resources; refuse what can never be scheduled.

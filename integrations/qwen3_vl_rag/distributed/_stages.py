@@ -96,10 +96,18 @@ class _Failures:
     def failed(self, position: int) -> bool:
         return bool(self.columns["error"][position])
 
-    def fail(self, position: int, err: InputError, stage: str) -> None:
+    def fail(self, position: int, err: Exception, stage: str) -> None:
+        """Record why a row failed: a typed input error as it is, anything else by its class.
+
+        A decoder's unexpected error fails the file, as in a local scan, not the run.
+        """
         self.columns["error"][position] = type(err).__name__
-        self.columns["error_stage"][position] = err.stage or stage
-        self.columns["error_reason"][position] = err.reason
+        if isinstance(err, InputError):
+            self.columns["error_stage"][position] = err.stage or stage
+            self.columns["error_reason"][position] = err.reason
+        else:
+            self.columns["error_stage"][position] = stage
+            self.columns["error_reason"][position] = f"{type(err).__name__}: {err}"
 
 
 def _load_items(
@@ -118,9 +126,11 @@ def _load_items(
             locators={locators[p] for p in positions},
             options=options,
         )
-    except InputError as err:
+    except Exception as err:  # typed input errors, and a loader's unexpected one
+        if not isinstance(err, InputError):
+            logger.warning("unexpected error while reading %s", label, exc_info=True)
         for position in positions:
-            failures.fail(position, err, "open")
+            failures.fail(position, err, "open" if isinstance(err, InputError) else "load")
         return {}
     items: dict[int, MediaItem] = {}
     for position in positions:
@@ -161,7 +171,7 @@ def render_batch(
         for position, item in _load_items(batch, drawn, options, failures).items():
             try:
                 image = item.load_image()
-            except InputError as err:
+            except Exception as err:  # typed input errors, and a renderer's unexpected one
                 failures.fail(position, err, "render")
                 continue
             widths[position], heights[position] = image.size
