@@ -30,6 +30,7 @@ from qwen3_vl_rag.testing.faults import CrashingDecoder
 from tests import media_files
 from tests.chroma_server import ChromaServer
 from tests.conftest import write_mp4
+from tests.vllm_servers import Server
 
 pytestmark = [pytest.mark.ray, pytest.mark.enable_socket, pytest.mark.timeout(600)]
 
@@ -353,3 +354,32 @@ def _closed_port() -> int:
     from tests.vllm_servers import free_port
 
     return free_port()
+
+
+@pytest.mark.vllm
+def test_actors_can_embed_through_a_vllm_server_with_the_in_process_vectors(
+    ray_address: str, vllm_embedding: Server, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    media_files.report_pdf(docs / "report.pdf", pages=2)
+    png(docs / "red.png", (200, 30, 30))
+    write_mp4(docs / "clip.mp4")  # the remote engine refuses video: reported, the run goes on
+    served = Qwen3VLEmbedder.from_server(vllm_embedding.url)
+    in_process = Qwen3VLEmbedder.from_pretrained(
+        vllm_embedding.model, dtype="float32", max_length=served.max_length
+    )
+    with MultimodalIndex(tmp_path / "local", in_process, workers=1) as index:
+        index.index([docs / "report.pdf", docs / "red.png"])
+        expected = vectors(index)
+    engine = WorkerEngine.like(served)
+    assert (engine.source, engine.url) == ("server", vllm_embedding.url)
+    with MultimodalIndex(tmp_path / "index", served, workers=1) as index:
+        report = index.index([docs], cluster=RayCluster(ray_address, actors=1, engine=engine))
+        outcomes = {Path(f.path).name: f for f in report.files}
+        assert outcomes["report.pdf"].status == outcomes["red.png"].status == "indexed"
+        assert outcomes["clip.mp4"].status == "failed"
+        got = vectors(index)
+    assert got.keys() == expected.keys()
+    for item_id, vector in expected.items():  # the server's forward pass, our preprocessing
+        np.testing.assert_allclose(got[item_id], vector, rtol=0, atol=1e-5)

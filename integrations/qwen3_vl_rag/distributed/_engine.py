@@ -83,6 +83,11 @@ class WorkerEngine:
             "document_instruction": embedder.document_instruction,
         }
         if loaded.server:
+            backbone: Any = embedder.backbone
+            # the worker's client must authenticate as this one does (the key is never shown)
+            options["api_key"] = getattr(backbone.client, "_api_key", None)
+            options["served_model"] = backbone.served.name
+            options = {k: v for k, v in options.items() if v is not None}
             return cls(loaded.source, source="server", url=loaded.server, options=options)
         location = loaded.location
         model = location.name if location is not None else loaded.source
