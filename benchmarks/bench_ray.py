@@ -275,6 +275,12 @@ def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> d
     return {"same_ids": same, "max_abs_diff": diff}
 
 
+def ratio(runs: dict[str, dict[str, Any]], top: str, bottom: str, key: str) -> float | None:
+    """``runs[top][key] / runs[bottom][key]``, or None where the bottom is zero."""
+    below = runs[bottom][key]
+    return runs[top][key] / below if below else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="bench", help="checkpoint size: tiny or bench")
@@ -374,25 +380,24 @@ def main() -> None:
             "chroma": stored_bytes(embedder, root / "plain", args.fill),
         }
 
+    raw = {name: {k: v for k, v in row.items() if k != "vectors"} for name, row in runs.items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({**results, "runs": raw, "costs": costs}, indent=2) + "\n")
     dimension = runs["plain"]["dimension"]
     reference = runs["plain"].pop("vectors")
     agreement = {
         name: compare(reference, runs[name].pop("vectors"))
         for name in ("plain-1-thread", "ray-1", "ray-2")
     }
+    rate, steady = "items_per_s", "steady_items_per_s"
     ratios = {
-        "ray-1 / plain-1-thread (Ray's overhead, same torch threads)": (
-            runs["ray-1"]["items_per_s"] / runs["plain-1-thread"]["items_per_s"]
+        "ray-1 / plain-1-thread (Ray's overhead, same torch threads)": ratio(
+            runs, "ray-1", "plain-1-thread", rate
         ),
-        "ray-1 / plain": runs["ray-1"]["items_per_s"] / runs["plain"]["items_per_s"],
-        "ray-2 / ray-1 (scaling here)": runs["ray-2"]["items_per_s"] / runs["ray-1"]["items_per_s"],
-        "ray-2 / plain": runs["ray-2"]["items_per_s"] / runs["plain"]["items_per_s"],
-        "steady ray-1 / plain-1-thread": (
-            runs["ray-1"]["steady_items_per_s"] / runs["plain-1-thread"]["steady_items_per_s"]
-        ),
-        "steady ray-2 / ray-1": (
-            runs["ray-2"]["steady_items_per_s"] / runs["ray-1"]["steady_items_per_s"]
-        ),
+        "ray-1 / plain": ratio(runs, "ray-1", "plain", rate),
+        "ray-2 / ray-1 (scaling here)": ratio(runs, "ray-2", "ray-1", rate),
+        "ray-2 / plain": ratio(runs, "ray-2", "plain", rate),
+        "steady ray-2 / ray-1": ratio(runs, "ray-2", "ray-1", steady),
     }
     fixed = runs["ray-1-one-image"]["seconds"] - runs["plain-one-image"]["seconds"]
     chroma = costs["chroma"]
@@ -428,7 +433,7 @@ def report(results: dict[str, Any]) -> None:
             f"{row['driver_cpu_ms_per_item']:19.1f}"
         )
     for name, value in results["ratios"].items():
-        print(f"  {name}: {value:.2f}")
+        print(f"  {name}: {'n/a' if value is None else f'{value:.2f}'}")
     print(
         f"  Ray's fixed cost per run (one image, ray-1 minus plain): "
         f"{results['ray_fixed_cost_per_run_s']:.1f} s; a Ray worker with {ACTOR_CPUS} CPU runs "
