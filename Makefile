@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote bench-gpu bench-rerank bench-precision goldens clean
+.PHONY: help install vllm-env test test-unit lint demo bench bench-media bench-index bench-remote bench-gpu bench-rerank bench-precision bench-ray goldens clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench-gpu: ## on an NVIDIA GPU: the 2b preset, pages/s, texts/s, pairs/s vs the 
 
 bench-rerank: $(VENV)/.installed-test ## a search session reranking the same pages again: vision cache on vs off, time shares
 	$(BIN)/python benchmarks/bench_rerank.py --preset bench
+
+bench-ray: $(VENV)/.installed-test ## Ray ingestion: items/s with 1 and 2 actors vs the plain index, fixed cost per run, per-item costs (starts a local Ray)
+	$(BIN)/python benchmarks/bench_ray.py --preset bench
 
 bench-precision: $(VENV)/.installed-test ## bfloat16 vs float32: vectors, scores, rankings, speed (trains the tiny models once)
 	$(BIN)/python benchmarks/bench_precision.py --preset bench
