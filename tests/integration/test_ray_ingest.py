@@ -26,7 +26,7 @@ from qwen3_vl_rag.cli.main import EXIT_FATAL, EXIT_OK, main
 from qwen3_vl_rag.distributed import RayCluster, WorkerEngine
 from qwen3_vl_rag.index import MultimodalIndex
 from qwen3_vl_rag.media.items import MediaItem
-from qwen3_vl_rag.testing.faults import CrashingDecoder
+from qwen3_vl_rag.testing.faults import CrashingDecoder, SlowDecoder
 from tests import media_files
 from tests.chroma_server import ChromaServer
 from tests.conftest import write_mp4
@@ -172,21 +172,20 @@ def _actor_pids() -> list[int]:
 
 
 @contextlib.contextmanager
-def killing_an_actor(after: float) -> Iterator[list[int]]:
-    """SIGKILL the first embedding actor ``after`` seconds once it exists; yields its pid."""
+def killing_an_actor(manifest: Path) -> Iterator[list[int]]:
+    """SIGKILL the embedding actor once the index recorded its first item; yields its pid."""
     killed: list[int] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
             pids = _actor_pids()
-            if pids:
-                time.sleep(after)
+            if pids and _recorded_items(manifest) >= 1:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
                 return
-            time.sleep(0.1)
+            time.sleep(0.02)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -195,32 +194,6 @@ def killing_an_actor(after: float) -> Iterator[list[int]]:
     finally:
         stop.set()
         thread.join(30)
-
-
-def test_an_actor_killed_mid_run_is_replaced_and_nothing_is_lost_or_doubled(
-    ray_address: str, embedder: Qwen3VLEmbedder, tmp_path: Path
-) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for i in range(16):
-        png(docs / f"{i:02d}.png", (15 * i, 100, 255 - 15 * i))
-    with MultimodalIndex(tmp_path / "local", embedder, workers=1) as index:
-        index.index([docs])
-        expected = vectors(index)
-    cluster = RayCluster(ray_address, actors=1, batch_size=1, render_batch=1)
-    with (
-        killing_an_actor(after=2.0) as killed,
-        MultimodalIndex(tmp_path / "index", embedder, workers=1) as index,
-    ):
-        report = index.index([docs], cluster=cluster)
-        assert killed, "no actor was killed: the test proved nothing"
-        assert report.complete and report.counts()["items"] == 16
-        got = vectors(index)
-        assert got.keys() == expected.keys()
-        for item_id, vector in expected.items():
-            assert_same_vector(got[item_id], vector)
-        assert index.store.all_ids() == index.manifest.current_ids() == set(expected)
-    assert killed[0] not in _actor_pids()
 
 
 def _recorded_items(manifest: Path) -> int:
@@ -233,6 +206,36 @@ def _recorded_items(manifest: Path) -> int:
         return 0
     finally:
         db.close()
+
+
+def test_an_actor_killed_mid_run_is_replaced_and_nothing_is_lost_or_doubled(
+    ray_address: str, embedder: Qwen3VLEmbedder, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(16):
+        png(docs / f"{i:02d}.png", (15 * i, 100, 255 - 15 * i))
+    with MultimodalIndex(tmp_path / "local", embedder, workers=1) as index:
+        index.index([docs])
+        expected = vectors(index)
+    # rendering slowed to 0.3 s an image: the run is still under way when the first item is in
+    slow = SlowDecoder(0.3, stage="render")
+    cluster = RayCluster(ray_address, actors=1, batch_size=1, render_batch=1, decoding=slow)
+    manifest = tmp_path / "index" / "manifest.sqlite3"
+    with (
+        killing_an_actor(manifest) as killed,
+        MultimodalIndex(tmp_path / "index", embedder, workers=1) as index,
+    ):
+        report = index.index([docs], cluster=cluster)
+        assert killed, "no actor was killed: the test proved nothing"
+        assert report.complete and report.counts()["items"] == 16
+        got = vectors(index)
+        assert got.keys() == expected.keys()
+        for item_id, vector in expected.items():
+            assert_same_vector(got[item_id], vector)
+        assert index.store.all_ids() == index.manifest.current_ids() == set(expected)
+    assert _recorded_items(manifest) == 16  # each item recorded once
+    assert killed[0] not in _actor_pids()
 
 
 def test_a_killed_driver_loses_nothing_and_a_rerun_finishes_the_job(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CrashingDecoder",
+    "SlowDecoder",
     "allocate",
     "crash",
     "echo",
@@ -108,6 +109,53 @@ class _CrashingRunner:
     ) -> T:
         if self.marker in label and stage == self.stage:
             self.pool.run(crash, label=label, stage=stage, timeout=timeout)
+        return self.pool.run(step, *args, label=label, stage=stage, timeout=timeout)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@dataclass(frozen=True)
+class SlowDecoder:
+    """Decoding runners whose every step at one stage takes ``seconds`` longer.
+
+    Stretches a cluster run, so that a test can act while it is under way (kill an actor). Like
+    :class:`CrashingDecoder`, it is picklable and makes its runner where it is used.
+
+    Example:
+        >>> from qwen3_vl_rag.media.loaders import MediaOptions
+        >>> runner = SlowDecoder(0.01, stage="render")(MediaOptions())
+        >>> runner.run(echo, 1, label="page.pdf", stage="render")[0]
+        1
+        >>> runner.close()
+    """
+
+    seconds: float
+    stage: str = "render"
+
+    def __call__(self, options: MediaOptions) -> _SlowRunner:
+        """A runner for ``options``' budgets, slower at the stage."""
+        from qwen3_vl_rag.media.isolation import WorkerPool
+
+        budget = options.budget
+        pool = WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
+        return _SlowRunner(pool, self.seconds, self.stage)
+
+
+class _SlowRunner:
+    def __init__(self, pool: WorkerPool, seconds: float, stage: str) -> None:
+        self.pool, self.seconds, self.stage = pool, seconds, stage
+
+    def run(
+        self,
+        step: Callable[..., T],
+        *args: Any,
+        label: str,
+        stage: str,
+        timeout: float | None = None,
+    ) -> T:
+        if stage == self.stage:
+            time.sleep(self.seconds)
         return self.pool.run(step, *args, label=label, stage=stage, timeout=timeout)
 
     def close(self) -> None:
