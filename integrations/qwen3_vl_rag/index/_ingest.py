@@ -2,10 +2,10 @@
 
 Order of operations, for crash safety: a batch is embedded (here, or on a Ray cluster: see
 :mod:`._embedding`), written to the vector store, then recorded in the manifest (not yet
-current). When all of a file's items are written, one manifest
-transaction makes them the file's items and forgets the previous ones, whose vectors are deleted
-last. A kill at any point loses no acknowledged batch (a re-run reuses recorded vectors instead of
-embedding them again) and never leaves a file half old, half new in the manifest.
+current). When all of a file's items are written, one manifest transaction makes them the
+file's items and forgets the previous ones, whose vectors are deleted last. A kill at any point
+loses no acknowledged batch (a re-run reuses recorded vectors instead of embedding them again)
+and never leaves a file half old, half new in the manifest.
 """
 
 from __future__ import annotations
@@ -283,8 +283,10 @@ class _Run:
             self._check_settings(result.signature)
         if result.dtype is not None:
             self._record_dtype(result.dtype)
-        if result.thumbnails:
-            self.thumbnails.update(result.thumbnails)
+        if result.thumbnails:  # kept until their items are written (dropped with a failed file)
+            self.thumbnails.update(
+                (id_, jpeg) for id_, jpeg in result.thumbnails.items() if id_ in waiting
+            )
         entries: list[_Entry] = []
         rows: list[np.ndarray] = []
         embedded = 0
