@@ -1,10 +1,11 @@
 """A real local Ray cluster for the tests: ``ray start --head`` on this machine, two CPUs.
 
 It starts in the background as soon as tests that need it are collected (it takes 10-20 s),
-once per session, and stops at the end. Its processes keep their files in a private temporary
-folder; clients need a token that only this session holds (Ray's token authentication), which
-the tests and the drivers they start find in the environment. The cluster's GCS listens on a free
-port; clients connect to it at 127.0.0.1 only.
+once per session, and stops at the end (only its own processes: `ray stop` would stop every Ray
+instance of the user). Its processes keep their files in a private temporary folder; clients
+need a token that only this session holds (Ray's token authentication), which the tests and the
+drivers they start find in the environment. The cluster's GCS listens on a free port; clients
+connect to it at 127.0.0.1 only.
 
 Where Ray is not installed the tests that need it skip with the reason, except in CI (``CI``
 set), where that fails the run.
@@ -16,6 +17,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,7 +109,7 @@ class LocalRay:
         return self.address
 
     def stop(self) -> None:
-        """``ray stop`` this session's cluster and remove its files."""
+        """Stop this session's cluster (its processes only) and remove its files."""
         if self._thread is None:
             return
         self._thread.join(BOOT_TIMEOUT + 30)
@@ -115,20 +117,42 @@ class LocalRay:
             import ray
 
             ray.shutdown()
-        if self.address is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                subprocess.run(
-                    [str(Path(sys.executable).with_name("ray")), "stop", "--force"],
-                    env={**os.environ, **self._environment()},
-                    capture_output=True,
-                    timeout=120,
-                    check=False,
-                )
-            self.address = None
-        # give the killed processes a moment to let go of their files
-        time.sleep(0.5)
         if self._folder is not None:
+            # not `ray stop`: it stops every Ray instance of the user on the machine
+            stop_processes_of(self._folder)
             shutil.rmtree(self._folder, ignore_errors=True)
+        self.address = None
+
+
+def stop_processes_of(folder: Path, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, the processes started with ``folder`` in their arguments (a Ray
+    instance's GCS, raylet and monitors name their session folder), and their descendants (the
+    workers a raylet starts show only ``ray::...`` as their name)."""
+
+    def ours() -> set[int]:
+        listing = subprocess.run(
+            ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=False
+        ).stdout
+        rows = []
+        for line in listing.splitlines():
+            pid, ppid, *args = line.split(None, 2)
+            rows.append((int(pid), int(ppid), args[0] if args else ""))
+        found = {pid for pid, _, args in rows if str(folder) in args}
+        while True:
+            children = {pid for pid, ppid, _ in rows if ppid in found} - found
+            if not children:
+                return found - {os.getpid()}
+            found |= children
+
+    for pid in ours():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in ours():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 CLUSTER = LocalRay()
