@@ -56,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _torchvision_cpu  # noqa: E402, F401  # before transformers; a no-op without torchvision
-from bench_index import fill, load_models, warm_up  # noqa: E402
+from bench_index import Stages, fill, load_models, warm_up  # noqa: E402
 from bench_media import make_image_folder, make_pdf  # noqa: E402
 
 RAY_CPUS = 2
@@ -67,33 +67,28 @@ RENDER_CPUS = 0.5
 # -- instruments -----------------------------------------------------------------------------------
 
 
-class Calls:
+class Calls(Stages):
     """Wall time inside chosen callables (outer calls only), and when the first write happened."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+        super().__init__()
         self.first_write: float | None = None
         self.first_write_items = 0
-        self._depth = 0
 
     def wrap(self, owner: Any, name: str, stage: str, *, write: bool = False) -> None:
-        original = getattr(owner, name)
+        """Time every call of ``owner.name`` under ``stage``; with ``write``, note the first."""
+        super().wrap(owner, name, stage)
+        if not write:
+            return
+        timed = getattr(owner, name)
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:
-                return original(*args, **kwargs)
-            self._depth += 1
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self._depth -= 1
-                end = time.perf_counter()
-                self.seconds[stage] = self.seconds.get(stage, 0.0) + end - start
-                if write and self.first_write is None:
-                    self.first_write, self.first_write_items = end, len(args[0])
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            result = timed(*args, **kwargs)
+            if self.first_write is None:
+                self.first_write, self.first_write_items = time.perf_counter(), len(args[0])
+            return result
 
-        setattr(owner, name, timed)
+        setattr(owner, name, noted)
 
 
 def folder_bytes(path: Path) -> int:

@@ -47,7 +47,7 @@ class LocalRay:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._start, name="ray-start", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="ray-start", daemon=True)
             self._thread.start()
 
     def _environment(self) -> dict[str, str]:
@@ -58,6 +58,12 @@ class LocalRay:
             "RAY_AUTH_TOKEN": self._token,
             "RAY_USAGE_STATS_ENABLED": "0",
         }
+
+    def _run(self) -> None:
+        try:
+            self._start()
+        except Exception as exc:  # said in the skip (or the CI failure), not lost in a thread
+            self.error = f"starting Ray failed: {type(exc).__name__}: {exc}"
 
     def _start(self) -> None:
         ray = Path(sys.executable).with_name("ray")

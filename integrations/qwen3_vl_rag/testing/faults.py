@@ -86,33 +86,13 @@ class CrashingDecoder:
     marker: str
     stage: str = "render"
 
-    def __call__(self, options: MediaOptions) -> _CrashingRunner:
+    def __call__(self, options: MediaOptions) -> _FaultyRunner:
         """A runner for ``options``' budgets, crashing on the marked files."""
-        from qwen3_vl_rag.media.isolation import WorkerPool
+        return _FaultyRunner(options, self._fault)
 
-        budget = options.budget
-        pool = WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
-        return _CrashingRunner(pool, self.marker, self.stage)
-
-
-class _CrashingRunner:
-    def __init__(self, pool: WorkerPool, marker: str, stage: str) -> None:
-        self.pool, self.marker, self.stage = pool, marker, stage
-
-    def run(
-        self,
-        step: Callable[..., T],
-        *args: Any,
-        label: str,
-        stage: str,
-        timeout: float | None = None,
-    ) -> T:
+    def _fault(self, pool: WorkerPool, label: str, stage: str, timeout: float | None) -> None:
         if self.marker in label and stage == self.stage:
-            self.pool.run(crash, label=label, stage=stage, timeout=timeout)
-        return self.pool.run(step, *args, label=label, stage=stage, timeout=timeout)
-
-    def close(self) -> None:
-        self.pool.close()
+            pool.run(crash, label=label, stage=stage, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -133,18 +113,28 @@ class SlowDecoder:
     seconds: float
     stage: str = "render"
 
-    def __call__(self, options: MediaOptions) -> _SlowRunner:
+    def __call__(self, options: MediaOptions) -> _FaultyRunner:
         """A runner for ``options``' budgets, slower at the stage."""
+        return _FaultyRunner(options, self._fault)
+
+    def _fault(self, pool: WorkerPool, label: str, stage: str, timeout: float | None) -> None:
+        if stage == self.stage:
+            time.sleep(self.seconds)
+
+
+class _FaultyRunner:
+    """A worker pool under ``options``' budgets whose every step first meets ``fault``."""
+
+    def __init__(
+        self,
+        options: MediaOptions,
+        fault: Callable[[WorkerPool, str, str, float | None], None],
+    ) -> None:
         from qwen3_vl_rag.media.isolation import WorkerPool
 
         budget = options.budget
-        pool = WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
-        return _SlowRunner(pool, self.seconds, self.stage)
-
-
-class _SlowRunner:
-    def __init__(self, pool: WorkerPool, seconds: float, stage: str) -> None:
-        self.pool, self.seconds, self.stage = pool, seconds, stage
+        self.pool = WorkerPool(1, timeout=budget.timeout, memory_limit=budget.worker_memory)
+        self.fault = fault
 
     def run(
         self,
@@ -154,8 +144,7 @@ class _SlowRunner:
         stage: str,
         timeout: float | None = None,
     ) -> T:
-        if stage == self.stage:
-            time.sleep(self.seconds)
+        self.fault(self.pool, label, stage, timeout)
         return self.pool.run(step, *args, label=label, stage=stage, timeout=timeout)
 
     def close(self) -> None:
