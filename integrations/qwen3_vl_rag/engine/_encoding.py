@@ -42,6 +42,7 @@ import numpy as np
 
 from qwen3_vl_rag.engine import _prompts as prompts
 from qwen3_vl_rag.engine._text_budget import TextBudget
+from qwen3_vl_rag.engine._tokenizing import tokenize
 from qwen3_vl_rag.engine._vision import ImagePlan, VideoPlan, VisionSettings, plan_image, plan_video
 from qwen3_vl_rag.errors import InputError, InputTooLongError, UnsupportedInputError
 from qwen3_vl_rag.inputs import MultimodalInput, as_multimodal_input, is_single_image
@@ -166,7 +167,8 @@ class SequenceEncoder:
             return []
         # verbose=False: texts over the tokenizer's model_max_length are cut right after, by us;
         # transformers' "sequence length is longer than the specified maximum" would mislead
-        return [list(ids) for ids in self.tokenizer(list(texts), verbose=False)["input_ids"]]
+        encoded = tokenize(self.tokenizer, list(texts), verbose=False)
+        return [list(ids) for ids in encoded["input_ids"]]
 
     def _has_special_text(self, texts: Iterable[str | None], cache: dict[int, bool]) -> bool:
         """Whether any of these user-written (uncut) texts contains a special-token string."""
@@ -214,11 +216,10 @@ class SequenceEncoder:
         ids: list[int] = []
         spans = []
         for text, user in segments:
-            piece = (
-                self.tokenizer(text, split_special_tokens=user, verbose=False)["input_ids"]
-                if text
-                else []
-            )
+            piece: list[int] = []
+            if text:
+                encoded = tokenize(self.tokenizer, text, split_special_tokens=user, verbose=False)
+                piece = list(encoded["input_ids"])
             spans.append((len(ids), len(ids) + len(piece)))
             ids.extend(piece)
         return ids, spans
@@ -266,7 +267,7 @@ class SequenceEncoder:
         prompt = prompts.render(segments)
         text_end = len(prompt) - len(segments[-1][0])
         text_start = text_end - len(text)
-        encoded = self.tokenizer(prompt, return_offsets_mapping=True, verbose=False)
+        encoded = tokenize(self.tokenizer, prompt, return_offsets_mapping=True, verbose=False)
         offsets = encoded["offset_mapping"]
         return [i for i, (lo, hi) in enumerate(offsets) if lo >= text_start and hi <= text_end]
 
@@ -362,7 +363,8 @@ class SequenceEncoder:
         vision = sum(part.num_tokens for part in query.parts)
         budget = max(0, room // 2 - vision)
         text = self._bounded(query.text, max_length, cache)
-        encoded = self.tokenizer(
+        encoded = tokenize(
+            self.tokenizer,
             text,
             add_special_tokens=False,
             split_special_tokens=True,

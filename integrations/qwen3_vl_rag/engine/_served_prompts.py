@@ -25,6 +25,7 @@ from typing import Any
 
 from qwen3_vl_rag.engine import _prompts as prompts
 from qwen3_vl_rag.engine._encoding import EncodedSequence
+from qwen3_vl_rag.engine._tokenizing import tokenize
 from qwen3_vl_rag.engine._vision import ImagePlan, VideoPlan
 from qwen3_vl_rag.errors import UnsupportedInputError
 
@@ -95,7 +96,7 @@ def prompt_text(
     text = tokenizer.decode(
         collapsed, skip_special_tokens=False, clean_up_tokenization_spaces=False
     )
-    if list(tokenizer([text], verbose=False)["input_ids"][0]) != collapsed:
+    if list(tokenize(tokenizer, [text], verbose=False)["input_ids"][0]) != collapsed:
         raise UnsupportedInputError(
             "its text or instruction cannot be sent to a vLLM server unchanged: it holds a "
             "special-token string (such as <|im_end|> or <|image_pad|>), which the server's "

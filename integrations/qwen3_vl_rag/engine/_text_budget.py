@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qwen3_vl_rag.engine._tokenizing import tokenize
+
 __all__ = ["QWEN_SPLIT_PATTERN", "RUN_MARGIN", "TextBudget"]
 
 #: The pre-tokenizer regex of Qwen2, Qwen2.5, Qwen3 and Qwen3-VL tokenizers.
@@ -126,8 +128,8 @@ class TextBudget:
         )
 
         def count(text: str) -> int:
-            encoded = tokenizer(
-                text, add_special_tokens=False, split_special_tokens=True, verbose=False
+            encoded = tokenize(
+                tokenizer, text, add_special_tokens=False, split_special_tokens=True, verbose=False
             )
             return len(encoded["input_ids"])
 
