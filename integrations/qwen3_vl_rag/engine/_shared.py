@@ -31,6 +31,7 @@ __all__ = [
     "embed_in_chunks",
     "loading_options",
     "model_lock",
+    "object_lock",
     "serialized_calls",
     "server_embedder",
     "server_reranker",
@@ -138,10 +139,15 @@ def loading_options(
 
 def model_lock(engine: Any) -> threading.RLock:
     """The lock that serializes calls into ``engine`` (one per engine object)."""
+    return object_lock(engine)
+
+
+def object_lock(owner: Any) -> threading.RLock:
+    """One lock per object, made on first use and dropped with the object."""
     with _locks_guard:
-        lock = _locks.get(engine)
+        lock = _locks.get(owner)
         if lock is None:
-            lock = _locks[engine] = threading.RLock()
+            lock = _locks[owner] = threading.RLock()
         return lock
 
 

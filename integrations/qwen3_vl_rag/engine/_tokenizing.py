@@ -10,22 +10,11 @@ pass, so every call of the engine goes through :func:`tokenize`, one at a time p
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
+from qwen3_vl_rag.engine._shared import object_lock
+
 __all__ = ["tokenize"]
-
-_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_locks_guard = threading.Lock()
-
-
-def _lock_of(tokenizer: Any) -> threading.Lock:
-    with _locks_guard:
-        lock = _locks.get(tokenizer)
-        if lock is None:
-            lock = _locks[tokenizer] = threading.Lock()
-        return lock
 
 
 def tokenize(tokenizer: Any, text: Any, **kwargs: Any) -> Any:
@@ -38,5 +27,5 @@ def tokenize(tokenizer: Any, text: Any, **kwargs: Any) -> Any:
         >>> tokenize(Words(), "one three")["input_ids"]
         [3, 5]
     """
-    with _lock_of(tokenizer):
+    with object_lock(tokenizer):
         return tokenizer(text, **kwargs)
